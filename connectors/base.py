@@ -73,8 +73,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class SyncWindow:
+    """The span synced, and the zone (the user's) that all-day dates and floating times are read in."""
+
     start: datetime
     end: datetime
+    timezone: str = "UTC"
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
         return start < self.end and end > self.start
