@@ -1,0 +1,248 @@
+"""Available / Away: the status rules of DESIGN.md §1.2 as pure functions.
+
+Nothing here reads a clock or a database: the caller passes the blocks, the working hours,
+the last known `StatusState` and `now`, and gets back the new state and the `StatusChange`s
+to publish, in order, each with the instant it truly took effect.
+
+The model: ``auto(t)`` is what the blocks (and optionally working hours) say at ``t``. An
+*automatic transition* is an instant where ``auto`` changes value — at a block boundary, at
+a working-hours boundary, or "now" when an edit makes a block start or stop covering the
+present. A manual change holds until the next automatic transition; the effective status
+is whichever of the two happened last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "AWAY",
+    "AVAILABLE",
+    "Evaluation",
+    "HOURS_HORIZON",
+    "Period",
+    "Status",
+    "StatusChange",
+    "StatusPolicy",
+    "StatusState",
+    "WorkingHours",
+    "advance",
+    "auto_status",
+    "covering",
+    "initial_state",
+    "next_change",
+    "set_manual",
+]
+
+Status = Literal["available", "away"]
+AVAILABLE: Status = "available"
+AWAY: Status = "away"
+Reason = Literal["ooo_started", "ooo_ended", "ooo_ended_early", "manual", "working_hours", "initial"]
+
+# weekday (0 = Monday) -> local (start, end) ranges; end == time.max means "until midnight".
+WorkingHours = Mapping[int, Sequence[tuple[time, time]]]
+
+# How far ahead `next_change` looks when only working hours could change the status.
+HOURS_HORIZON = timedelta(days=400)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One live OOO block as the status rules see it."""
+
+    block_id: str
+    start: datetime
+    end: datetime
+    title: str = "Out of office"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPolicy:
+    """A user's rules besides their blocks."""
+
+    timezone: str = "UTC"
+    working_hours: WorkingHours | None = None
+    away_outside_working_hours: bool = False
+
+    @property
+    def uses_hours(self) -> bool:
+        return self.away_outside_working_hours and bool(self.working_hours)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusState:
+    """What has been decided for a user up to ``evaluated_at``."""
+
+    auto: Status
+    auto_reason: Reason
+    effective: Status
+    reason: Reason
+    since: datetime  # when `effective` last changed
+    evaluated_at: datetime
+    block_id: str | None = None  # the block behind `auto` being away, if any
+    manual: Status | None = None  # a manual change still in force
+    manual_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    status: Status
+    previous: Status
+    reason: Reason
+    effective_at: datetime
+    block_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    state: StatusState
+    changes: list[StatusChange]
+
+
+def covering(periods: Iterable[Period], at: datetime) -> list[Period]:
+    """Blocks covering ``at``, the one that ends last first (it says "away until")."""
+    hits = [p for p in periods if p.start <= at < p.end]
+    return sorted(hits, key=lambda p: (p.end, p.block_id), reverse=True)
+
+
+def in_working_hours(hours: WorkingHours, tz: ZoneInfo, at: datetime) -> bool:
+    local = at.astimezone(tz)
+    wall = local.time().replace(tzinfo=None)
+    return any(start <= wall and (end == time.max or wall < end) for start, end in hours.get(local.weekday(), ()))
+
+
+def auto_status(periods: Sequence[Period], policy: StatusPolicy, at: datetime) -> tuple[Status, Reason, str | None]:
+    """``auto(at)``: away while a block covers ``at`` (or, if enabled, outside working hours)."""
+    hits = covering(periods, at)
+    if hits:
+        return AWAY, "ooo_started", hits[0].block_id
+    if policy.uses_hours:
+        assert policy.working_hours is not None
+        if not in_working_hours(policy.working_hours, ZoneInfo(policy.timezone), at):
+            return AWAY, "working_hours", None
+    return AVAILABLE, "ooo_ended", None
+
+
+def _hour_boundaries(policy: StatusPolicy, after: datetime, until: datetime) -> Iterator[datetime]:
+    assert policy.working_hours is not None
+    tz = ZoneInfo(policy.timezone)
+    day: date = after.astimezone(tz).date() - timedelta(days=1)
+    last = until.astimezone(tz).date() + timedelta(days=1)
+    while day <= last:
+        for start, end in policy.working_hours.get(day.weekday(), ()):
+            yield datetime.combine(day, start, tzinfo=tz).astimezone(UTC)
+            if end == time.max:
+                yield datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+            else:
+                yield datetime.combine(day, end, tzinfo=tz).astimezone(UTC)
+        day += timedelta(days=1)
+
+
+def boundaries(periods: Sequence[Period], policy: StatusPolicy, after: datetime, until: datetime) -> list[datetime]:
+    """Every instant in ``(after, until]`` where ``auto`` may change, in order."""
+    points = {p.start for p in periods} | {p.end for p in periods}
+    if policy.uses_hours:
+        points.update(_hour_boundaries(policy, after, until))
+    return sorted(t for t in points if after < t <= until)
+
+
+def initial_state(periods: Sequence[Period], policy: StatusPolicy, now: datetime) -> StatusState:
+    status, reason, block = auto_status(periods, policy, now)
+    if status == AVAILABLE:
+        reason = "initial"
+    return StatusState(status, reason, status, reason, now, now, block)
+
+
+def _transition(state: StatusState, status: Status, reason: Reason, block: str | None,
+                at: datetime) -> tuple[StatusState, StatusChange | None]:
+    """An automatic transition: ``auto`` becomes ``status``; any manual change ends."""
+    if status == AVAILABLE and state.auto_reason == "working_hours":
+        reason = "working_hours"
+    change = None
+    since = state.since
+    if status != state.effective:
+        change = StatusChange(status, state.effective, reason, at, block)
+        since = at
+    new = StatusState(status, reason, status, reason, since, at, block)
+    return new, change
+
+
+def advance(state: StatusState, periods: Sequence[Period], policy: StatusPolicy, now: datetime,
+            *, ended_early: bool = False) -> Evaluation:
+    """Carry ``state`` forward to ``now``, returning every change on the way.
+
+    Boundaries between ``state.evaluated_at`` and ``now`` (a restart after downtime, or a
+    future instant the helpdesk asks about) each produce their change at their true time.
+    Then, if ``auto(now)`` still differs — a block was created, moved, deleted or ended
+    early — that is a transition at ``now`` (``ended_early`` names the reason).
+    """
+    changes: list[StatusChange] = []
+    if now < state.evaluated_at:
+        return Evaluation(state, changes)
+    for at in boundaries(periods, policy, state.evaluated_at, now):
+        status, reason, block = auto_status(periods, policy, at)
+        if status != state.auto:
+            state, change = _transition(state, status, reason, block, at)
+            if change:
+                changes.append(change)
+        elif status == AWAY and (block, reason) != (state.block_id, state.auto_reason):
+            # Still away, for another block or now for working hours: same status, new cause.
+            state = replace(state, block_id=block, auto_reason=reason,
+                            reason=reason if state.manual is None else state.reason)
+    status, reason, block = auto_status(periods, policy, now)
+    if status != state.auto:
+        if status == AVAILABLE and ended_early:
+            reason = "ooo_ended_early"
+        state, change = _transition(state, status, reason, block, now)
+        if change:
+            changes.append(change)
+    elif block != state.block_id:
+        state = replace(state, block_id=block)
+    return Evaluation(replace(state, evaluated_at=now), changes)
+
+
+def set_manual(state: StatusState, status: Status, now: datetime) -> Evaluation:
+    """A manual change by the user or a super admin; holds until the next automatic transition.
+
+    The caller has already turned "available while OOO" into ending the blocks early, so a
+    manual ``available`` here never hides a covering block.
+    """
+    if status == state.effective:
+        return Evaluation(replace(state, manual=status, manual_at=now, evaluated_at=max(now, state.evaluated_at)), [])
+    change = StatusChange(status, state.effective, "manual", now, state.block_id if status == AWAY else None)
+    new = replace(state, effective=status, reason="manual", since=now, manual=status, manual_at=now,
+                  evaluated_at=max(now, state.evaluated_at))
+    return Evaluation(new, [change])
+
+
+def next_change(state: StatusState, periods: Sequence[Period], policy: StatusPolicy) -> StatusChange | None:
+    """The next change of the effective status after ``state.evaluated_at``, assuming no manual change."""
+    after = state.evaluated_at
+    horizon = after + HOURS_HORIZON
+    points = sorted(t for t in {p.start for p in periods} | {p.end for p in periods} if t > after)
+    if not policy.uses_hours:
+        horizon = points[-1] if points else after
+    if horizon <= after:
+        return None
+    # Walk in slices so a year of working-hour boundaries is only generated when needed.
+    cursor = after
+    while cursor < horizon:
+        step_end = min(horizon, cursor + timedelta(days=7))
+        evaluation = advance(state, periods, policy, step_end)
+        if evaluation.changes:
+            return evaluation.changes[0]
+        state, cursor = evaluation.state, step_end
+    return None
+
+
+def next_boundary(periods: Sequence[Period], policy: StatusPolicy, after: datetime) -> datetime | None:
+    """The next instant after ``after`` at which ``auto`` may change (the daemon's timer)."""
+    points = [t for t in {p.start for p in periods} | {p.end for p in periods} if t > after]
+    if policy.uses_hours:
+        points.extend(_hour_boundaries(policy, after, after + timedelta(days=8)))
+        points = [t for t in points if t > after]
+    return min(points) if points else None
