@@ -1,0 +1,106 @@
+"""Engine, sessions and schema migrations.
+
+SQLite runs in WAL mode with a busy timeout (the embedded default); PostgreSQL is the
+multi-replica setting. Migrations (Alembic, in ``store/migrations``) run at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncd.errors import TransientError
+
+__all__ = ["Database"]
+
+log = logging.getLogger("syncd.store")
+MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False, connect_args: dict[str, Any] | None = None) -> None:
+        self.url = url
+        args = dict(connect_args or {})
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            args.setdefault("timeout", 10)
+            args.setdefault("check_same_thread", False)
+        else:
+            args.setdefault("connect_timeout", 10)
+        self.engine: Engine = create_engine(url, echo=echo, connect_args=args, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # SQLite's own deferred BEGIN lets two writers deadlock on upgrade; take the write lock up front.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(self.engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent, safe on every start)."""
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def run(self, work: Callable[[Session], T], *, attempts: int = 5, what: str = "database") -> T:
+        """Run ``work`` in one transaction, retrying when the database is locked or unreachable."""
+        delay = 0.2
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.session() as session:
+                    return work(session)
+            except OperationalError as exc:
+                if attempt == attempts or not _retryable(exc):
+                    raise TransientError(f"{what}: {_one_line(exc)}") from exc
+                log.warning("%s busy or unreachable (%s); retrying in %.1fs", what, _one_line(exc), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(w in text for w in ("locked", "busy", "connection", "could not connect", "server closed",
+                                   "terminating", "deadlock", "serialize"))
+
+
+def _one_line(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]

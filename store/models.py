@@ -1,0 +1,208 @@
+"""syncd's tables. Instants are stored as UTC and always come back as aware datetimes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "BlockRow",
+    "CalendarLinkRow",
+    "DeliveryRow",
+    "EventLinkRow",
+    "OutboxRow",
+    "StatusLogRow",
+    "UserRow",
+    "UserStatusRow",
+    "UTCDateTime",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out, on SQLite (naive storage) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), date: Date()}
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    timezone: Mapped[str] = mapped_column(String(64))
+    working_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"mon": ["09:00-17:00"]}
+    origin: Mapped[str] = mapped_column(String(16), default="config")  # config | api
+    created_at: Mapped[datetime]
+
+
+class CalendarLinkRow(Base):
+    """One user's calendar, and the state of syncing it."""
+
+    __tablename__ = "calendar_links"
+    __table_args__ = (UniqueConstraint("user_id", "account", "calendar"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    account: Mapped[str] = mapped_column(String(200))
+    calendar: Mapped[str] = mapped_column(String(1000))
+    sync_ooo: Mapped[bool] = mapped_column(Boolean, default=True)
+    direction: Mapped[str] = mapped_column(String(16), default="two-way")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # false once removed from config
+    cursor: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(32), default="ok")  # ok | error | reauth_required | held
+    last_sync_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    held_deletions: Mapped[int] = mapped_column(Integer, default=0)
+    release_deletions: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires: Mapped[datetime | None]
+
+
+class BlockRow(Base):
+    """An OOO block. Deleted blocks stay as tombstones so the deletion can reach every calendar."""
+
+    __tablename__ = "ooo_blocks"
+    __table_args__ = (Index("ix_ooo_blocks_user_live", "user_id", "deleted_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    all_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_date: Mapped[date | None]
+    end_date: Mapped[date | None]  # exclusive
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500), default="Out of office")
+    source: Mapped[str] = mapped_column(String(300))  # helpdesk | calendar:<account>/<calendar>
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class EventLinkRow(Base):
+    """A block mirrored as an event in one calendar, with the base of the three-way merge."""
+
+    __tablename__ = "event_links"
+    __table_args__ = (
+        UniqueConstraint("link_id", "event_id"),
+        UniqueConstraint("link_id", "block_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("calendar_links.id", ondelete="CASCADE"), index=True)
+    block_id: Mapped[str] = mapped_column(ForeignKey("ooo_blocks.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str] = mapped_column(String(1000))
+    etag: Mapped[str | None] = mapped_column(String(500))
+    base_hash: Mapped[str] = mapped_column(String(64))
+    synced_at: Mapped[datetime]
+
+
+class UserStatusRow(Base):
+    """The availability engine's state for one user (see syncd.availability.StatusState)."""
+
+    __tablename__ = "user_status"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    auto: Mapped[str] = mapped_column(String(16))
+    auto_reason: Mapped[str] = mapped_column(String(32))
+    effective: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    since: Mapped[datetime]
+    evaluated_at: Mapped[datetime]
+    block_id: Mapped[str | None] = mapped_column(String(64))
+    manual: Mapped[str | None] = mapped_column(String(16))
+    manual_at: Mapped[datetime | None]
+    manual_by: Mapped[str | None] = mapped_column(String(200))
+    next_boundary_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class StatusLogRow(Base):
+    __tablename__ = "status_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    previous: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    effective_at: Mapped[datetime]
+    block_id: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]
+
+
+class OutboxRow(Base):
+    """A status change to publish; written in the transaction that made the change."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)  # the idempotency key
+    user_id: Mapped[str] = mapped_column(String(200), index=True)  # kept after the user is deleted
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class DeliveryRow(Base):
+    """One outbox event's delivery to one sink."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_pending", "sink", "state", "next_attempt_at"),)
+
+    outbox_seq: Mapped[int] = mapped_column(ForeignKey("outbox.seq", ondelete="CASCADE"), primary_key=True)
+    sink: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
