@@ -25,7 +25,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -127,7 +127,10 @@ class Options(Mapping[str, Any]):
         return len(self._data)
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k!r}: {'***' if k in self._secret else repr(v)}" for k, v in self._data.items())
+        shown = ", ".join(
+            f"{k!r}: {'***' if k in self._secret else repr(_redact_url(v) if isinstance(v, str) else v)}"
+            for k, v in self._data.items()
+        )
         return f"Options({{{shown}}})"
 
     @property
@@ -136,7 +139,7 @@ class Options(Mapping[str, Any]):
         return self._secret
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class DaemonConfig:
     database_url: str = "sqlite:///syncd.db"  # a relative sqlite path is made absolute at load
     poll_interval: timedelta = timedelta(minutes=5)
@@ -150,6 +153,13 @@ class DaemonConfig:
     sweep_interval: timedelta = timedelta(minutes=5)
     max_occurrences: int = 1000  # per recurring series, inside the sync window
     log_level: str = "INFO"
+
+    def __repr__(self) -> str:
+        # A PostgreSQL URL may carry a password.
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["database_url"] = _redact_url(self.database_url)
+        shown = ", ".join(f"{name}={value!r}" for name, value in values.items())
+        return f"DaemonConfig({shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,9 +563,9 @@ class _Loader:
     def daemon(self, t: _Table) -> DaemonConfig:
         d = DaemonConfig()
         t.allow((
-            "database_url", "poll_interval", "sync_window", "conflict_policy", "away_outside_working_hours",
-            "mass_delete_share", "mass_delete_min", "dead_letter_after", "sweep_interval", "max_occurrences",
-            "log_level",
+            "database_url", "database_url_env", "poll_interval", "sync_window", "conflict_policy",
+            "away_outside_working_hours", "mass_delete_share", "mass_delete_min", "dead_letter_after",
+            "sweep_interval", "max_occurrences", "log_level",
         ))
         window = t.table("sync_window")
         window.allow(("past", "future"))
@@ -566,8 +576,10 @@ class _Loader:
         level = t.string("log_level", d.log_level)
         if level.upper() not in LOG_LEVELS:
             t.fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
+        data, _ = self.resolve_env(t, ("database_url",))
+        url = _Table(t.file, t.path, data).string("database_url", d.database_url)
         return DaemonConfig(
-            database_url=self.database_url(t, t.string("database_url", d.database_url)),
+            database_url=self.database_url(t, url),
             poll_interval=t.duration("poll_interval", d.poll_interval),
             sync_window_past=window.duration("past", d.sync_window_past, positive=False),
             sync_window_future=window.duration("future", d.sync_window_future),
@@ -791,6 +803,11 @@ def _time_range(t: _Table, key: str, text: str) -> tuple[time, time]:
     if start >= end:
         t.fail(key, f"time range {text.strip()!r} must start before it ends (split overnight shifts across days)")
     return start, end
+
+
+def _redact_url(url: str) -> str:
+    """``scheme://user:password@host`` → ``scheme://user:***@host``; other text unchanged."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*):[^/@\s]*@", r"\1:***@", url)
 
 
 def _split_listen(listen: str) -> tuple[str, int]:

@@ -1,0 +1,59 @@
+"""Which connector serves which provider; the one place the core names providers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from connectors.base import CalendarConnector
+from syncd.errors import ConfigError
+
+__all__ = ["Connectors"]
+
+
+class Connectors:
+    """Builds one connector per account, lazily, and hands out the same one afterwards.
+
+    ``overrides`` lets tests and embedders supply a ready connector for an account name
+    (e.g. a `MemoryConnector` shared with the test that plays the person editing it).
+    """
+
+    def __init__(self, accounts: Any, *, max_occurrences: int = 1000,
+                 overrides: dict[str, CalendarConnector] | None = None) -> None:
+        self._accounts = accounts
+        self._max_occurrences = max_occurrences
+        self._built: dict[str, CalendarConnector] = dict(overrides or {})
+        self._factories: dict[str, Callable[[Any], CalendarConnector]] = {
+            "local": self._local,
+            "memory": self._memory,
+        }
+
+    def for_account(self, name: str) -> CalendarConnector:
+        if name in self._built:
+            return self._built[name]
+        account = self._accounts.get(name)
+        if account is None:
+            raise ConfigError(f"no account {name!r} in the config file (a link refers to it)")
+        factory = self._factories.get(account.provider)
+        if factory is None:
+            raise ConfigError(f"accounts.{name}: provider {account.provider!r} is not available in this "
+                              f"version of syncd (available: {', '.join(sorted(self._factories))})")
+        self._built[name] = connector = factory(account)
+        return connector
+
+    def supports(self, provider: str) -> bool:
+        return provider in self._factories
+
+    def close(self) -> None:
+        for connector in self._built.values():
+            connector.close()
+
+    def _local(self, account: Any) -> CalendarConnector:
+        from connectors.local import LocalConnector
+        return LocalConnector(Path(account.options["root"]), account.ooo_rules,
+                              max_occurrences=self._max_occurrences)
+
+    def _memory(self, account: Any) -> CalendarConnector:
+        from connectors.memory import MemoryConnector
+        return MemoryConnector()

@@ -1,0 +1,353 @@
+"""The service: the operations the CLI, the API and the daemon share.
+
+Each public method is one transaction. Decisions are delegated to the pure modules
+(`availability`, `reconcile`); this module loads, calls, and stores.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from store.db import Database
+from store.models import BlockRow, CalendarLinkRow, DeliveryRow, EventLinkRow, StatusLogRow, UserRow
+from syncd import availability as av
+from syncd.config import Config, UserConfig
+from syncd.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
+from syncd.ooo import OooContent, format_utc
+from syncd.status import StatusRecorder, hours_to_json, periods_of, state_of
+
+__all__ = ["BlockInfo", "StatusInfo", "Syncd", "block_content", "set_content", "utc_now"]
+
+log = logging.getLogger("syncd.service")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def block_content(row: BlockRow) -> OooContent:
+    return OooContent(start=row.start, end=row.end, all_day=row.all_day, start_date=row.start_date,
+                      end_date=row.end_date, timezone=row.timezone, title=row.title)
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    id: str
+    user: str
+    start: datetime
+    end: datetime
+    all_day: bool
+    title: str
+    source: str
+    revision: int
+
+    @classmethod
+    def of(cls, row: BlockRow) -> BlockInfo:
+        return cls(row.id, row.user_id, row.start, row.end, row.all_day, row.title, row.source, row.revision)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "start": format_utc(self.start), "end": format_utc(self.end),
+                "all_day": self.all_day, "title": self.title, "source": self.source, "revision": self.revision}
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    user: str
+    status: av.Status
+    reason: str
+    since: datetime | None
+    until: datetime | None
+    blocks: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"user": self.user, "status": self.status, "reason": self.reason, "since": format_utc(self.since),
+                "until": format_utc(self.until), "blocks": self.blocks}
+
+
+class Syncd:
+    def __init__(self, config: Config, db: Database, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.recorder = StatusRecorder(
+            sinks=[s.name for s in config.sinks],
+            away_outside_working_hours=config.daemon.away_outside_working_hours,
+        )
+
+    # -- start-up ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Migrate the schema and make the users and links of the config file current."""
+        self.db.migrate()
+        self.db.run(self._apply_config, what="applying the config")
+
+    def _apply_config(self, session: Session) -> None:
+        now = self.clock()
+        for user in self.config.users:
+            self._upsert_user(session, user, now)
+        configured = {(u.id, c.account, c.calendar) for u in self.config.users for c in u.calendars}
+        for link in session.scalars(select(CalendarLinkRow)):
+            owner = session.get(UserRow, link.user_id)
+            if owner is not None and owner.origin == "config" and (link.user_id, link.account, link.calendar) \
+                    not in configured:
+                link.enabled = False  # kept, with its event links, in case it comes back
+
+    def _upsert_user(self, session: Session, user: UserConfig, now: datetime) -> None:
+        row = session.get(UserRow, user.id)
+        if row is None:
+            row = UserRow(id=user.id, created_at=now, origin="config")
+            session.add(row)
+        row.email, row.timezone = user.email, user.timezone
+        row.working_hours = hours_to_json(user.working_hours)
+        session.flush()
+        for cal in user.calendars:
+            link = session.scalars(select(CalendarLinkRow).where(
+                CalendarLinkRow.user_id == user.id, CalendarLinkRow.account == cal.account,
+                CalendarLinkRow.calendar == cal.calendar)).one_or_none()
+            if link is None:
+                link = CalendarLinkRow(user_id=user.id, account=cal.account, calendar=cal.calendar,
+                                       next_poll_at=now, state="ok", failures=0, held_deletions=0,
+                                       release_deletions=False)
+                session.add(link)
+            link.sync_ooo, link.direction, link.enabled = cal.sync_ooo, cal.direction, True
+        self.recorder.load(session, row, now)
+
+    # -- lookups ----------------------------------------------------------------------------
+    def _user(self, session: Session, user_id: str) -> UserRow:
+        user = session.get(UserRow, user_id)
+        if user is None:
+            raise NotFoundInStore(f"no user {user_id!r}; `syncd status` lists the known users")
+        return user
+
+    def _block(self, session: Session, block_id: str) -> BlockRow:
+        block = session.get(BlockRow, block_id)
+        if block is None or block.deleted_at is not None:
+            raise NotFoundInStore(f"no OOO block {block_id!r}; `syncd ooo list USER` shows a user's blocks")
+        return block
+
+    def user_ids(self) -> list[str]:
+        return self.db.run(lambda s: list(s.scalars(select(UserRow.id).order_by(UserRow.id))))
+
+    def _touch_links(self, session: Session, user_id: str, now: datetime) -> None:
+        """Ask the daemon to push this user's block changes to their calendars right away."""
+        session.execute(update(CalendarLinkRow).where(
+            CalendarLinkRow.user_id == user_id, CalendarLinkRow.enabled.is_(True),
+            CalendarLinkRow.state != "reauth_required").values(next_poll_at=now))
+
+    # -- OOO blocks -------------------------------------------------------------------------
+    def list_blocks(self, user_id: str) -> list[BlockInfo]:
+        def work(session: Session) -> list[BlockInfo]:
+            self._user(session, user_id)
+            rows = session.scalars(select(BlockRow).where(BlockRow.user_id == user_id, BlockRow.deleted_at.is_(None))
+                                   .order_by(BlockRow.start, BlockRow.id))
+            return [BlockInfo.of(r) for r in rows]
+        return self.db.run(work)
+
+    def add_block(self, user_id: str, content: OooContent, *, source: str = "helpdesk") -> BlockInfo:
+        def work(session: Session) -> BlockInfo:
+            now = self.clock()
+            user = self._user(session, user_id)
+            row = BlockRow(id=uuid.uuid4().hex, user_id=user.id, source=source, revision=1, created_at=now,
+                           updated_at=now)
+            set_content(row, content.in_zone(user.timezone))
+            session.add(row)
+            session.flush()
+            self.recorder.advance(session, user, now)
+            self._touch_links(session, user.id, now)
+            return BlockInfo.of(row)
+        return self.db.run(work)
+
+    def edit_block(self, block_id: str, content: OooContent, *, expected_revision: int | None = None) -> BlockInfo:
+        def work(session: Session) -> BlockInfo:
+            now = self.clock()
+            row = self._block(session, block_id)
+            _check_revision(row, expected_revision)
+            user = self._user(session, row.user_id)
+            set_content(row, content.in_zone(user.timezone))
+            row.revision += 1
+            row.updated_at = now
+            self.recorder.advance(session, user, now)
+            self._touch_links(session, user.id, now)
+            return BlockInfo.of(row)
+        return self.db.run(work)
+
+    def delete_block(self, block_id: str, *, expected_revision: int | None = None) -> BlockInfo:
+        def work(session: Session) -> BlockInfo:
+            now = self.clock()
+            row = self._block(session, block_id)
+            _check_revision(row, expected_revision)
+            row.deleted_at, row.updated_at, row.revision = now, now, row.revision + 1
+            user = self._user(session, row.user_id)
+            self.recorder.advance(session, user, now)
+            self._touch_links(session, user.id, now)
+            return BlockInfo.of(row)
+        return self.db.run(work)
+
+    def end_block_early(self, block_id: str) -> BlockInfo:
+        def work(session: Session) -> BlockInfo:
+            now = self.clock()
+            row = self._block(session, block_id)
+            if row.start > now:
+                raise UserInputError(f"OOO block {block_id} starts at {format_utc(row.start)} and has not begun; "
+                                     f"delete it instead (`syncd ooo delete {block_id}`)")
+            if row.end <= now:
+                raise UserInputError(f"OOO block {block_id} already ended at {format_utc(row.end)}")
+            user = self._user(session, row.user_id)
+            self._end_now([row], now)
+            self.recorder.advance(session, user, now, ended_early=True)
+            self._touch_links(session, user.id, now)
+            return BlockInfo.of(row)
+        return self.db.run(work)
+
+    @staticmethod
+    def _end_now(rows: Sequence[BlockRow], now: datetime) -> None:
+        for row in rows:
+            if row.start >= now:  # began this very instant: nothing is left of it
+                row.deleted_at = now
+            else:
+                set_content(row, block_content(row).with_end(now))
+            row.revision += 1
+            row.updated_at = now
+
+    # -- status -----------------------------------------------------------------------------
+    def set_status(self, user_id: str, status: av.Status, *, end_ooo_early: bool = False,
+                   by: str | None = None) -> StatusInfo:
+        """A manual change. `available` while OOO needs ``end_ooo_early`` (DESIGN.md §1.2 rule 4)."""
+        if status not in (av.AVAILABLE, av.AWAY):
+            raise UserInputError(f"status must be 'available' or 'away', not {status!r}")
+
+        def work(session: Session) -> None:
+            now = self.clock()
+            user = self._user(session, user_id)
+            self.recorder.advance(session, user, now)
+            covering = [b for b in self.recorder.live_blocks(session, user.id) if b.start <= now < b.end]
+            if status == av.AVAILABLE and covering:
+                if not end_ooo_early:
+                    raise ConfirmationRequired(_confirmation_text(user.id, covering), [b.id for b in covering],
+                                               max(b.end for b in covering))
+                self._end_now(covering, now)
+                self.recorder.advance(session, user, now, ended_early=True)
+                self._touch_links(session, user.id, now)
+            else:
+                self.recorder.advance(session, user, now, manual=status, by=by)
+        self.db.run(work)
+        return self.status(user_id)
+
+    def status(self, user_id: str, at: datetime | None = None) -> StatusInfo:
+        """Status now or at ``at``: past instants come from the log, future ones from the rules."""
+        def work(session: Session) -> StatusInfo:
+            now = self.clock()
+            user = self._user(session, user_id)
+            _, state = self.recorder.load(session, user, now)
+            blocks = self.recorder.live_blocks(session, user.id)
+            periods = periods_of(blocks)
+            policy = self.recorder.policy(user)
+            when = now if at is None else at
+            if when < state.evaluated_at:
+                return self._past_status(session, user.id, when, periods)
+            state = av.advance(state, periods, policy, when).state
+            upcoming = av.next_change(state, periods, policy)
+            return StatusInfo(user.id, state.effective, state.reason, state.since,
+                              upcoming.effective_at if upcoming else None,
+                              [p.block_id for p in av.covering(periods, when)])
+        return self.db.run(work)
+
+    def _past_status(self, session: Session, user_id: str, when: datetime, periods: list[av.Period]) -> StatusInfo:
+        log_rows = list(session.scalars(select(StatusLogRow).where(StatusLogRow.user_id == user_id)
+                                        .order_by(StatusLogRow.effective_at, StatusLogRow.id)))
+        before = [r for r in log_rows if r.effective_at <= when]
+        after = [r for r in log_rows if r.effective_at > when]
+        if before:
+            last = before[-1]
+            status, reason, since = last.status, last.reason, last.effective_at
+        else:
+            status, reason, since = (after[0].previous or av.AVAILABLE), "initial", None
+        return StatusInfo(user_id, status if status == av.AWAY else av.AVAILABLE, reason, since,
+                          after[0].effective_at if after else None,
+                          [p.block_id for p in av.covering(periods, when)])
+
+    def advance_due(self, *, limit: int = 500) -> int:
+        """Publish automatic transitions whose instant has come (the boundary timer)."""
+        from store.models import UserStatusRow
+
+        def work(session: Session) -> int:
+            now = self.clock()
+            due = list(session.scalars(select(UserStatusRow.user_id).where(
+                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now).limit(limit)))
+            changes = 0
+            for user_id in due:
+                user = session.get(UserRow, user_id)
+                if user is not None:
+                    changes += len(self.recorder.advance(session, user, now))
+            return changes
+        return self.db.run(work, what="status timer")
+
+    def advance_all(self) -> int:
+        """Bring every user up to now: on start-up (transitions while down) and in the sweep."""
+        total = 0
+        for user_id in self.user_ids():
+            def work(session: Session, user_id: str = user_id) -> int:
+                user = session.get(UserRow, user_id)
+                return len(self.recorder.advance(session, user, self.clock())) if user else 0
+            total += self.db.run(work, what="status sweep")
+        return total
+
+    def next_boundary(self) -> datetime | None:
+        from sqlalchemy import func
+
+        from store.models import UserStatusRow
+        return self.db.run(lambda s: s.scalar(select(func.min(UserStatusRow.next_boundary_at))))
+
+    def dead_letters(self) -> int:
+        from sqlalchemy import func
+        return self.db.run(lambda s: s.scalar(select(func.count()).select_from(DeliveryRow)
+                                               .where(DeliveryRow.state == "dead")) or 0)
+
+    def user_state(self, user_id: str) -> av.StatusState:
+        from store.models import UserStatusRow
+
+        def work(session: Session) -> av.StatusState:
+            row = session.get(UserStatusRow, user_id)
+            if row is None:
+                raise NotFoundInStore(f"no user {user_id!r}")
+            return state_of(row)
+        return self.db.run(work)
+
+    def purge_tombstones(self, older_than: timedelta = timedelta(days=30)) -> int:
+        """Drop deleted blocks whose deletion has reached every calendar."""
+        def work(session: Session) -> int:
+            cutoff = self.clock() - older_than
+            linked = select(EventLinkRow.block_id)
+            rows = list(session.scalars(select(BlockRow).where(BlockRow.deleted_at.is_not(None),
+                                                               BlockRow.deleted_at < cutoff,
+                                                               BlockRow.id.not_in(linked))))
+            for row in rows:
+                session.delete(row)
+            return len(rows)
+        return self.db.run(work)
+
+
+def set_content(row: BlockRow, content: OooContent) -> None:
+    row.start, row.end, row.all_day = content.start, content.end, content.all_day
+    row.start_date, row.end_date, row.timezone = content.start_date, content.end_date, content.timezone
+    row.title = content.title
+
+
+def _check_revision(row: BlockRow, expected: int | None) -> None:
+    if expected is not None and expected != row.revision:
+        raise StaleRevision(f"OOO block {row.id} is at revision {row.revision}, not {expected}; "
+                            "re-read it and apply your change again", row.revision)
+
+
+def _confirmation_text(user_id: str, covering: Sequence[BlockRow]) -> str:
+    names = ", ".join(f"{b.id} ({b.title!r}, {format_utc(b.start)} to {format_utc(b.end)})" for b in covering)
+    return (f"{user_id} is out of office now: {names}. Setting available ends "
+            f"{'that block' if len(covering) == 1 else 'those blocks'} early; confirm with --end-ooo-early "
+            "(API: \"end_ooo_early\": true), or keep the status away")

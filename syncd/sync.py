@@ -1,0 +1,393 @@
+"""Executing the reconcile plan for one calendar link: the thin I/O shell around `plan`.
+
+Each action is a remote call (if any) followed by one small transaction that records its
+result together with the status change it causes. Remote writes cannot share a database
+transaction, so every step is idempotent instead: an event created just before a crash
+carries our block id and is adopted on the next pass; an update whose link was not saved
+shows up as "both sides equal" and is simply re-linked. The cursor is saved last, so a
+crash mid-way replays the change set rather than losing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from connectors.base import CalendarConnector, ChangeSet, EventDraft, RemoteEvent, SyncWindow
+from connectors.registry import Connectors
+from store.models import BlockRow, CalendarLinkRow, EventLinkRow, UserRow
+from syncd import reconcile as rc
+from syncd.errors import (
+    ConfigError,
+    CursorExpired,
+    NotFound,
+    PreconditionFailed,
+    RateLimited,
+    ReauthRequired,
+    SyncdError,
+    TransientError,
+)
+from syncd.service import Syncd, block_content, set_content
+
+__all__ = ["LinkOutcome", "LinkSyncer"]
+
+log = logging.getLogger("syncd.sync")
+MAX_ROUNDS = 4  # re-read + re-merge rounds after lost write races
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass
+class LinkOutcome:
+    link_id: int
+    name: str
+    ok: bool = True
+    error: str | None = None
+    actions: int = 0
+    held_deletions: int = 0
+    conflicts: int = 0
+    blocks_changed: bool = False
+
+
+@dataclass
+class _Snapshot:
+    link: rc.LinkView
+    user_id: str
+    timezone: str
+    account: str
+    calendar: str
+    cursor: str | None
+    release_deletions: bool
+    state: str
+    failures: int
+    name: str
+
+
+@dataclass
+class _Round:
+    retry_events: list[RemoteEvent] = field(default_factory=list)
+    retry_removed: list[str] = field(default_factory=list)
+
+
+class LinkSyncer:
+    def __init__(self, service: Syncd, connectors: Connectors, *, rng: random.Random | None = None) -> None:
+        self.service = service
+        self.db = service.db
+        self.connectors = connectors
+        self.rng = rng or random.Random()
+        daemon = service.config.daemon
+        self.safety = rc.DeletionSafety(daemon.mass_delete_share, daemon.mass_delete_min)
+        self.policy = cast(rc.ConflictPolicy, daemon.conflict_policy)
+
+    # -- entry points --------------------------------------------------------------------
+    def link_ids(self, user_ids: Sequence[str] | None = None) -> list[int]:
+        def work(session: Session) -> list[int]:
+            query = select(CalendarLinkRow.id).where(CalendarLinkRow.enabled.is_(True),
+                                                     CalendarLinkRow.sync_ooo.is_(True))
+            if user_ids:
+                query = query.where(CalendarLinkRow.user_id.in_(user_ids))
+            return list(session.scalars(query.order_by(CalendarLinkRow.user_id, CalendarLinkRow.id)))
+        return self.db.run(work)
+
+    def sync_once(self, user_ids: Sequence[str] | None = None) -> list[LinkOutcome]:
+        """One pass over every enabled link, then a push pass so blocks pulled from one
+        calendar reach the user's other calendars in the same run."""
+        outcomes = [self.sync_link(link_id) for link_id in self.link_ids(user_ids)]
+        changed_users = {self._user_of(o.link_id) for o in outcomes if o.blocks_changed}
+        for _ in range(2):
+            if not changed_users:
+                break
+            pushed = [self.sync_link(link_id, pull=False) for link_id in self.link_ids(sorted(changed_users))]
+            by_id = {o.link_id: o for o in pushed}
+            outcomes = [_merge(o, by_id.get(o.link_id)) for o in outcomes]
+            changed_users = {self._user_of(o.link_id) for o in pushed if o.blocks_changed}
+        return outcomes
+
+    def claim_due(self, limit: int = 50, lease: timedelta = timedelta(minutes=10)) -> list[int]:
+        """Links whose poll is due, marked as taken so a second worker does not start them too."""
+        def work(session: Session) -> list[int]:
+            now = self.service.clock()
+            query = (select(CalendarLinkRow).where(
+                CalendarLinkRow.enabled.is_(True), CalendarLinkRow.sync_ooo.is_(True),
+                CalendarLinkRow.next_poll_at.is_not(None), CalendarLinkRow.next_poll_at <= now)
+                .order_by(CalendarLinkRow.next_poll_at).limit(limit))
+            if self.db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = list(session.scalars(query))
+            for row in rows:
+                row.next_poll_at = now + lease  # re-polled after the lease if this worker dies
+            return [row.id for row in rows]
+        return self.db.run(work, what="claiming links")
+
+    def sync_link(self, link_id: int, *, pull: bool = True) -> LinkOutcome:
+        snap = self.db.run(lambda s: self._snapshot(s, link_id))
+        outcome = LinkOutcome(link_id, snap.name)
+        try:
+            connector = self.connectors.for_account(snap.account)
+            now = self.service.clock()
+            daemon = self.service.config.daemon
+            window = SyncWindow(now - daemon.sync_window_past, now + daemon.sync_window_future, snap.timezone)
+            changes = self._pull(connector, snap, window) if pull else ChangeSet(cursor=snap.cursor)
+            result = self._reconcile(connector, snap, window, changes, outcome)
+        except SyncdError as exc:
+            self._failed(snap, outcome, exc)
+            return outcome
+        except Exception as exc:  # a bug in a connector must not stop the other links
+            log.exception("link %s: unexpected error", snap.name)
+            self._failed(snap, outcome, exc)
+            return outcome
+        if pull:
+            self._succeeded(snap, result, changes, outcome)
+        return outcome
+
+    def release_deletions(self, link_id: int) -> str:
+        """The operator confirms that held deletions are real: the next sync applies them."""
+        def work(session: Session) -> str:
+            row = session.get(CalendarLinkRow, link_id)
+            if row is None:
+                raise ConfigError(f"no link {link_id}; `syncd links` lists them")
+            row.release_deletions, row.next_poll_at = True, self.service.clock()
+            return f"{row.user_id}/{row.account}/{row.calendar}"
+        return self.db.run(work)
+
+    # -- steps ---------------------------------------------------------------------------
+    def _snapshot(self, session: Session, link_id: int) -> _Snapshot:
+        row = session.get(CalendarLinkRow, link_id)
+        if row is None:
+            raise ConfigError(f"no link {link_id}")
+        user = session.get(UserRow, row.user_id)
+        assert user is not None
+        view = rc.LinkView(row.id, cast(rc.Direction, row.direction), f"calendar:{row.account}/{row.calendar}")
+        return _Snapshot(view, user.id, user.timezone, row.account, row.calendar, row.cursor,
+                         row.release_deletions, row.state, row.failures, f"{user.id}/{row.account}/{row.calendar}")
+
+    def _pull(self, connector: CalendarConnector, snap: _Snapshot, window: SyncWindow) -> ChangeSet:
+        try:
+            return connector.changes(snap.calendar, snap.cursor, window)
+        except CursorExpired:
+            log.info("link %s: sync cursor expired; full resync", snap.name)
+            return connector.changes(snap.calendar, None, window)
+
+    def _reconcile(self, connector: CalendarConnector, snap: _Snapshot, window: SyncWindow,
+                   changes: ChangeSet, outcome: LinkOutcome) -> rc.Plan:
+        first: rc.Plan | None = None
+        for _ in range(MAX_ROUNDS):
+            blocks, pairs = self.db.run(lambda s: self._load(s, snap))
+            result = rc.plan(link=snap.link, blocks=blocks, pairs=pairs, changes=changes, window=window,
+                             policy=self.policy, safety=self.safety, release_deletions=snap.release_deletions)
+            first = first or result
+            retry = _Round()
+            for conflict in result.conflicts:
+                log.warning("link %s: %s", snap.name, conflict.describe())
+            outcome.conflicts += len(result.conflicts)
+            for action in result.actions:
+                self._execute(connector, snap, action, retry, outcome)
+            outcome.actions += len(result.actions)
+            if not retry.retry_events and not retry.retry_removed:
+                if result.held_deletions:
+                    outcome.held_deletions = result.held_deletions
+                return result
+            # Lost a write race: re-read those events and merge again, never overwrite blindly.
+            changes = ChangeSet(events=retry.retry_events, removed=retry.retry_removed, cursor=changes.cursor)
+        raise TransientError(f"events kept changing while syncing ({MAX_ROUNDS} rounds); will retry")
+
+    def _load(self, session: Session, snap: _Snapshot) -> tuple[dict[str, rc.BlockView], list[rc.Pair]]:
+        rows = session.scalars(select(BlockRow).where(BlockRow.user_id == snap.user_id))
+        blocks = {r.id: rc.BlockView(r.id, block_content(r), r.updated_at, r.deleted_at is not None) for r in rows}
+        pairs = [rc.Pair(p.block_id, p.event_id, p.etag, p.base_hash) for p in session.scalars(
+            select(EventLinkRow).where(EventLinkRow.link_id == snap.link.id))]
+        return blocks, pairs
+
+    def _execute(self, connector: CalendarConnector, snap: _Snapshot, action: rc.Action, retry: _Round,
+                 outcome: LinkOutcome) -> None:
+        cal = snap.calendar
+        try:
+            match action:
+                case rc.CreateBlock(event):
+                    self.db.run(lambda s: self._create_block(s, snap, event))
+                    outcome.blocks_changed = True
+                case rc.UpdateBlock(block_id, event, _, undelete):
+                    self.db.run(lambda s: self._update_block(s, snap, block_id, event, undelete))
+                    outcome.blocks_changed = True
+                case rc.DeleteBlock(block_id, _):
+                    self.db.run(lambda s: self._delete_block(s, snap, block_id))
+                    outcome.blocks_changed = True
+                case rc.CreateEvent(block_id, replaces):
+                    content = self.db.run(lambda s: block_content(_block(s, block_id)))
+                    created = connector.create(cal, EventDraft(block_id, content, snap.timezone))
+                    self.db.run(lambda s: self._link(s, snap, block_id, created, content.fingerprint(), replaces))
+                case rc.UpdateEvent(block_id, event_id, etag, _):
+                    content = self.db.run(lambda s: block_content(_block(s, block_id)))
+                    updated = connector.update(cal, event_id, EventDraft(block_id, content, snap.timezone),
+                                               etag or "")
+                    self.db.run(lambda s: self._link(s, snap, block_id, updated, content.fingerprint()))
+                case rc.DeleteEvent(block_id, event_id, etag, linked):
+                    connector.delete(cal, event_id, etag)
+                    if linked:
+                        self.db.run(lambda s: self._unlink(s, snap, event_id))
+                case rc.Relink(block_id, event):
+                    self.db.run(lambda s: self._link(s, snap, block_id, event,
+                                                     event.content.in_zone(snap.timezone).fingerprint()))
+                case rc.Adopt(block_id, event):
+                    base = self.db.run(lambda s: block_content(_block(s, block_id)).fingerprint())
+                    self.db.run(lambda s: self._link(s, snap, block_id, event, base))
+                case rc.Unlink(_, event_id):
+                    self.db.run(lambda s: self._unlink(s, snap, event_id))
+        except PreconditionFailed:
+            event_id = getattr(action, "event_id", None)
+            assert event_id is not None
+            fresh = connector.get(cal, event_id)
+            if fresh is None:
+                retry.retry_removed.append(event_id)
+            else:
+                retry.retry_events.append(fresh)
+        except NotFound:
+            event_id = getattr(action, "event_id", None)
+            if event_id is None:
+                raise
+            retry.retry_removed.append(event_id)
+
+    # -- the database side of each action ------------------------------------------------
+    def _create_block(self, session: Session, snap: _Snapshot, event: RemoteEvent) -> None:
+        now = self.service.clock()
+        content = event.content.in_zone(snap.timezone)
+        row = BlockRow(id=uuid.uuid4().hex, user_id=snap.user_id, source=snap.link.source, revision=1,
+                       created_at=now, updated_at=now)
+        set_content(row, content)
+        session.add(row)
+        session.flush()
+        self._link(session, snap, row.id, event, content.fingerprint())
+        self._block_changed(session, snap, now)
+
+    def _update_block(self, session: Session, snap: _Snapshot, block_id: str, event: RemoteEvent,
+                      undelete: bool) -> None:
+        now = self.service.clock()
+        row = session.get(BlockRow, block_id)
+        assert row is not None
+        content = event.content.in_zone(snap.timezone)
+        set_content(row, content)
+        row.revision += 1
+        row.updated_at = now
+        if undelete:
+            row.deleted_at = None
+        self._link(session, snap, block_id, event, content.fingerprint())
+        self._block_changed(session, snap, now)
+
+    def _delete_block(self, session: Session, snap: _Snapshot, block_id: str) -> None:
+        now = self.service.clock()
+        row = session.get(BlockRow, block_id)
+        assert row is not None
+        row.deleted_at, row.updated_at, row.revision = now, now, row.revision + 1
+        session.execute(delete(EventLinkRow).where(EventLinkRow.link_id == snap.link.id,
+                                                   EventLinkRow.block_id == block_id))
+        self._block_changed(session, snap, now)
+
+    def _block_changed(self, session: Session, snap: _Snapshot, now: datetime) -> None:
+        user = session.get(UserRow, snap.user_id)
+        assert user is not None
+        self.service.recorder.advance(session, user, now)
+        # The user's other calendars must hear of it soon.
+        session.execute(update(CalendarLinkRow).where(
+            CalendarLinkRow.user_id == snap.user_id, CalendarLinkRow.id != snap.link.id,
+            CalendarLinkRow.enabled.is_(True), CalendarLinkRow.state != "reauth_required").values(next_poll_at=now))
+
+    def _link(self, session: Session, snap: _Snapshot, block_id: str, event: RemoteEvent, base: str,
+              replaces: str | None = None) -> None:
+        link_id = snap.link.id
+        session.execute(delete(EventLinkRow).where(
+            EventLinkRow.link_id == link_id,
+            (EventLinkRow.block_id == block_id) | (EventLinkRow.event_id == event.event_id)
+            | (EventLinkRow.event_id == (replaces or event.event_id))))
+        session.add(EventLinkRow(link_id=link_id, block_id=block_id, event_id=event.event_id, etag=event.etag,
+                                 base_hash=base, synced_at=self.service.clock()))
+
+    def _unlink(self, session: Session, snap: _Snapshot, event_id: str) -> None:
+        session.execute(delete(EventLinkRow).where(EventLinkRow.link_id == snap.link.id,
+                                                   EventLinkRow.event_id == event_id))
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _succeeded(self, snap: _Snapshot, result: rc.Plan, changes: ChangeSet, outcome: LinkOutcome) -> None:
+        def work(session: Session) -> None:
+            now = self.service.clock()
+            row = session.get(CalendarLinkRow, snap.link.id)
+            if row is None:
+                return
+            if snap.state not in ("ok", "held"):
+                log.info("link %s: recovered after %d failed attempt(s)", snap.name, snap.failures)
+            row.last_sync_at = row.last_success_at = now
+            row.failures, row.last_error = 0, None
+            row.next_poll_at = now + self._jittered(self.service.config.daemon.poll_interval)
+            if result.held_deletions:
+                if row.state != "held" or row.held_deletions != result.held_deletions:
+                    log.warning("link %s: held %d deletions (the calendar suddenly lacks most of this user's "
+                                "blocks); confirm with `syncd links release-deletions %d`",
+                                snap.name, result.held_deletions, row.id)
+                row.state, row.held_deletions = "held", result.held_deletions
+                row.last_error = (f"{result.held_deletions} deletions held by the safety valve; "
+                                  f"confirm with `syncd links release-deletions {row.id}`")
+                return  # keep the cursor: the deletions are replayed once released
+            row.state, row.held_deletions, row.release_deletions = "ok", 0, False
+            row.cursor = changes.cursor
+        self.db.run(work, what=f"saving link {snap.name}")
+
+    def _failed(self, snap: _Snapshot, outcome: LinkOutcome, exc: Exception) -> None:
+        message = _one_line(exc)
+        outcome.ok, outcome.error = False, message
+        if isinstance(exc, ReauthRequired):
+            state, delay = "reauth_required", MAX_BACKOFF
+        else:
+            state = "error"
+            base = self.service.config.daemon.poll_interval
+            delay = min(MAX_BACKOFF, timedelta(seconds=min(base.total_seconds(), 60) * 2 ** min(snap.failures, 10)))
+            if isinstance(exc, RateLimited) and exc.retry_after:
+                delay = max(delay, timedelta(seconds=exc.retry_after))
+        if snap.state in ("ok", "held") or (snap.state != state):
+            log.warning("link %s: sync failed: %s", snap.name, message)  # once per episode, not every poll
+        else:
+            log.debug("link %s: still failing: %s", snap.name, message)
+
+        def work(session: Session) -> None:
+            row = session.get(CalendarLinkRow, snap.link.id)
+            if row is None:
+                return
+            now = self.service.clock()
+            row.state, row.last_error, row.last_sync_at = state, message, now
+            row.failures += 1
+            row.next_poll_at = now + self._jittered(delay)
+        self.db.run(work, what=f"saving link {snap.name}")
+
+    def _jittered(self, interval: timedelta) -> timedelta:
+        # ±10 % so a thousand links configured at once do not poll in lockstep.
+        return interval * self.rng.uniform(0.9, 1.1)
+
+    def _user_of(self, link_id: int) -> str:
+        return self.db.run(lambda s: cast(str, s.scalar(select(CalendarLinkRow.user_id)
+                                                        .where(CalendarLinkRow.id == link_id))))
+
+
+def _block(session: Session, block_id: str) -> BlockRow:
+    row = session.get(BlockRow, block_id)
+    assert row is not None
+    return row
+
+
+def _merge(first: LinkOutcome, second: LinkOutcome | None) -> LinkOutcome:
+    if second is None:
+        return first
+    first.actions += second.actions
+    first.conflicts += second.conflicts
+    if not second.ok:
+        first.ok, first.error = False, second.error
+    return first
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
