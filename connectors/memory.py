@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -39,7 +40,8 @@ class MemoryCalendar:
 class MemoryConnector(CalendarConnector):
     provider = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock or (lambda: datetime.now(UTC))  # stamps `updated`, for the `newest` policy
         self.calendars: dict[str, MemoryCalendar] = {}
         self._version = itertools.count(1)
         self._last_version = 0
@@ -59,7 +61,7 @@ class MemoryConnector(CalendarConnector):
                 etag=self._etag(),
                 content=content,
                 block_id=block_id,
-                updated=now or datetime.now(UTC),
+                updated=now or self.clock(),
             )
             self._store(calendar, event)
             return event
@@ -67,7 +69,7 @@ class MemoryConnector(CalendarConnector):
     def edit(self, calendar: str, event_id: str, content: OooContent, now: datetime | None = None) -> RemoteEvent:
         with self._lock:
             old = self.calendar(calendar).events[event_id]
-            event = replace(old, content=content, etag=self._etag(), updated=now or datetime.now(UTC))
+            event = replace(old, content=content, etag=self._etag(), updated=now or self.clock())
             self._store(calendar, event)
             return event
 
@@ -133,7 +135,7 @@ class MemoryConnector(CalendarConnector):
                 raise PreconditionFailed(f"event {event_id!r} changed since etag {etag!r}")
             self.writes += 1
             event = replace(current, content=draft.content, etag=self._etag(), block_id=draft.block_id,
-                            updated=datetime.now(UTC))
+                            updated=self.clock())
             self._store(calendar, event)
             return event
 

@@ -102,7 +102,7 @@ _FILE_KEYS = frozenset({"root", "ca_bundle", "service_account_file", "credential
 
 _DURATION_HINT = "use e.g. 30s, 5m, 2h, 1d"
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_RE = re.compile(r"\s*(\d+)\s*([wdhms])\s*")
+_DURATION_RE = re.compile(r"\s*([0-9]+)\s*([wdhms])\s*")
 
 
 # --------------------------------------------------------------------------- the model

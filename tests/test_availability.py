@@ -870,16 +870,22 @@ def test_hours_block_deleted_outside_hours_next_morning_reason() -> None:
     assert deleted.auto_reason == "working_hours"
 
 
-@pytest.mark.xfail(strict=True, reason="a block created covering now while away for working hours leaves "
-                   "auto_reason=working_hours, so the change when the block ends inside hours says working_hours "
-                   "instead of ooo_ended")
-def test_hours_block_created_outside_hours_reason_when_it_ends() -> None:
+def test_hours_block_created_outside_hours_published_reason_when_it_ends() -> None:
     state, _ = run([], UTC_HOURS, mon(18), mon(20))
     new = [block("n", mon(19), mon(12, day=1))]
-    created = advance(state, new, UTC_HOURS, mon(20)).state
-    evaluation = advance(created, new, UTC_HOURS, mon(13, day=1))
+    created = advance(state, new, UTC_HOURS, mon(20))
+    assert created.changes == [] and created.state.block_id == "n"
+    evaluation = advance(created.state, new, UTC_HOURS, mon(13, day=1))
     assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(12, day=1), None)]
-    assert (created.auto_reason, created.block_id) == ("ooo_started", "n")
+
+
+@pytest.mark.xfail(strict=True, reason="a block created covering now while away for working hours only sets "
+                   "block_id: the state keeps auto_reason/reason=working_hours though the block is now the cause "
+                   "(repaired at the next hours boundary)")
+def test_hours_block_created_outside_hours_state_reason() -> None:
+    state, _ = run([], UTC_HOURS, mon(18), mon(20))
+    created = advance(state, [block("n", mon(19), mon(12, day=1))], UTC_HOURS, mon(20)).state
+    assert (created.auto_reason, created.reason, created.block_id) == ("ooo_started", "ooo_started", "n")
 
 
 def test_hours_next_change_after_block_ending_outside_hours() -> None:

@@ -357,7 +357,7 @@ def test_toml_syntax_error_at_end_of_file_names_the_last_line(files: Files) -> N
 
 def test_toml_duplicate_table_is_a_syntax_error(files: Files) -> None:
     assert files.error("[daemon]\n[api]\n[daemon]\n") == (
-        "syncd.toml: line 3, column 9: TOML syntax error: Cannot declare ('daemon',) twice"
+        "syncd.toml: line 3, column 8: TOML syntax error: Cannot declare ('daemon',) twice"
     )
 
 
@@ -452,7 +452,7 @@ def test_wrong_types_are_rejected(files: Files, text: str, expected: str) -> Non
         ('poll_interval = "5 minutes"', "daemon.poll_interval: bad duration '5 minutes' (use e.g. 30s, 5m, 2h, 1d)"),
         ('poll_interval = "0s"', "daemon.poll_interval: must be longer than zero, got '0s'"),
         ("poll_interval = 0", "daemon.poll_interval: must be longer than zero, got 0"),
-        ("poll_interval = -5", "daemon.poll_interval: bad duration '-5' (use e.g. 30s, 5m, 2h, 1d)"),
+        ("poll_interval = -5", "daemon.poll_interval: bad duration -5 (use e.g. 30s, 5m, 2h, 1d)"),
         ('sweep_interval = "5"', None),
         ('sync_window = { future = "0d" }', "daemon.sync_window.future: must be longer than zero, got '0d'"),
         ('sync_window = { past = "a while" }',
@@ -593,7 +593,7 @@ def test_api_tokens_and_listen(files: Files) -> None:
     )
 
 
-@pytest.mark.parametrize("listen", ["8080", "localhost", ":8080", "host:99999", "a b:1", "[::1]", "::1:80", ""])
+@pytest.mark.parametrize("listen", ["8080", "localhost", ":8080", "host:99999", "a b:1", "[::1]", "::1:80"])
 def test_api_listen_is_checked(files: Files, listen: str) -> None:
     assert files.error(f'[api]\nlisten = "{listen}"\n') == (
         f"syncd.toml: api.listen: bad address '{listen}' (use host:port, e.g. 127.0.0.1:8080)"
@@ -754,11 +754,12 @@ def test_ooo_rules_mistakes(files: Files) -> None:
         "syncd.toml: accounts[0].ooo_rules: only used by local, caldav, memory accounts; "
         "google marks out-of-office events itself"
     )
-    assert files.error("[[accounts]]\nname = 'l'\nprovider = 'local'\nroot = 'r'\nooo_rules = { keywords = [''] }\n") == (
+    local = "[[accounts]]\nname = 'l'\nprovider = 'local'\nroot = 'r'\n"
+    assert files.error(local + "ooo_rules = { keywords = [''] }\n") == (
         "syncd.toml: accounts[0].ooo_rules.keywords: contains an empty string "
         "(to treat every event as OOO, use all_events = true)"
     )
-    assert files.error("[[accounts]]\nname = 'l'\nprovider = 'local'\nroot = 'r'\nooo_rules = 1\n") == (
+    assert files.error(local + "ooo_rules = 1\n") == (
         "syncd.toml: accounts[0].ooo_rules: expected a table, got 1"
     )
 
