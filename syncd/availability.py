@@ -127,18 +127,41 @@ def auto_status(periods: Sequence[Period], policy: StatusPolicy, at: datetime) -
     return AVAILABLE, "ooo_ended", None
 
 
+def _offset_change(tz: ZoneInfo, day: date) -> datetime | None:
+    """The UTC instant the zone's offset changes during ``day``, if it does."""
+    low = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    high = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    if low.astimezone(tz).utcoffset() == high.astimezone(tz).utcoffset():
+        return None
+    before = low.astimezone(tz).utcoffset()
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).utcoffset() == before:
+            low = middle
+        else:
+            high = middle
+    return high.replace(microsecond=0)
+
+
 def _hour_boundaries(policy: StatusPolicy, after: datetime, until: datetime) -> Iterator[datetime]:
     assert policy.working_hours is not None
     tz = ZoneInfo(policy.timezone)
     day: date = after.astimezone(tz).date() - timedelta(days=1)
     last = until.astimezone(tz).date() + timedelta(days=1)
     while day <= last:
-        for start, end in policy.working_hours.get(day.weekday(), ()):
-            yield datetime.combine(day, start, tzinfo=tz).astimezone(UTC)
-            if end == time.max:
-                yield datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
-            else:
-                yield datetime.combine(day, end, tzinfo=tz).astimezone(UTC)
+        # Wall times in a DST gap or fold map to two instants (fold 0 and 1); the jump itself
+        # is a boundary too, since the wall clock can skip into or back out of working hours.
+        ranges = policy.working_hours.get(day.weekday(), ())
+        jump = _offset_change(tz, day) if ranges else None
+        if jump is not None:
+            yield jump
+        for start, end in ranges:
+            for wall in (start, end):
+                if wall == time.max:
+                    yield datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+                    continue
+                for fold in (0, 1):
+                    yield datetime.combine(day, wall, tzinfo=tz).replace(fold=fold).astimezone(UTC)
         day += timedelta(days=1)
 
 
@@ -183,7 +206,8 @@ def advance(state: StatusState, periods: Sequence[Period], policy: StatusPolicy,
     changes: list[StatusChange] = []
     if now < state.evaluated_at:
         return Evaluation(state, changes)
-    for at in boundaries(periods, policy, state.evaluated_at, now):
+    walk_until = now - timedelta(microseconds=1) if ended_early else now
+    for at in boundaries(periods, policy, state.evaluated_at, walk_until):
         status, reason, block = auto_status(periods, policy, at)
         if status != state.auto:
             state, change = _transition(state, status, reason, block, at)
@@ -200,8 +224,9 @@ def advance(state: StatusState, periods: Sequence[Period], policy: StatusPolicy,
         state, change = _transition(state, status, reason, block, now)
         if change:
             changes.append(change)
-    elif block != state.block_id:
-        state = replace(state, block_id=block)
+    elif status == AWAY and (block, reason) != (state.block_id, state.auto_reason):
+        state = replace(state, block_id=block, auto_reason=reason,
+                        reason=reason if state.manual is None else state.reason)
     return Evaluation(replace(state, evaluated_at=now), changes)
 
 

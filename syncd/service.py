@@ -154,6 +154,7 @@ class Syncd:
         def work(session: Session) -> BlockInfo:
             now = self.clock()
             user = self._user(session, user_id)
+            self.recorder.advance(session, user, now)  # transitions before the edit keep their own time
             row = BlockRow(id=uuid.uuid4().hex, user_id=user.id, source=source, revision=1, created_at=now,
                            updated_at=now)
             set_content(row, content.in_zone(user.timezone))
@@ -170,6 +171,7 @@ class Syncd:
             row = self._block(session, block_id)
             _check_revision(row, expected_revision)
             user = self._user(session, row.user_id)
+            self.recorder.advance(session, user, now)
             set_content(row, content.in_zone(user.timezone))
             row.revision += 1
             row.updated_at = now
@@ -183,8 +185,9 @@ class Syncd:
             now = self.clock()
             row = self._block(session, block_id)
             _check_revision(row, expected_revision)
-            row.deleted_at, row.updated_at, row.revision = now, now, row.revision + 1
             user = self._user(session, row.user_id)
+            self.recorder.advance(session, user, now)
+            row.deleted_at, row.updated_at, row.revision = now, now, row.revision + 1
             self.recorder.advance(session, user, now)
             self._touch_links(session, user.id, now)
             return BlockInfo.of(row)
@@ -200,6 +203,7 @@ class Syncd:
             if row.end <= now:
                 raise UserInputError(f"OOO block {block_id} already ended at {format_utc(row.end)}")
             user = self._user(session, row.user_id)
+            self.recorder.advance(session, user, now)
             self._end_now([row], now)
             self.recorder.advance(session, user, now, ended_early=True)
             self._touch_links(session, user.id, now)

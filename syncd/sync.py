@@ -257,6 +257,7 @@ class LinkSyncer:
     # -- the database side of each action ------------------------------------------------
     def _create_block(self, session: Session, snap: _Snapshot, event: RemoteEvent) -> None:
         now = self.service.clock()
+        self._before_change(session, snap, now)
         content = event.content.in_zone(snap.timezone)
         row = BlockRow(id=uuid.uuid4().hex, user_id=snap.user_id, source=snap.link.source, revision=1,
                        created_at=now, updated_at=now)
@@ -269,6 +270,7 @@ class LinkSyncer:
     def _update_block(self, session: Session, snap: _Snapshot, block_id: str, event: RemoteEvent,
                       undelete: bool) -> None:
         now = self.service.clock()
+        self._before_change(session, snap, now)
         row = session.get(BlockRow, block_id)
         assert row is not None
         content = event.content.in_zone(snap.timezone)
@@ -282,12 +284,19 @@ class LinkSyncer:
 
     def _delete_block(self, session: Session, snap: _Snapshot, block_id: str) -> None:
         now = self.service.clock()
+        self._before_change(session, snap, now)
         row = session.get(BlockRow, block_id)
         assert row is not None
         row.deleted_at, row.updated_at, row.revision = now, now, row.revision + 1
         session.execute(delete(EventLinkRow).where(EventLinkRow.link_id == snap.link.id,
                                                    EventLinkRow.block_id == block_id))
         self._block_changed(session, snap, now)
+
+    def _before_change(self, session: Session, snap: _Snapshot, now: datetime) -> None:
+        """Transitions due before this edit are published with their own time, not the edit's."""
+        user = session.get(UserRow, snap.user_id)
+        assert user is not None
+        self.service.recorder.advance(session, user, now)
 
     def _block_changed(self, session: Session, snap: _Snapshot, now: datetime) -> None:
         user = session.get(UserRow, snap.user_id)

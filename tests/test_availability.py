@@ -342,8 +342,6 @@ def test_ended_early_flag_without_change_publishes_nothing() -> None:
     assert changes == [] and state.effective == AVAILABLE
 
 
-@pytest.mark.xfail(strict=True, reason="a block ended early at exactly `now` is consumed as an ordinary "
-                   "boundary when state.evaluated_at < now, so the reason is ooo_ended, not ooo_ended_early")
 def test_block_ended_early_without_prior_advance_reason() -> None:
     state = initial_state([block("a", mon(9), mon(17))], NO_HOURS, mon(10))
     evaluation = advance(state, [block("a", mon(9), mon(12))], NO_HOURS, mon(12), ended_early=True)
@@ -858,9 +856,6 @@ def test_hours_block_deleted_outside_hours_no_publish() -> None:
     assert evaluation.changes == [] and evaluation.state.effective == AWAY and evaluation.state.block_id is None
 
 
-@pytest.mark.xfail(strict=True, reason="advance's final 'still away, other cause' branch updates block_id only: "
-                   "auto_reason stays ooo_started after the covering block is deleted outside working hours, "
-                   "so the next morning's change says ooo_ended instead of working_hours")
 def test_hours_block_deleted_outside_hours_next_morning_reason() -> None:
     old = [block("a", mon(15), mon(15, day=1))]
     state, _ = run(old, UTC_HOURS, mon(10), mon(20))
@@ -879,9 +874,6 @@ def test_hours_block_created_outside_hours_published_reason_when_it_ends() -> No
     assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(12, day=1), None)]
 
 
-@pytest.mark.xfail(strict=True, reason="a block created covering now while away for working hours only sets "
-                   "block_id: the state keeps auto_reason/reason=working_hours though the block is now the cause "
-                   "(repaired at the next hours boundary)")
 def test_hours_block_created_outside_hours_state_reason() -> None:
     state, _ = run([], UTC_HOURS, mon(18), mon(20))
     created = advance(state, [block("n", mon(19), mon(12, day=1))], UTC_HOURS, mon(20)).state
@@ -907,9 +899,6 @@ def test_hours_next_change_none_when_always_in_hours() -> None:
     assert next_change(initial_state([], always, mon(12)), [], always) is None
 
 
-@pytest.mark.xfail(strict=True, reason="working hours starting at a wall time skipped by spring-forward (02:30 "
-                   "Stockholm on 2026-03-29): auto becomes available at 01:00 UTC (local 03:00) but the boundary "
-                   "is generated at 01:30 UTC, so advance reports the change late (at 01:30, or at `now` if earlier)")
 def test_hours_start_in_skipped_hour_transition_at_true_instant() -> None:
     policy = StatusPolicy("Europe/Stockholm", {6: [(time(2, 30), time(5))]}, True)
     state = initial_state([], policy, utc(2026, 3, 29, 0, 30))
@@ -918,10 +907,6 @@ def test_hours_start_in_skipped_hour_transition_at_true_instant() -> None:
     assert [c.effective_at for c in evaluation.changes] == [utc(2026, 3, 29, 1)]
 
 
-@pytest.mark.xfail(strict=True, reason="working hours ending inside the repeated fall-back hour (02:30 Stockholm on "
-                   "2026-10-25): auto_status is available again from 01:00 to 01:30 UTC (second 02:00-02:30), but "
-                   "there is no boundary at 01:00/01:30 UTC, so one advance skips that pair while small steps "
-                   "report it (at the step instants)")
 def test_hours_end_in_repeated_hour_stepping_equals_once() -> None:
     policy = StatusPolicy("Europe/Stockholm", {6: [(time(1), time(2, 30))]}, True)
     t0, end = utc(2026, 10, 24, 23, 30), utc(2026, 10, 25, 2)

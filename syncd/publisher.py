@@ -1,0 +1,153 @@
+"""Outbox delivery: every status change to every sink, in order per user, at least once.
+
+The outbox rows are written by `syncd.status` in the transaction that changed the status.
+Here each sink's pending deliveries are sent oldest first; a user whose oldest pending
+delivery is waiting for a retry holds back that user's later ones (order per user), but not
+other users'. A delivery still failing after ``dead_letter_after`` becomes ``dead`` — kept,
+reported by ``syncd status`` — and the user's queue moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.db import Database
+from store.models import DeliveryRow, OutboxRow
+from syncd.errors import RateLimited, SyncdError
+from syncd.sinks import Sink, retry_delay
+
+__all__ = ["DeliveryReport", "Publisher"]
+
+log = logging.getLogger("syncd.publisher")
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+
+    def __iadd__(self, other: DeliveryReport) -> DeliveryReport:
+        self.delivered += other.delivered
+        self.failed += other.failed
+        self.dead += other.dead
+        return self
+
+
+@dataclass
+class _Due:
+    seq: int
+    sink: str
+    user_id: str
+    attempts: int
+    created_at: datetime
+    payload: dict[str, Any]
+
+
+class Publisher:
+    def __init__(self, db: Database, sinks: Mapping[str, Sink], *, dead_letter_after: timedelta,
+                 clock: Callable[[], datetime], rng: random.Random | None = None, batch: int = 200) -> None:
+        self.db = db
+        self.sinks = dict(sinks)
+        self.dead_letter_after = dead_letter_after
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.batch = batch
+        self._failing: dict[str, str] = {}  # sink -> last error, to log once per episode
+
+    def deliver_due(self) -> DeliveryReport:
+        report = DeliveryReport()
+        for name, sink in self.sinks.items():
+            report += self._deliver_sink(name, sink)
+        return report
+
+    def drain(self, rounds: int = 20) -> DeliveryReport:
+        """Deliver until nothing more is due now (used by `syncd sync --once`)."""
+        total = DeliveryReport()
+        for _ in range(rounds):
+            report = self.deliver_due()
+            total += report
+            if report.delivered == 0:
+                break
+        return total
+
+    def _deliver_sink(self, name: str, sink: Sink) -> DeliveryReport:
+        report = DeliveryReport()
+        due = self.db.run(lambda s: self._due(s, name), what=f"outbox for sink {name}")
+        held: set[str] = set()
+        for item in due:
+            if item is None or item.user_id in held:
+                continue
+            try:
+                sink.deliver(item.payload)
+            except SyncdError as exc:
+                held.add(item.user_id)  # later events of this user wait behind this one
+                report += self._failed(name, item, exc)
+                continue
+            self.db.run(lambda s, i=item: self._mark(s, i, "delivered"), what=f"outbox for sink {name}")
+            report.delivered += 1
+            if name in self._failing:
+                log.info("sink %s: delivering again", name)
+                del self._failing[name]
+        return report
+
+    def _due(self, session: Session, sink: str) -> list[_Due | None]:
+        """Pending deliveries in outbox order; a user whose head is not yet due is skipped whole."""
+        now = self.clock()
+        rows = session.execute(
+            select(DeliveryRow, OutboxRow.payload).join(OutboxRow, OutboxRow.seq == DeliveryRow.outbox_seq)
+            .where(DeliveryRow.sink == sink, DeliveryRow.state == "pending")
+            .order_by(DeliveryRow.outbox_seq).limit(self.batch)
+        ).all()
+        waiting: set[str] = set()
+        due: list[_Due | None] = []
+        for row, payload in rows:
+            if row.user_id in waiting:
+                continue
+            if row.next_attempt_at > now:
+                waiting.add(row.user_id)
+                continue
+            due.append(_Due(row.outbox_seq, sink, row.user_id, row.attempts, row.created_at, payload))
+        return due
+
+    def _mark(self, session: Session, item: _Due, state: str, error: str | None = None,
+              next_attempt: datetime | None = None) -> None:
+        row = session.get(DeliveryRow, (item.seq, item.sink))
+        if row is None:
+            return
+        row.attempts += 1
+        row.state = state
+        row.last_error = error
+        if state == "delivered":
+            row.delivered_at = self.clock()
+        if next_attempt is not None:
+            row.next_attempt_at = next_attempt
+
+    def _failed(self, name: str, item: _Due, exc: SyncdError) -> DeliveryReport:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        now = self.clock()
+        if self._failing.get(name) != message:
+            log.warning("sink %s: delivery failed: %s (will retry)", name, message)
+            self._failing[name] = message
+        if now - item.created_at >= self.dead_letter_after:
+            log.error("sink %s: event %s for %s dead-lettered after %d attempts: %s",
+                      name, item.payload.get("id"), item.user_id, item.attempts + 1, message)
+            self.db.run(lambda s: self._mark(s, item, "dead", message))
+            return DeliveryReport(dead=1)
+        delay = retry_delay(item.attempts + 1, base=1.0, cap=300.0, rng=self.rng)
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            delay = max(delay, exc.retry_after)
+        self.db.run(lambda s: self._mark(s, item, "pending", message, now + timedelta(seconds=delay)))
+        return DeliveryReport(failed=1)
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()
