@@ -132,6 +132,20 @@ class Syncd:
             raise NotFoundInStore(f"no OOO block {block_id!r}; `syncd ooo list USER` shows a user's blocks")
         return block
 
+    def user_timezone(self, user_id: str) -> str:
+        return self.db.run(lambda s: self._user(s, user_id).timezone)
+
+    def links(self) -> list[dict[str, Any]]:
+        """Every calendar link with its sync state, for `syncd links` and the API."""
+        def work(session: Session) -> list[dict[str, Any]]:
+            rows = session.scalars(select(CalendarLinkRow).order_by(CalendarLinkRow.user_id, CalendarLinkRow.id))
+            return [{"id": r.id, "user": r.user_id, "account": r.account, "calendar": r.calendar,
+                     "direction": r.direction, "enabled": r.enabled, "sync_ooo": r.sync_ooo, "state": r.state,
+                     "last_sync": format_utc(r.last_sync_at), "last_success": format_utc(r.last_success_at),
+                     "last_error": r.last_error, "failures": r.failures, "held_deletions": r.held_deletions,
+                     "next_poll": format_utc(r.next_poll_at)} for r in rows]
+        return self.db.run(work)
+
     def user_ids(self) -> list[str]:
         return self.db.run(lambda s: list(s.scalars(select(UserRow.id).order_by(UserRow.id))))
 

@@ -140,7 +140,6 @@ class LinkSyncer:
             self._failed(snap, outcome, exc)
             return outcome
         except Exception as exc:  # a bug in a connector must not stop the other links
-            log.exception("link %s: unexpected error", snap.name)
             self._failed(snap, outcome, exc)
             return outcome
         if pull:
@@ -358,7 +357,8 @@ class LinkSyncer:
             if isinstance(exc, RateLimited) and exc.retry_after:
                 delay = max(delay, timedelta(seconds=exc.retry_after))
         if snap.state in ("ok", "held") or (snap.state != state):
-            log.warning("link %s: sync failed: %s", snap.name, message)  # once per episode, not every poll
+            # Once per failure episode, not every poll; a traceback only for what is not ours.
+            log.warning("link %s: sync failed: %s", snap.name, message, exc_info=not isinstance(exc, SyncdError))
         else:
             log.debug("link %s: still failing: %s", snap.name, message)
 

@@ -1,0 +1,28 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.example.toml
+
+.PHONY: run test lint typecheck clean
+
+$(BIN)/syncd: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/syncd
+
+run: $(BIN)/syncd
+	$(BIN)/python -m syncd.demo var/demo
+	$(BIN)/syncd -c $(CONFIG) run
+
+test: $(BIN)/syncd
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(BIN)/syncd
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf var .pytest_cache .hypothesis .mypy_cache .ruff_cache
