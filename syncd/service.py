@@ -269,7 +269,8 @@ class Syncd:
             policy = self.recorder.policy(user)
             when = now if at is None else at
             if when < state.evaluated_at:
-                return self._past_status(session, user.id, when, periods)
+                upcoming = av.next_change(state, periods, policy)  # for a past status still in force
+                return self._past_status(session, user.id, when, periods, upcoming.effective_at if upcoming else None)
             state = av.advance(state, periods, policy, when).state
             upcoming = av.next_change(state, periods, policy)
             return StatusInfo(user.id, state.effective, state.reason, state.since,
@@ -277,7 +278,8 @@ class Syncd:
                               [p.block_id for p in av.covering(periods, when)])
         return self.db.run(work)
 
-    def _past_status(self, session: Session, user_id: str, when: datetime, periods: list[av.Period]) -> StatusInfo:
+    def _past_status(self, session: Session, user_id: str, when: datetime, periods: list[av.Period],
+                     still_until: datetime | None) -> StatusInfo:
         log_rows = list(session.scalars(select(StatusLogRow).where(StatusLogRow.user_id == user_id)
                                         .order_by(StatusLogRow.effective_at, StatusLogRow.id)))
         before = [r for r in log_rows if r.effective_at <= when]
@@ -288,7 +290,7 @@ class Syncd:
         else:
             status, reason, since = (after[0].previous or av.AVAILABLE), "initial", None
         return StatusInfo(user_id, status if status == av.AWAY else av.AVAILABLE, reason, since,
-                          after[0].effective_at if after else None,
+                          after[0].effective_at if after else still_until,
                           [p.block_id for p in av.covering(periods, when)])
 
     def advance_due(self, *, limit: int = 500) -> int:
