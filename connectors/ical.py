@@ -93,6 +93,8 @@ class ParsedObject:
     events: list[RemoteEvent] = field(default_factory=list)
     uids: list[str] = field(default_factory=list)  # every UID in the object, OOO or not
     problems: list[str] = field(default_factory=list)  # one line per skipped event / limit hit
+    # OOO events and moved occurrences that exist but lie outside the window: moved away, not gone
+    outside: list[str] = field(default_factory=list)
 
 
 # -- event ids -----------------------------------------------------------------------------
@@ -497,24 +499,27 @@ class _Context:
     out_of_time: bool = False
 
 
-def _content(component: icalendar.cal.Component, ctx: _Context, what: str) -> OooContent | None:
-    """The OOO content of one occurrence, or None (with a problem noted) if it has none."""
+def _content(component: icalendar.cal.Component, ctx: _Context, what: str | None) -> OooContent | None:
+    """The OOO content of one occurrence, or None if it has none (noted as a problem
+    unless ``what`` is None)."""
     start = component["DTSTART"].dt
     end = _end_of(component, start)
     title = " ".join(_texts(component, "SUMMARY")).strip() or None
+    problem = None
     if isinstance(start, datetime):
         if not isinstance(end, datetime):
-            ctx.result.problems.append(f"{what}: DTEND is a date but DTSTART a date-time")
-            return None
-        start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
-        if end_utc <= start_utc:
-            ctx.result.problems.append(f"{what}: ends when it starts (no DTEND or DURATION)")
-            return None
-        return timed_content(start_utc, end_utc, title)
-    if isinstance(end, datetime) or end <= start:
-        ctx.result.problems.append(f"{what}: all-day event with a bad end {end!s}")
-        return None
-    return all_day_content(start, end, ctx.window.timezone, title)
+            problem = "DTEND is a date but DTSTART a date-time"
+        elif end.astimezone(UTC) <= start.astimezone(UTC):
+            problem = "ends when it starts (no DTEND or DURATION); an OOO period needs a length"
+        else:
+            return timed_content(start.astimezone(UTC), end.astimezone(UTC), title)
+    elif isinstance(end, datetime) or end <= start:
+        problem = f"all-day event with a bad end {end!s}"
+    else:
+        return all_day_content(start, end, ctx.window.timezone, title)
+    if what is not None:
+        ctx.result.problems.append(f"{what}: {problem}")
+    return None
 
 
 def _remote(
@@ -544,8 +549,12 @@ def _single_events(uid: str, group: list[icalendar.cal.Component], ctx: _Context
         if any(e.event_id == event_id for e in out) or not is_ooo(component, ctx.rules):
             continue
         content = _content(component, ctx, f"event {uid}")
-        if content is not None and ctx.window.overlaps(content.start, content.end):
+        if content is None:
+            continue
+        if ctx.window.overlaps(content.start, content.end):
             out.append(_remote(component, content, event_id, series_id, ctx))
+        else:
+            ctx.result.outside.append(event_id)
     return out
 
 
@@ -589,6 +598,12 @@ def _series_events(
     hi = ctx.window.end + timedelta(days=1)
     for master in masters[:1]:
         _shift_start(master, lo)
+    for override in group:
+        recurrence = override.get("RECURRENCE-ID")
+        if recurrence is not None and is_ooo(override, ctx.rules):
+            content = _content(override, ctx, None)
+            if content is not None and not ctx.window.overlaps(content.start, content.end):
+                ctx.result.outside.append(f"{uid}/{_instant_key(recurrence.dt, all_day)}")
     sub = icalendar.Calendar()
     for tz in timezones:
         sub.add_component(tz)

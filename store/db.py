@@ -32,7 +32,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # The busy timeout is the `timeout` connect argument (10 s unless the caller sets it).
     cursor.close()
 
 
@@ -85,7 +85,9 @@ class Database:
                 with self.session() as session:
                     return work(session)
             except OperationalError as exc:
-                if attempt == attempts or not _retryable(exc):
+                if not _retryable(exc):
+                    raise  # e.g. a missing table: a bug, not something waiting helps with
+                if attempt == attempts:
                     raise TransientError(f"{what}: {_one_line(exc)}") from exc
                 log.warning("%s busy or unreachable (%s); retrying in %.1fs", what, _one_line(exc), delay)
                 time.sleep(delay)

@@ -188,7 +188,8 @@ def _transition(state: StatusState, status: Status, reason: Reason, block: str |
     change = None
     since = state.since
     if status != state.effective:
-        change = StatusChange(status, state.effective, reason, at, block)
+        # An "ended" change names the block that ended, so the helpdesk can say which.
+        change = StatusChange(status, state.effective, reason, at, block if status == AWAY else state.block_id)
         since = at
     new = StatusState(status, reason, status, reason, since, at, block)
     return new, change

@@ -193,8 +193,8 @@ def plan(
     def fingerprint(event: RemoteEvent) -> str:
         return event.content.in_zone(window.timezone).fingerprint()
 
-    def resolve(block: BlockView, event: RemoteEvent, pair: Pair) -> Action:
-        """Both changed, differently."""
+    def resolve(block: BlockView, event: RemoteEvent) -> Action:
+        """Both changed, differently (or no base says which side changed)."""
         winner: Literal["calendar", "helpdesk"]
         if not can_push:
             winner = "calendar"
@@ -252,7 +252,7 @@ def plan(
                 if fingerprint(event) == block.content.fingerprint():
                     result.actions.append(Relink(block.id, event))
                 else:
-                    result.actions.append(resolve(block, event, pair))
+                    result.actions.append(resolve(block, event))
             elif event_changed:
                 if can_pull:
                     result.actions.append(UpdateBlock(block.id, event))
@@ -281,9 +281,9 @@ def plan(
             adopted.add(mine.id)
             result.actions.append(Adopt(mine.id, event))
             if fingerprint(event) != mine.content.fingerprint():
-                result.actions.append(
-                    UpdateBlock(mine.id, event) if can_pull else UpdateEvent(mine.id, event.event_id, event.etag)
-                )
+                # No base: the block may have been edited since we wrote the event, or the
+                # event since it was written. Either may be newer, so the policy decides.
+                result.actions.append(resolve(mine, event))
             continue
         if mine is not None:
             # A second event for a block that already has one here (a copy): remove the copy.

@@ -21,7 +21,7 @@ from store.models import BlockRow, CalendarLinkRow, DeliveryRow, EventLinkRow, S
 from syncd import availability as av
 from syncd.config import Config, UserConfig
 from syncd.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
-from syncd.ooo import OooContent, format_utc
+from syncd.ooo import OooContent, ensure_aware, format_utc
 from syncd.status import StatusRecorder, hours_to_json, periods_of, state_of
 
 __all__ = ["BlockInfo", "StatusInfo", "Syncd", "block_content", "set_content", "utc_now"]
@@ -30,7 +30,9 @@ log = logging.getLogger("syncd.service")
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    # Whole seconds: every instant syncd records or publishes reads cleanly, and the
+    # status timer (twice a second) still meets "within one second of the instant".
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def block_content(row: BlockRow) -> OooContent:
@@ -260,6 +262,9 @@ class Syncd:
 
     def status(self, user_id: str, at: datetime | None = None) -> StatusInfo:
         """Status now or at ``at``: past instants come from the log, future ones from the rules."""
+        if at is not None:
+            at = ensure_aware(at, "at")
+
         def work(session: Session) -> StatusInfo:
             now = self.clock()
             user = self._user(session, user_id)

@@ -190,6 +190,9 @@ class LinkSyncer:
                 self._execute(connector, snap, action, retry, outcome)
             outcome.actions += len(result.actions)
             if not retry.retry_events and not retry.retry_removed:
+                # A re-merge round sees only the re-read events, so deletions held by the
+                # first round must stay held (and the cursor unsaved) whatever later rounds say.
+                result.held_deletions = max(first.held_deletions, result.held_deletions)
                 if result.held_deletions:
                     outcome.held_deletions = result.held_deletions
                 return result

@@ -182,11 +182,19 @@ def test_echo_of_our_write_is_adopted_not_turned_into_a_block() -> None:
     assert not any(isinstance(a, (CreateBlock, CreateEvent)) for a in result.actions)
 
 
-def test_marker_event_with_other_content_is_adopted_then_merged() -> None:
-    ours = event("e9", THEIRS, block_id="b1", updated=NOW + HOUR)
-    result = run(blocks=[block(updated=NOW)], events=[ours])
+@pytest.mark.parametrize(("event_updated", "winner"), [(NOW + HOUR, "calendar"), (NOW - HOUR, "helpdesk")],
+                         ids=["edited-in-calendar-after-our-write", "block-edited-after-our-write"])
+def test_marker_event_with_other_content_is_adopted_then_merged_by_policy(event_updated: datetime,
+                                                                         winner: str) -> None:
+    # After a crash between "event created" and "link saved" there is no base: either side may
+    # have moved on since, so the policy decides rather than the calendar always winning.
+    ours = event("e9", THEIRS, block_id="b1", updated=event_updated)
+    result = run(blocks=[block(c=MINE, updated=NOW)], events=[ours])
+    conflict = Conflict("b1", winner, "newest", MINE, THEIRS)  # type: ignore[arg-type]
+    assert result.conflicts == [conflict]
     assert result.actions[0] == Adopt("b1", ours)
-    assert result.actions[1:] == [UpdateBlock("b1", ours)]
+    expected = UpdateBlock("b1", ours, conflict) if winner == "calendar" else UpdateEvent("b1", "e9", "t1", conflict)
+    assert result.actions[1:] == [expected]
 
 
 def test_marker_for_a_deleted_block_deletes_the_event() -> None:
@@ -314,8 +322,8 @@ def test_push_lets_the_helpdesk_win_a_conflict_whatever_the_policy() -> None:
 
 def test_push_reverts_the_calendar_copy_of_an_adopted_echo() -> None:
     ours = event("e9", THEIRS, block_id="b1")
-    assert run(blocks=[block()], events=[ours], direction="push").actions == [
-        Adopt("b1", ours), UpdateEvent("b1", "e9", "t1")]
+    result = run(blocks=[block()], events=[ours], direction="push", policy="calendar")
+    assert result.actions == [Adopt("b1", ours), UpdateEvent("b1", "e9", "t1", result.conflicts[0])]
 
 
 # -- the safety valve ----------------------------------------------------------------------

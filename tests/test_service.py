@@ -554,6 +554,11 @@ def test_status_now_and_in_the_future(h: Harness) -> None:
     assert h.service.user_state("alice").evaluated_at == T0
 
 
+def test_status_at_a_naive_time_is_refused(h: Harness) -> None:
+    with pytest.raises(UserInputError, match="no UTC offset"):
+        h.service.status("alice", at=datetime(2026, 3, 2, 12, 0))  # noqa: DTZ001 - the point of the test
+
+
 def test_status_in_the_future_ignores_a_manual_change_after_the_next_transition(h: Harness) -> None:
     h.service.add_block("alice", timed_content(at(2), at(4)))
     h.service.set_status("alice", "away")
