@@ -162,7 +162,7 @@ def test_overlap_no_flap_at_inner_boundary() -> None:
     state, changes = run(periods, NO_HOURS, mon(9), mon(10), mon(11), mon(12), mon(13), mon(14), mon(15))
     assert summary(changes) == [
         (AWAY, "ooo_started", mon(10), "a"),
-        (AVAILABLE, "ooo_ended", mon(14), None),
+        (AVAILABLE, "ooo_ended", mon(14), "b"),
     ]
     assert state.effective == AVAILABLE
 
@@ -170,19 +170,19 @@ def test_overlap_no_flap_at_inner_boundary() -> None:
 def test_overlap_one_change_at_union_end_in_one_step() -> None:
     periods = [block("a", mon(10), mon(12)), block("b", mon(11), mon(14)), block("c", mon(10, 30), mon(11, 30))]
     _, changes = run(periods, NO_HOURS, mon(9), mon(20))
-    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(14), None)]
+    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(14), "b")]
 
 
 def test_nested_block_inside_longer_block() -> None:
     periods = [block("outer", mon(8), mon(18)), block("inner", mon(10), mon(11))]
     _, changes = run(periods, NO_HOURS, mon(7), mon(20))
-    assert summary(changes) == [(AWAY, "ooo_started", mon(8), "outer"), (AVAILABLE, "ooo_ended", mon(18), None)]
+    assert summary(changes) == [(AWAY, "ooo_started", mon(8), "outer"), (AVAILABLE, "ooo_ended", mon(18), "outer")]
 
 
 def test_adjacent_blocks_act_as_one() -> None:
     periods = [block("a", mon(10), mon(12)), block("b", mon(12), mon(14))]
     _, changes = run(periods, NO_HOURS, mon(9), mon(12), mon(20))
-    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(14), None)]
+    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(14), "b")]
 
 
 def test_overlap_state_block_follows_the_covering_block() -> None:
@@ -211,13 +211,13 @@ def test_no_transition_just_before_block_start() -> None:
 
 def test_transition_at_block_end() -> None:
     state, changes = run([block("a", mon(10), mon(12))], NO_HOURS, mon(10), mon(12))
-    assert changes == [StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(12), None)]
+    assert changes == [StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(12), "a")]
     assert (state.effective, state.since, state.block_id) == (AVAILABLE, mon(12), None)
 
 
 def test_transitions_carry_true_effective_time_when_evaluated_late() -> None:
     _, changes = run([block("a", mon(10), mon(12))], NO_HOURS, mon(9), mon(10, 7), mon(12, 42))
-    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(12), None)]
+    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(12), "a")]
 
 
 def test_block_id_on_away_change_when_two_start_together_is_the_longer() -> None:
@@ -231,9 +231,9 @@ def test_second_block_after_gap_gives_its_own_pair() -> None:
     _, changes = run(periods, NO_HOURS, mon(9), mon(15))
     assert summary(changes) == [
         (AWAY, "ooo_started", mon(10), "a"),
-        (AVAILABLE, "ooo_ended", mon(11), None),
+        (AVAILABLE, "ooo_ended", mon(11), "a"),
         (AWAY, "ooo_started", mon(13), "b"),
-        (AVAILABLE, "ooo_ended", mon(14), None),
+        (AVAILABLE, "ooo_ended", mon(14), "b"),
     ]
 
 
@@ -261,7 +261,7 @@ def test_block_created_covering_now_then_ends_normally() -> None:
     new = [block("n", mon(11), mon(15))]
     state, _ = _at_now([], new, mon(9), mon(12))
     evaluation = advance(state, new, NO_HOURS, mon(16))
-    assert evaluation.changes == [StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(15), None)]
+    assert evaluation.changes == [StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(15), "n")]
 
 
 def test_block_created_in_future_changes_nothing_now() -> None:
@@ -277,14 +277,14 @@ def test_block_created_entirely_in_past_changes_nothing_now() -> None:
 def test_block_deleted_while_covering() -> None:
     old = [block("a", mon(10), mon(14))]
     state, changes = _at_now(old, [], mon(9), mon(12))
-    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(12), None)]
+    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(12), "a")]
     assert state.effective == AVAILABLE and state.block_id is None
 
 
 def test_block_deleted_while_covering_without_prior_advance() -> None:
     state = initial_state([block("a", mon(10), mon(14))], NO_HOURS, mon(11))
     evaluation = advance(state, [], NO_HOURS, mon(12))
-    assert evaluation.changes == [StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(12), None)]
+    assert evaluation.changes == [StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(12), "a")]
 
 
 def test_deleting_one_of_two_overlapping_blocks_keeps_away() -> None:
@@ -298,10 +298,10 @@ def test_block_moved_to_future_stops_covering() -> None:
     old = [block("a", mon(10), mon(14))]
     moved = [block("a", mon(15), mon(17))]
     state, changes = _at_now(old, moved, mon(9), mon(12))
-    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(12), None)]
+    assert summary(changes) == [(AWAY, "ooo_started", mon(10), "a"), (AVAILABLE, "ooo_ended", mon(12), "a")]
     # ... and the moved block later starts and ends at its new times.
     evaluation = advance(state, moved, NO_HOURS, mon(18))
-    assert summary(evaluation.changes) == [(AWAY, "ooo_started", mon(15), "a"), (AVAILABLE, "ooo_ended", mon(17), None)]
+    assert summary(evaluation.changes) == [(AWAY, "ooo_started", mon(15), "a"), (AVAILABLE, "ooo_ended", mon(17), "a")]
 
 
 def test_block_moved_to_cover_now() -> None:
@@ -325,7 +325,7 @@ def test_block_ended_early_reason() -> None:
     state, changes = _at_now(old, new, mon(9), mon(12), ended_early=True)
     assert summary(changes) == [
         (AWAY, "ooo_started", mon(10), "a"),
-        (AVAILABLE, "ooo_ended_early", mon(12), None),
+        (AVAILABLE, "ooo_ended_early", mon(12), "a"),
     ]
     assert state.reason == "ooo_ended_early" and state.effective == AVAILABLE
 
@@ -334,7 +334,7 @@ def test_two_overlapping_blocks_ended_early_single_change() -> None:
     old = [block("a", mon(10), mon(17)), block("b", mon(11), mon(19))]
     new = [block("a", mon(10), mon(12)), block("b", mon(11), mon(12))]
     _, changes = _at_now(old, new, mon(9), mon(12), ended_early=True)
-    assert summary(changes)[1:] == [(AVAILABLE, "ooo_ended_early", mon(12), None)]
+    assert summary(changes)[1:] == [(AVAILABLE, "ooo_ended_early", mon(12), "b")]
 
 
 def test_ended_early_flag_without_change_publishes_nothing() -> None:
@@ -345,7 +345,7 @@ def test_ended_early_flag_without_change_publishes_nothing() -> None:
 def test_block_ended_early_without_prior_advance_reason() -> None:
     state = initial_state([block("a", mon(9), mon(17))], NO_HOURS, mon(10))
     evaluation = advance(state, [block("a", mon(9), mon(12))], NO_HOURS, mon(12), ended_early=True)
-    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended_early", mon(12), None)]
+    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended_early", mon(12), "a")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,14 +377,14 @@ def test_manual_away_holds_until_block_starts_and_ends() -> None:
     assert at_start.state.manual is None  # but the automatic transition ended the manual change
     assert at_start.state.reason == "ooo_started" and at_start.state.block_id == "a"
     at_end = advance(at_start.state, periods, NO_HOURS, mon(14))
-    assert at_end.changes == [StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(14), None)]
+    assert at_end.changes == [StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(14), "a")]
 
 
 def test_manual_away_cleared_by_next_transition_in_one_step() -> None:
     periods = [block("a", mon(12), mon(14))]
     state = set_manual(initial_state(periods, NO_HOURS, mon(9)), AWAY, mon(10)).state
     evaluation = advance(state, periods, NO_HOURS, mon(15))
-    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(14), None)]
+    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(14), "a")]
     assert evaluation.state.manual is None and evaluation.state.effective == AVAILABLE
 
 
@@ -455,11 +455,11 @@ def test_downtime_all_changes_in_order_with_true_times() -> None:
     evaluation = advance(state, DOWNTIME_BLOCKS, NO_HOURS, mon(18))
     assert summary(evaluation.changes) == [
         (AWAY, "ooo_started", mon(9), "a"),
-        (AVAILABLE, "ooo_ended", mon(10), None),
+        (AVAILABLE, "ooo_ended", mon(10), "a"),
         (AWAY, "ooo_started", mon(11), "b"),
-        (AVAILABLE, "ooo_ended", mon(15), None),
+        (AVAILABLE, "ooo_ended", mon(15), "c"),
         (AWAY, "ooo_started", mon(16), "d"),
-        (AVAILABLE, "ooo_ended", mon(16, 30), None),
+        (AVAILABLE, "ooo_ended", mon(16, 30), "d"),
     ]
     assert_consistent(evaluation.changes, AVAILABLE)
     assert evaluation.state.evaluated_at == mon(18) and evaluation.state.since == mon(16, 30)
@@ -484,7 +484,7 @@ def test_downtime_block_entirely_within_gap_yields_away_then_available() -> None
     evaluation = advance(state, periods, NO_HOURS, mon(11))
     assert evaluation.changes == [
         StatusChange(AWAY, AVAILABLE, "ooo_started", mon(10), "gap"),
-        StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(10, 1), None),
+        StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(10, 1), "gap"),
     ]
 
 
@@ -492,7 +492,7 @@ def test_downtime_starting_away_ends_and_restarts() -> None:
     state = initial_state(DOWNTIME_BLOCKS, NO_HOURS, mon(9, 30))
     evaluation = advance(state, DOWNTIME_BLOCKS, NO_HOURS, mon(11, 30))
     assert summary(evaluation.changes) == [
-        (AVAILABLE, "ooo_ended", mon(10), None),
+        (AVAILABLE, "ooo_ended", mon(10), "a"),
         (AWAY, "ooo_started", mon(11), "b"),
     ]
 
@@ -536,7 +536,7 @@ def test_future_evaluation_matches_auto_status() -> None:
 def test_next_change_away_until_block_end() -> None:
     periods = [block("a", mon(10), mon(17))]
     state = initial_state(periods, NO_HOURS, mon(11))
-    assert next_change(state, periods, NO_HOURS) == StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(17), None)
+    assert next_change(state, periods, NO_HOURS) == StatusChange(AVAILABLE, AWAY, "ooo_ended", mon(17), "a")
 
 
 def test_next_change_away_until_union_end() -> None:
@@ -617,7 +617,7 @@ def test_stockholm_all_day_transitions_at_local_midnight() -> None:
     evaluation = advance(state, [p], policy, utc(2026, 4, 6))
     assert summary(evaluation.changes) == [
         (AWAY, "ooo_started", datetime(2026, 3, 23, tzinfo=STOCKHOLM), "v"),
-        (AVAILABLE, "ooo_ended", datetime(2026, 4, 4, tzinfo=STOCKHOLM), None),
+        (AVAILABLE, "ooo_ended", datetime(2026, 4, 4, tzinfo=STOCKHOLM), "v"),
     ]
     local = [c.effective_at.astimezone(STOCKHOLM) for c in evaluation.changes]
     assert [(t.hour, t.minute) for t in local] == [(0, 0), (0, 0)]
@@ -822,7 +822,7 @@ def test_hours_ooo_block_starting_outside_hours_no_publish_then_ends_inside() ->
     assert changes == []
     assert (state.effective, state.reason, state.block_id) == (AWAY, "ooo_started", "a")
     evaluation = advance(state, periods, UTC_HOURS, mon(13, day=1))
-    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(12, day=1), None)]
+    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(12, day=1), "a")]
 
 
 def test_hours_manual_available_outside_hours_until_next_transition() -> None:
@@ -846,7 +846,7 @@ def test_hours_block_deleted_during_hours_publishes_available() -> None:
     old = [block("a", mon(10), mon(15))]
     state, _ = run(old, UTC_HOURS, mon(9, 30), mon(12))
     evaluation = advance(state, [], UTC_HOURS, mon(12))
-    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(12), None)]
+    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(12), "a")]
 
 
 def test_hours_block_deleted_outside_hours_no_publish() -> None:
@@ -871,7 +871,7 @@ def test_hours_block_created_outside_hours_published_reason_when_it_ends() -> No
     created = advance(state, new, UTC_HOURS, mon(20))
     assert created.changes == [] and created.state.block_id == "n"
     evaluation = advance(created.state, new, UTC_HOURS, mon(13, day=1))
-    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(12, day=1), None)]
+    assert summary(evaluation.changes) == [(AVAILABLE, "ooo_ended", mon(12, day=1), "n")]
 
 
 def test_hours_block_created_outside_hours_state_reason() -> None:

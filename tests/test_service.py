@@ -254,6 +254,7 @@ def test_status_transitions_are_published_once_with_the_documented_payload(h: Ha
     assert started["type"] == "status.changed"
     assert started["user"] == {"id": "alice", "email": "alice@example.com"}
     assert started["block"] == {"id": b.id, "start": iso(at(1)), "end": iso(at(3)), "title": "Vacation"}
+    assert events[1]["block"] == started["block"]  # the ended block
     for e in events:
         assert set(e) == PAYLOAD_KEYS
         assert e["block"] is None or set(e["block"]) == {"id", "start", "end", "title"}
@@ -265,7 +266,7 @@ def test_status_transitions_are_published_once_with_the_documented_payload(h: Ha
         log = list(s.scalars(select(StatusLogRow).order_by(StatusLogRow.id)))
         assert [(r.status, r.previous, r.reason, r.effective_at, r.block_id) for r in log] == [
             ("away", "available", "ooo_started", at(1), b.id),
-            ("available", "away", "ooo_ended", at(3), None),
+            ("available", "away", "ooo_ended", at(3), b.id),
         ]
 
 
@@ -469,8 +470,8 @@ def test_transitions_during_downtime_are_published_in_order_once(harness_factory
     alice = [(e["status"], e["reason"], e["effective_at"], e["block"] and e["block"]["title"])
              for e in events if e["user"]["id"] == "alice"]
     assert alice == [
-        ("away", "ooo_started", iso(at(1)), "A"), ("available", "ooo_ended", iso(at(4)), None),
-        ("away", "ooo_started", iso(at(6)), "C"), ("available", "ooo_ended", iso(at(7)), None),
+        ("away", "ooo_started", iso(at(1)), "A"), ("available", "ooo_ended", iso(at(4)), "B"),
+        ("away", "ooo_started", iso(at(6)), "C"), ("available", "ooo_ended", iso(at(7)), "C"),
     ]
     bob = [(e["status"], e["effective_at"]) for e in events if e["user"]["id"] == "bob"]
     assert bob == [("away", iso(at(5))), ("available", iso(at(8)))]
