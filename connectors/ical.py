@@ -23,13 +23,16 @@ and a failure skips that UID only, reported as one line in `ParsedObject.problem
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import dateutil.rrule
 import icalendar
 import recurring_ical_events
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
@@ -43,12 +46,12 @@ __all__ = [
     "ExpansionLimits",
     "ParsedObject",
     "event_uids",
+    "exclude_occurrence",
     "format_instant",
     "is_ooo",
     "new_event_bytes",
     "occurrence_id",
     "override_occurrence",
-    "exclude_occurrence",
     "parse_ooo_events",
     "remove_event",
     "replace_event",
@@ -74,6 +77,7 @@ _FREQ_STEP = {
 # dateutil walks a rule from DTSTART; beyond this many periods before the window we move
 # DTSTART forward on the rule's own lattice instead (FREQ=SECONDLY since 2001 would hang).
 _MAX_PERIODS_BEFORE_WINDOW = 10_000
+_MAX_PERIODS_WITH_COUNT = 2_000_000  # COUNT pins DTSTART; dateutil walks ~1 M steps a second
 _FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)
 
 
@@ -346,7 +350,9 @@ def _load(data: bytes) -> icalendar.cal.Component:
     try:
         return icalendar.Calendar.from_ical(data)
     except Exception as exc:  # icalendar raises ValueError, IndexError, UnicodeError, ...
-        raise BadEventData(f"not an iCalendar object: {_short(exc)}") from exc
+        # icalendar quotes the offending line: keep event text (a SUMMARY, say) out of logs
+        reason = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", _short(exc))
+        raise BadEventData(f"not an iCalendar object: {reason}") from exc
 
 
 def _short(exc: BaseException) -> str:
@@ -375,14 +381,25 @@ def event_uids(data: bytes, fallback_uid: str = "event") -> list[str]:
     return list(dict.fromkeys(_uid(e) for e in _events(_load(data), fallback_uid)))
 
 
-def _single(event: icalendar.cal.Component, name: str) -> object | None:
+def _value(component: icalendar.cal.Component, name: str) -> Any:
+    """A property as icalendar parsed it (its many value classes share no useful type)."""
+    return component.get(name)
+
+
+def _start(component: icalendar.cal.Component) -> date | datetime:
+    value = _value(component, "DTSTART").dt
+    assert isinstance(value, date)
+    return value
+
+
+def _single(event: icalendar.cal.Component, name: str) -> Any:
     value = event.get(name)
     if isinstance(value, list):
         raise BadEventData(f"{name} appears {len(value)} times")
     return value
 
 
-def _localize(value: object, tzid: str | None, floating: tzinfo) -> object:
+def _localize(value: Any, tzid: str | None, floating: tzinfo) -> Any:
     """Give a naive DATE-TIME its zone: the TZID's, or the user's for floating times."""
     if not isinstance(value, datetime) or value.tzinfo is not None:
         return value
@@ -407,12 +424,12 @@ def _fix_times(event: icalendar.cal.Component, floating: tzinfo) -> None:
         prop = _single(event, name)
         if prop is None:
             continue
-        value = prop.dt  # type: ignore[attr-defined]
-        tzid = prop.params.get("TZID")  # type: ignore[attr-defined]
+        value = prop.dt
+        tzid = prop.params.get("TZID")
         fixed = _localize(value, tzid, floating)
         if fixed is not value:
             new = icalendar.vDDDTypes(fixed)
-            for key, param in prop.params.items():  # type: ignore[attr-defined]
+            for key, param in prop.params.items():
                 if key not in ("TZID", "VALUE"):
                     new.params[key] = param  # keeps RANGE=THISANDFUTURE
             event[name] = new
@@ -436,7 +453,7 @@ def _fix_times(event: icalendar.cal.Component, floating: tzinfo) -> None:
                     fixed_values.append(_localize(dt, tzid, floating))
         event.pop(name)
         for fixed in fixed_values:
-            event.add(name, fixed)
+            event.add(name, [fixed])  # in a list: a PERIOD tuple is one value, not two
 
 
 def _has_naive(lst: object) -> bool:
@@ -451,10 +468,12 @@ def _end_of(event: icalendar.cal.Component, start: date | datetime) -> date | da
     """DTEND, else DTSTART + DURATION, else one day (all-day) or zero length (timed)."""
     end = _single(event, "DTEND")
     if end is not None:
-        return end.dt  # type: ignore[attr-defined,no-any-return]
+        value: date | datetime = end.dt
+        return value
     duration = _single(event, "DURATION")
     if duration is not None:
-        return start + duration.dt  # type: ignore[attr-defined,no-any-return]
+        moved: date | datetime = start + duration.dt
+        return moved
     if isinstance(start, datetime):
         return start
     return start + timedelta(days=1)
@@ -502,7 +521,7 @@ class _Context:
 def _content(component: icalendar.cal.Component, ctx: _Context, what: str | None) -> OooContent | None:
     """The OOO content of one occurrence, or None if it has none (noted as a problem
     unless ``what`` is None)."""
-    start = component["DTSTART"].dt
+    start = _start(component)
     end = _end_of(component, start)
     title = " ".join(_texts(component, "SUMMARY")).strip() or None
     problem = None
@@ -510,7 +529,7 @@ def _content(component: icalendar.cal.Component, ctx: _Context, what: str | None
         if not isinstance(end, datetime):
             problem = "DTEND is a date but DTSTART a date-time"
         elif end.astimezone(UTC) <= start.astimezone(UTC):
-            problem = "ends when it starts (no DTEND or DURATION); an OOO period needs a length"
+            problem = "does not end after it starts (no DTEND?); an OOO period needs a length"
         else:
             return timed_content(start.astimezone(UTC), end.astimezone(UTC), title)
     elif isinstance(end, datetime) or end <= start:
@@ -544,7 +563,7 @@ def _single_events(uid: str, group: list[icalendar.cal.Component], ctx: _Context
         if recurrence is None:
             event_id, series_id = uid, None
         else:
-            all_day = not isinstance(component["DTSTART"].dt, datetime)
+            all_day = not isinstance(_start(component), datetime)
             event_id, series_id = f"{uid}/{_instant_key(recurrence.dt, all_day)}", uid
         if any(e.event_id == event_id for e in out) or not is_ooo(component, ctx.rules):
             continue
@@ -558,6 +577,18 @@ def _single_events(uid: str, group: list[icalendar.cal.Component], ctx: _Context
     return out
 
 
+def _rule_period(master: icalendar.cal.Component) -> timedelta | None:
+    """The fixed step of a single RRULE with FREQ up to WEEKLY, else None."""
+    rules = master.get("RRULE")
+    if rules is None or isinstance(rules, list):
+        return None
+    step = _FREQ_STEP.get(str((rules.get("FREQ") or [""])[0]).upper())
+    if step is None:
+        return None
+    interval = int((rules.get("INTERVAL") or [1])[0] or 1)
+    return step * max(interval, 1)
+
+
 def _shift_start(master: icalendar.cal.Component, window_start: datetime) -> None:
     """Move a high-frequency series' DTSTART close to the window, on the rule's own lattice.
 
@@ -565,39 +596,104 @@ def _shift_start(master: icalendar.cal.Component, window_start: datetime) -> Non
     first occurrence in the window. Only for a single RRULE without COUNT (COUNT counts from
     the original DTSTART) and FREQ up to WEEKLY (adding whole periods keeps BYxxx meaning).
     """
-    rules = master.get("RRULE")
-    if rules is None or isinstance(rules, list):
+    period = _rule_period(master)
+    start = _start(master)
+    if period is None or not isinstance(start, datetime):
         return
-    freq = str((rules.get("FREQ") or [""])[0]).upper()
-    step = _FREQ_STEP.get(freq)
-    start = master["DTSTART"].dt
-    if step is None or not isinstance(start, datetime) or rules.get("COUNT"):
-        return
-    interval = int((rules.get("INTERVAL") or [1])[0] or 1)
-    period = step * max(interval, 1)
     end = _end_of(master, start)
     duration = end - start if isinstance(end, datetime) else timedelta(0)
-    # keep a day (and the event's length) of margin: wall-clock steps drift across DST
-    target = window_start - duration - timedelta(days=2)
+    target = window_start - duration - period
     periods = (target - start) // period
     if periods <= _MAX_PERIODS_BEFORE_WINDOW:
         return
+    if _value(master, "RRULE").get("COUNT"):
+        if periods > _MAX_PERIODS_WITH_COUNT:
+            raise BadEventData(f"RRULE with COUNT runs {periods} periods before the window; too long to expand")
+        return
     shifted = start + periods * period  # wall-clock arithmetic, like dateutil's
+    while shifted > target:  # a DST change between start and target may put us past it
+        shifted -= period * ((shifted - target) // period + 1)
     master["DTSTART"] = icalendar.vDDDTypes(shifted)
     if "DTEND" in master:
         master["DTEND"] = icalendar.vDDDTypes(shifted + duration)
 
 
+def _until(value: object, start: date | datetime) -> date | datetime | None:
+    """An RRULE's UNTIL in the form dateutil accepts with ``start``.
+
+    Where the two disagree (a DATE against a zoned start, a UTC time against a DATE series)
+    the zone is unknown here, so it is moved late enough for any zone: a superset is safe.
+    """
+    if not isinstance(value, date):
+        return None
+    slack = timedelta(hours=14)  # the largest UTC offset
+    if isinstance(start, datetime) and start.tzinfo is not None:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC) + slack
+        return datetime(value.year, value.month, value.day, tzinfo=UTC) + timedelta(days=1) + slack
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) + slack if value.tzinfo is not None else value
+    return datetime(value.year, value.month, value.day)  # noqa: DTZ001 - floating, like start
+
+
+class _RuleBound:
+    """Where a series' RRULEs reach their ``nth`` start after an instant, read with dateutil.
+
+    Expanding up to that instant touches at most ``nth`` occurrences per RRULE however dense
+    the rule is, so one chunk of FREQ=SECONDLY cannot turn into millions of components.
+    The rules are parsed once and cached: stretch after stretch reuses the walk so far.
+    """
+
+    def __init__(self, master: icalendar.cal.Component) -> None:
+        start = _start(master)
+        self.naive = not isinstance(start, datetime) or start.tzinfo is None
+        first = start if isinstance(start, datetime) else datetime(start.year, start.month, start.day)  # noqa: DTZ001
+        rules = master.get("RRULE")
+        self.rules: list[dateutil.rrule.rrule] = []
+        for rule in [] if rules is None else rules if isinstance(rules, list) else [rules]:
+            # with COUNT, UNTIL is redundant for a bound (and dateutil warns about both)
+            until = None if rule.get("COUNT") else _until((rule.get("UNTIL") or [None])[0], start)
+            open_rule: Any = icalendar.vRecur({k: v for k, v in rule.items() if k.upper() != "UNTIL"})
+            text = open_rule.to_ical().decode()
+            parsed = dateutil.rrule.rrulestr(text, dtstart=first, cache=True)
+            self.rules.append(parsed.replace(until=until) if until is not None else parsed)
+
+    def nth_after(self, after: datetime, nth: int) -> datetime | None:
+        """The ``nth`` start at or after ``after`` (UTC), or None if the rules end before."""
+        since = after.astimezone(UTC).replace(tzinfo=None) if self.naive else after
+        nth = max(nth, 1)
+        bound: datetime | None = None
+        for rule in self.rules:
+            last = next(itertools.islice(rule.xafter(since, count=nth, inc=True), nth - 1, None), None)
+            if last is None:
+                continue
+            last_utc = last.astimezone(UTC) if last.tzinfo is not None else last.replace(tzinfo=UTC)
+            bound = last_utc if bound is None else min(bound, last_utc)
+        return bound
+
+
 def _series_events(
     uid: str, group: list[icalendar.cal.Component], timezones: list[icalendar.cal.Component], ctx: _Context
 ) -> list[RemoteEvent]:
-    """Expand one recurring UID inside the window, in growing chunks, within the limits."""
+    """Expand one recurring UID inside the window, chunk by chunk, within the limits.
+
+    Each stretch expanded ends where the rule's next ``limit`` starts end (`_rule_bound`),
+    so no single recurring-ical-events call can produce more than about ``limit``
+    occurrences; chunks grow over sparse stretches and shrink over dense ones.
+    """
     masters = [c for c in group if c.get("RECURRENCE-ID") is None]
-    all_day = not isinstance((masters or group)[0]["DTSTART"].dt, datetime)
-    lo = ctx.window.start - timedelta(days=1)  # all-day dates are read in the user's zone later
-    hi = ctx.window.end + timedelta(days=1)
-    for master in masters[:1]:
+    master = masters[0] if masters else None
+    all_day = not isinstance(_start((masters or group)[0]), datetime)
+    # all-day dates are read in the user's zone later: a day of margin for every zone
+    margin = timedelta(days=1) if all_day else timedelta(0)
+    lo, hi = ctx.window.start - margin, ctx.window.end + margin
+    limit = ctx.limits.max_occurrences
+    length = timedelta(0)
+    if master is not None:
         _shift_start(master, lo)
+        start = _start(master)
+        end = _end_of(master, start)
+        length = abs(end - start) if type(end) is type(start) else timedelta(days=1)
     for override in group:
         recurrence = override.get("RECURRENCE-ID")
         if recurrence is not None and is_ooo(override, ctx.rules):
@@ -613,13 +709,27 @@ def _series_events(
 
     found: dict[str, tuple[OooContent, RemoteEvent]] = {}
     seen: set[str] = set()
-    limit = ctx.limits.max_occurrences
+    try:
+        rule_bound = _RuleBound(master) if master is not None else None
+    except (ValueError, TypeError, OverflowError):
+        rule_bound = None  # recurring-ical-events may still read a rule dateutil refuses as is
+
+    def stretch_end(since: datetime) -> datetime:
+        if rule_bound is None:
+            return hi
+        bound = rule_bound.nth_after(since, limit + 1 - len(seen))
+        return hi if bound is None else min(hi, bound + length + margin + timedelta(seconds=1))
+
     span, chunk_start = timedelta(minutes=15), lo
+    stretch = stretch_end(lo)
+    reported = False
     while chunk_start < hi:
         if ctx.limits.clock() > ctx.deadline:
             ctx.out_of_time = True
             break
-        chunk_end = min(chunk_start + span, hi)
+        if chunk_start >= stretch:
+            stretch = max(stretch_end(chunk_start), chunk_start + timedelta(seconds=1))
+        chunk_end = chunk_start + min(span, stretch - chunk_start, hi - chunk_start)
         batch = query.between(chunk_start, chunk_end)
         for component in batch:
             key = _instant_key(component["RECURRENCE-ID"].dt, all_day)
@@ -628,15 +738,15 @@ def _series_events(
             seen.add(key)
             if not is_ooo(component, ctx.rules):
                 continue
-            content = _content(component, ctx, f"occurrence {uid}/{key}")
+            content = _content(component, ctx, None if reported else f"occurrence {uid}/{key}")
+            reported = reported or content is None  # one line per series is enough
             if content is not None and ctx.window.overlaps(content.start, content.end):
                 found[key] = (content, _remote(component, content, f"{uid}/{key}", uid, ctx))
         if len(seen) > limit:
             ctx.result.problems.append(f"series {uid}: more than {limit} occurrences in the window; kept the first")
             break
-        # grow over sparse stretches, shrink where occurrences are dense (FREQ=SECONDLY)
         if len(batch) < 64:
-            span *= 2
+            span = min(span * 2, timedelta(days=400))
         elif len(batch) > 256:
             span = max(span / 2, timedelta(minutes=1))
         chunk_start = chunk_end
@@ -653,12 +763,14 @@ def parse_ooo_events(
     fallback_updated: datetime | None = None,
     fallback_uid: str = "event",
     limits: ExpansionLimits | None = None,
+    only_uid: str | None = None,
 ) -> ParsedObject:
     """The OOO events of one iCalendar object that overlap ``window``.
 
     Raises `BadEventData` when the bytes are not iCalendar at all; a bad event (broken
     DTSTART or RRULE, unknown TZID, no length) skips that UID and adds a line to ``problems``.
-    ``fallback_uid`` names events without a UID (the object's file name, say).
+    ``fallback_uid`` names events without a UID (the object's file name, say); ``only_uid``
+    looks at one UID and leaves the others unexpanded.
     """
     limits = limits or ExpansionLimits()
     cal = _load(data)
@@ -680,7 +792,7 @@ def parse_ooo_events(
     timezones = list(cal.walk("VTIMEZONE"))
     for uid, group in groups.items():
         # only series with something OOO are worth expanding
-        if not any(is_ooo(c, rules) for c in group):
+        if (only_uid is not None and uid != only_uid) or not any(is_ooo(c, rules) for c in group):
             continue
         try:
             for component in group:
@@ -796,7 +908,7 @@ def _recurrence_value(
     master: icalendar.cal.Component, instant: str, floating: tzinfo
 ) -> date | datetime:
     """The RECURRENCE-ID/EXDATE value for an instant, in the form the master's DTSTART uses."""
-    start_prop = master["DTSTART"]
+    start_prop = _value(master, "DTSTART")
     start = start_prop.dt
     parsed = _parse_instant(instant)
     if not isinstance(start, datetime):
@@ -834,7 +946,7 @@ def _excluded(master: icalendar.cal.Component, instant: str, all_day_series: boo
 
 def _all_day_series(group: list[icalendar.cal.Component]) -> bool:
     masters = [c for c in group if c.get("RECURRENCE-ID") is None]
-    return not isinstance((masters or group)[0]["DTSTART"].dt, datetime)
+    return not isinstance(_start((masters or group)[0]), datetime)
 
 
 _NOT_COPIED = {"RRULE", "RDATE", "EXDATE", "EXRULE", "DTSTART", "DTEND", "DURATION", "RECURRENCE-ID", "SEQUENCE"}

@@ -93,8 +93,39 @@ def _window_key(window: SyncWindow) -> tuple[str, str, str]:
             window.timezone)
 
 
+def _pack_ids(ids: tuple[str, ...]) -> list[object]:
+    """Event ids with the occurrences of one series as ``[uid, instant, ...]``: a series with
+    hundreds of occurrences should not repeat its UID hundreds of times in the cursor."""
+    packed: list[object] = []
+    series: dict[str, list[str]] = {}
+    for event_id in ids:
+        uid, instant = ical.split_event_id(event_id)
+        if instant is None:
+            packed.append(event_id)
+            continue
+        if uid not in series:
+            series[uid] = [uid]
+            packed.append(series[uid])
+        series[uid].append(instant)
+    return packed
+
+
+def _unpack_ids(packed: object) -> tuple[str, ...]:
+    if not isinstance(packed, list):
+        raise ValueError("ids")
+    ids: list[str] = []
+    for item in packed:
+        if isinstance(item, str):
+            ids.append(item)
+        elif isinstance(item, list) and item and all(isinstance(i, str) for i in item):
+            ids.extend(f"{item[0]}/{instant}" for instant in item[1:])
+        else:
+            raise ValueError("ids")
+    return tuple(ids)
+
+
 def _dump_cursor(window: SyncWindow, entries: dict[str, _Entry]) -> str:
-    files = {name: [e.etag, list(e.ids), 1] if e.racy else [e.etag, list(e.ids)] for name, e in entries.items()}
+    files = {name: [e.etag, _pack_ids(e.ids), *([1] if e.racy else [])] for name, e in entries.items()}
     return json.dumps({"v": _CURSOR_VERSION, "w": list(_window_key(window)), "f": files}, separators=(",", ":"))
 
 
@@ -107,9 +138,7 @@ def _load_cursor(cursor: str) -> tuple[tuple[str, str, str], dict[str, _Entry]]:
         window = (str(w[0]), str(w[1]), str(w[2]))
         entries = {}
         for name, item in raw["f"].items():
-            if not isinstance(item[1], list):
-                raise ValueError("ids")
-            entries[str(name)] = _Entry(str(item[0]), tuple(str(i) for i in item[1]), len(item) > 2 and bool(item[2]))
+            entries[str(name)] = _Entry(str(item[0]), _unpack_ids(item[1]), len(item) > 2 and bool(item[2]))
         return window, entries
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise CursorExpired(f"local calendar cursor cannot be read ({exc}); list again from scratch") from exc
@@ -184,8 +213,8 @@ class LocalConnector(CalendarConnector):
                     continue
                 parsed = self._parse(calendar, name, snap, window) if snap is not None else None
                 if parsed is None or snap is None:
-                    if old is not None:  # keep what it said; look again next time
-                        entries[name] = _Entry("", old.ids)
+                    # keep what it said until it parses again; an unreadable file is retried
+                    entries[name] = _Entry(snap.etag if snap is not None else "", old.ids if old else ())
                     continue
                 ids = [e.event_id for e in parsed.events]
                 events.extend(parsed.events)
@@ -198,7 +227,8 @@ class LocalConnector(CalendarConnector):
             for name, old in old_entries.items():
                 if name not in files:
                     removed.update(old.ids)
-                    self._forget(calendar, name)
+            for cal_name, name in [k for k in self._uids if k[0] == calendar and k[1] not in files]:
+                self._forget(cal_name, name)
             current = {i for entry in entries.values() for i in entry.ids}
             unique: dict[str, RemoteEvent] = {}
             for event in events:
@@ -216,18 +246,18 @@ class LocalConnector(CalendarConnector):
             located = self._locate(calendar, folder, event_id)
             if located is None:
                 return None
-            name, _uid, instant = located
-            return self._event_in(calendar, name, event_id, self._window_for(calendar, instant))
+            name, uid, instant = located
+            if instant is None:  # a single event: wherever it is, not only in the window
+                return self._event_in(calendar, name, event_id, self._everything(calendar), uid)
+            return self._event_in(calendar, name, event_id, self._window_for(calendar, instant), uid)
 
     def find_by_block_id(self, calendar: str, block_id: str) -> RemoteEvent | None:
         with self._lock:
             folder = self._folder(calendar)
             own = _file_name(f"syncd-{block_id}")
             if (folder / own).is_file():
-                # the file we name after the block: look at all of it, not only the window
-                tz = self._window_for(calendar).timezone
-                wide = SyncWindow(datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC), tz)
-                found = self._block_in(calendar, own, block_id, wide)
+                # the file we name after the block: our event wherever it is, not only in the window
+                found = self._block_in(calendar, own, block_id, self._everything(calendar), f"syncd-{block_id}")
                 if found is not None:
                     return found
             window = self._window_for(calendar)
@@ -354,9 +384,13 @@ class LocalConnector(CalendarConnector):
             return None
         return _Snapshot(data, st, f"{_stat_key(st)}-{hashlib.sha256(data).hexdigest()[:12]}")
 
-    def _parse(self, calendar: str, name: str, snap: _Snapshot, window: SyncWindow) -> ical.ParsedObject | None:
+    def _parse(
+        self, calendar: str, name: str, snap: _Snapshot, window: SyncWindow, only_uid: str | None = None
+    ) -> ical.ParsedObject | None:
+        """The file's OOO events in ``window`` (cached per version and window); None if it
+        does not parse (logged once)."""
         cached = self._parsed.get((calendar, name))
-        if cached is not None and cached[0] == snap.etag and cached[1] == window:
+        if only_uid is None and cached is not None and cached[0] == snap.etag and cached[1] == window:
             return cached[2]
         folder = self.root / calendar
         try:
@@ -368,13 +402,15 @@ class LocalConnector(CalendarConnector):
                 fallback_updated=datetime.fromtimestamp(snap.stat.st_mtime, UTC),
                 fallback_uid=_stem(name),
                 limits=self.limits,
+                only_uid=only_uid,
             )
         except BadEventData as exc:
             self._report(calendar, folder / name, snap.etag, f"skipped: {exc}")
             return None
         if parsed.problems:
             self._report(calendar, folder / name, snap.etag, "skipped " + "; ".join(parsed.problems))
-        self._parsed[(calendar, name)] = (snap.etag, window, parsed)
+        if only_uid is None:
+            self._parsed[(calendar, name)] = (snap.etag, window, parsed)
         self._remember_uids(calendar, name, _stat_key(snap.stat), parsed.uids)
         return parsed
 
@@ -426,16 +462,25 @@ class LocalConnector(CalendarConnector):
                 window = SyncWindow(at - timedelta(days=2), at + timedelta(days=2), window.timezone)
         return window
 
-    def _event_in(self, calendar: str, name: str, event_id: str, window: SyncWindow) -> RemoteEvent | None:
+    def _everything(self, calendar: str) -> SyncWindow:
+        """All of time, for looking up one single event wherever it was moved."""
+        tz = self._window_for(calendar).timezone
+        return SyncWindow(datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC), tz)
+
+    def _event_in(
+        self, calendar: str, name: str, event_id: str, window: SyncWindow, uid: str | None = None
+    ) -> RemoteEvent | None:
         snap = self._read(calendar, self.root / calendar / name)
-        parsed = self._parse(calendar, name, snap, window) if snap is not None else None
+        parsed = self._parse(calendar, name, snap, window, uid) if snap is not None else None
         if parsed is None:
             return None
         return next((e for e in parsed.events if e.event_id == event_id), None)
 
-    def _block_in(self, calendar: str, name: str, block_id: str, window: SyncWindow) -> RemoteEvent | None:
+    def _block_in(
+        self, calendar: str, name: str, block_id: str, window: SyncWindow, uid: str | None = None
+    ) -> RemoteEvent | None:
         snap = self._read(calendar, self.root / calendar / name)
-        parsed = self._parse(calendar, name, snap, window) if snap is not None else None
+        parsed = self._parse(calendar, name, snap, window, uid) if snap is not None else None
         if parsed is None:
             return None
         return next((e for e in parsed.events if e.block_id == block_id), None)
@@ -512,7 +557,8 @@ class LocalConnector(CalendarConnector):
             at = _instant_time(instant)
             start, end = min(start, at), max(end, at)
         window = SyncWindow(start - timedelta(days=2), end + timedelta(days=2), draft.timezone)
-        found = self._event_in(calendar, name, event_id, window)
+        found = self._event_in(calendar, name, event_id, window, ical.split_event_id(event_id)[0]
+                               if instant is not None else event_id)
         if found is not None:
             return found
         return RemoteEvent(event_id=event_id, etag=snap.etag, content=draft.content, block_id=draft.block_id,

@@ -135,6 +135,8 @@ class LinkSyncer:
             daemon = self.service.config.daemon
             window = SyncWindow(now - daemon.sync_window_past, now + daemon.sync_window_future, snap.timezone)
             changes = self._pull(connector, snap, window) if pull else ChangeSet(cursor=snap.cursor)
+            if changes.full:
+                self._confirm_missing(connector, snap, window, changes)
             result = self._reconcile(connector, snap, window, changes, outcome)
         except SyncdError as exc:
             self._failed(snap, outcome, exc)
@@ -173,6 +175,22 @@ class LinkSyncer:
         except CursorExpired:
             log.info("link %s: sync cursor expired; full resync", snap.name)
             return connector.changes(snap.calendar, None, window)
+
+    def _confirm_missing(self, connector: CalendarConnector, snap: _Snapshot, window: SyncWindow,
+                         changes: ChangeSet) -> None:
+        """A full listing only covers the window: a linked event missing from it may have been
+        moved outside rather than deleted. Ask for it before anything is deleted."""
+        listed = {e.event_id for e in changes.events}
+
+        def missing(session: Session) -> list[str]:
+            rows = session.execute(select(EventLinkRow.event_id, BlockRow.start, BlockRow.end)
+                                   .join(BlockRow, BlockRow.id == EventLinkRow.block_id)
+                                   .where(EventLinkRow.link_id == snap.link.id, BlockRow.deleted_at.is_(None)))
+            return [eid for eid, start, end in rows if eid not in listed and window.overlaps(start, end)]
+        for event_id in self.db.run(missing):
+            event = connector.get(snap.calendar, event_id)
+            if event is not None:
+                changes.events.append(event)
 
     def _reconcile(self, connector: CalendarConnector, snap: _Snapshot, window: SyncWindow,
                    changes: ChangeSet, outcome: LinkOutcome) -> rc.Plan:
@@ -224,7 +242,13 @@ class LinkSyncer:
                 case rc.CreateEvent(block_id, replaces):
                     content = self.db.run(lambda s: block_content(_block(s, block_id)))
                     created = connector.create(cal, EventDraft(block_id, content, snap.timezone))
-                    self.db.run(lambda s: self._link(s, snap, block_id, created, content.fingerprint(), replaces))
+                    held = created.content.in_zone(snap.timezone).fingerprint()
+                    # `create` is idempotent per block id: it may hand back an older write of ours
+                    # (a crash before its link was saved). Link what the calendar really holds and
+                    # merge once more, rather than recording content the event does not have.
+                    self.db.run(lambda s: self._link(s, snap, block_id, created, held, replaces))
+                    if held != content.fingerprint():
+                        retry.retry_events.append(created)
                 case rc.UpdateEvent(block_id, event_id, etag, _):
                     content = self.db.run(lambda s: block_content(_block(s, block_id)))
                     updated = connector.update(cal, event_id, EventDraft(block_id, content, snap.timezone),

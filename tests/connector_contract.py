@@ -184,6 +184,8 @@ class ConnectorContract:
         person.edit(event_id, timed(500))
         changes = connector.changes(calendar, first.cursor, window)
         assert event_id not in changes.removed
+        moved = connector.get(calendar, event_id)  # still there, just later
+        assert moved is not None and moved.content == timed(500)
 
     def test_cursor_chain_sees_every_change_once(
         self, connector: CalendarConnector, calendar: str, person: Person, window: SyncWindow

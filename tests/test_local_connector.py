@@ -402,6 +402,7 @@ def test_a_malformed_file_is_skipped_with_one_log_line(
     assert [e.event_id for e in first.events] == [good]
     lines = warnings_of(caplog)
     assert len(lines) == 1 and "broken.ics" in lines[0]
+    assert "this is not iCalendar" not in lines[0]  # no event text in logs
 
 
 def test_a_file_broken_while_saving_does_not_remove_its_events(

@@ -288,6 +288,19 @@ def test_crash_after_create_then_helpdesk_edit_keeps_the_edit(harness_factory: H
     assert_in_step(h, "work", "home")
 
 
+def test_stale_event_of_ours_returned_by_create_is_brought_up_to_date(harness_factory: HarnessFactory) -> None:
+    # Beyond the window the crashed write is in no change set, so the next pass tries to create
+    # the event again and the idempotent `create` hands back the old one.
+    h = two_way(harness_factory, "work")
+    h.sync()
+    block = h.service.add_block("alice", ooo(400, "Sabbatical"))
+    h.calendars.create("work", EventDraft(block.id, ooo(400, "Sabbatical"), TZ))  # crash before the link
+    h.service.edit_block(block.id, ooo(401, "Sabbatical, extended"))
+    h.sync()
+    assert calendar_view(h, "work") == [view(ooo(401, "Sabbatical, extended"))]
+    assert_in_step(h, "work")
+
+
 # -- lost write races ---------------------------------------------------------------------------
 class RacingCalendar(MemoryConnector):
     """A memory calendar where the person saves an edit between syncd's read and its write."""
