@@ -81,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(find_config_path(args.config, os.environ))
         logging.basicConfig(level=config.daemon.log_level, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        for noisy in ("alembic", "apscheduler"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # A tick skipped because the previous one still runs is by design (coalescing), not news.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         if args.command == "check-config":
             return _check_config(config)
         return _dispatch(args, config)
