@@ -42,6 +42,9 @@ __all__ = ["LinkOutcome", "LinkSyncer"]
 log = logging.getLogger("syncd.sync")
 MAX_ROUNDS = 4  # re-read + re-merge rounds after lost write races
 MAX_BACKOFF = timedelta(hours=1)
+BATCH = 500  # database-only actions per transaction
+LOCAL_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock, rc.Relink, rc.Adopt, rc.Unlink)
+BLOCK_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock)
 
 
 @dataclass
@@ -204,8 +207,7 @@ class LinkSyncer:
             for conflict in result.conflicts:
                 log.warning("link %s: %s", snap.name, conflict.describe())
             outcome.conflicts += len(result.conflicts)
-            for action in result.actions:
-                self._execute(connector, snap, action, retry, outcome)
+            self._execute_all(connector, snap, result.actions, retry, outcome)
             outcome.actions += len(result.actions)
             if not retry.retry_events and not retry.retry_removed:
                 # A re-merge round sees only the re-read events, so deletions held by the
@@ -225,20 +227,56 @@ class LinkSyncer:
             select(EventLinkRow).where(EventLinkRow.link_id == snap.link.id))]
         return blocks, pairs
 
-    def _execute(self, connector: CalendarConnector, snap: _Snapshot, action: rc.Action, retry: _Round,
-                 outcome: LinkOutcome) -> None:
+    def _execute_all(self, connector: CalendarConnector, snap: _Snapshot, actions: Sequence[rc.Action],
+                     retry: _Round, outcome: LinkOutcome) -> None:
+        """Run a plan. Actions that only touch the database are grouped into one transaction
+        (with one status evaluation); each calendar write commits its own result right after."""
+        batch: list[rc.Action] = []
+
+        def flush() -> None:
+            if batch:
+                todo = list(batch)
+                batch.clear()
+                self.db.run(lambda s: self._apply_local(s, snap, todo), what=f"link {snap.name}")
+                outcome.blocks_changed |= any(isinstance(a, BLOCK_ACTIONS) for a in todo)
+
+        for action in actions:
+            if isinstance(action, LOCAL_ACTIONS):
+                batch.append(action)
+                if len(batch) >= BATCH:
+                    flush()
+                continue
+            flush()
+            self._write_calendar(connector, snap, action, retry)
+        flush()
+
+    def _apply_local(self, session: Session, snap: _Snapshot, actions: Sequence[rc.Action]) -> None:
+        now = self.service.clock()
+        changes_blocks = any(isinstance(a, BLOCK_ACTIONS) for a in actions)
+        if changes_blocks:
+            self._before_change(session, snap, now)
+        for action in actions:
+            match action:
+                case rc.CreateBlock(event):
+                    self._create_block(session, snap, event, now)
+                case rc.UpdateBlock(block_id, event, _, undelete):
+                    self._update_block(session, snap, block_id, event, undelete, now)
+                case rc.DeleteBlock(block_id, _):
+                    self._delete_block(session, snap, block_id, now)
+                case rc.Relink(block_id, event):
+                    self._link(session, snap, block_id, event, event.content.in_zone(snap.timezone).fingerprint())
+                case rc.Adopt(block_id, event):
+                    self._link(session, snap, block_id, event, block_content(_block(session, block_id)).fingerprint())
+                case rc.Unlink(_, event_id):
+                    self._unlink(session, snap, event_id)
+        if changes_blocks:
+            self._block_changed(session, snap, now)
+
+    def _write_calendar(self, connector: CalendarConnector, snap: _Snapshot, action: rc.Action,
+                        retry: _Round) -> None:
         cal = snap.calendar
         try:
             match action:
-                case rc.CreateBlock(event):
-                    self.db.run(lambda s: self._create_block(s, snap, event))
-                    outcome.blocks_changed = True
-                case rc.UpdateBlock(block_id, event, _, undelete):
-                    self.db.run(lambda s: self._update_block(s, snap, block_id, event, undelete))
-                    outcome.blocks_changed = True
-                case rc.DeleteBlock(block_id, _):
-                    self.db.run(lambda s: self._delete_block(s, snap, block_id))
-                    outcome.blocks_changed = True
                 case rc.CreateEvent(block_id, replaces):
                     content = self.db.run(lambda s: block_content(_block(s, block_id)))
                     created = connector.create(cal, EventDraft(block_id, content, snap.timezone))
@@ -258,14 +296,6 @@ class LinkSyncer:
                     connector.delete(cal, event_id, etag)
                     if linked:
                         self.db.run(lambda s: self._unlink(s, snap, event_id))
-                case rc.Relink(block_id, event):
-                    self.db.run(lambda s: self._link(s, snap, block_id, event,
-                                                     event.content.in_zone(snap.timezone).fingerprint()))
-                case rc.Adopt(block_id, event):
-                    base = self.db.run(lambda s: block_content(_block(s, block_id)).fingerprint())
-                    self.db.run(lambda s: self._link(s, snap, block_id, event, base))
-                case rc.Unlink(_, event_id):
-                    self.db.run(lambda s: self._unlink(s, snap, event_id))
         except PreconditionFailed:
             event_id = getattr(action, "event_id", None)
             assert event_id is not None
@@ -281,9 +311,7 @@ class LinkSyncer:
             retry.retry_removed.append(event_id)
 
     # -- the database side of each action ------------------------------------------------
-    def _create_block(self, session: Session, snap: _Snapshot, event: RemoteEvent) -> None:
-        now = self.service.clock()
-        self._before_change(session, snap, now)
+    def _create_block(self, session: Session, snap: _Snapshot, event: RemoteEvent, now: datetime) -> None:
         content = event.content.in_zone(snap.timezone)
         row = BlockRow(id=uuid.uuid4().hex, user_id=snap.user_id, source=snap.link.source, revision=1,
                        created_at=now, updated_at=now)
@@ -291,14 +319,10 @@ class LinkSyncer:
         session.add(row)
         session.flush()
         self._link(session, snap, row.id, event, content.fingerprint())
-        self._block_changed(session, snap, now)
 
     def _update_block(self, session: Session, snap: _Snapshot, block_id: str, event: RemoteEvent,
-                      undelete: bool) -> None:
-        now = self.service.clock()
-        self._before_change(session, snap, now)
-        row = session.get(BlockRow, block_id)
-        assert row is not None
+                      undelete: bool, now: datetime) -> None:
+        row = _block(session, block_id)
         content = event.content.in_zone(snap.timezone)
         set_content(row, content)
         row.revision += 1
@@ -306,17 +330,12 @@ class LinkSyncer:
         if undelete:
             row.deleted_at = None
         self._link(session, snap, block_id, event, content.fingerprint())
-        self._block_changed(session, snap, now)
 
-    def _delete_block(self, session: Session, snap: _Snapshot, block_id: str) -> None:
-        now = self.service.clock()
-        self._before_change(session, snap, now)
-        row = session.get(BlockRow, block_id)
-        assert row is not None
+    def _delete_block(self, session: Session, snap: _Snapshot, block_id: str, now: datetime) -> None:
+        row = _block(session, block_id)
         row.deleted_at, row.updated_at, row.revision = now, now, row.revision + 1
         session.execute(delete(EventLinkRow).where(EventLinkRow.link_id == snap.link.id,
                                                    EventLinkRow.block_id == block_id))
-        self._block_changed(session, snap, now)
 
     def _before_change(self, session: Session, snap: _Snapshot, now: datetime) -> None:
         """Transitions due before this edit are published with their own time, not the edit's."""
