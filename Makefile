@@ -18,6 +18,7 @@ run: $(BIN)/syncd
 
 test: $(BIN)/syncd
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(BIN)/syncd

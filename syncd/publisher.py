@@ -92,12 +92,15 @@ class Publisher:
                 held.add(item.user_id)  # later events of this user wait behind this one
                 report += self._failed(name, item, exc)
                 continue
-            self.db.run(lambda s, i=item: self._mark(s, i, "delivered"), what=f"outbox for sink {name}")
+            self._mark_delivered(item)
             report.delivered += 1
             if name in self._failing:
                 log.info("sink %s: delivering again", name)
                 del self._failing[name]
         return report
+
+    def _mark_delivered(self, item: _Due) -> None:
+        self.db.run(lambda s: self._mark(s, item, "delivered"), what=f"outbox for sink {item.sink}")
 
     def _due(self, session: Session, sink: str) -> list[_Due | None]:
         """Pending deliveries in outbox order; a user whose head is not yet due is skipped whole."""

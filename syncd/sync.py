@@ -26,6 +26,7 @@ from connectors.registry import Connectors
 from store.models import BlockRow, CalendarLinkRow, EventLinkRow, UserRow
 from syncd import reconcile as rc
 from syncd.errors import (
+    Bug,
     ConfigError,
     CursorExpired,
     NotFound,
@@ -297,18 +298,14 @@ class LinkSyncer:
                     if linked:
                         self.db.run(lambda s: self._unlink(s, snap, event_id))
         except PreconditionFailed:
-            event_id = getattr(action, "event_id", None)
-            assert event_id is not None
-            fresh = connector.get(cal, event_id)
+            lost = _event_id_of(action)
+            fresh = connector.get(cal, lost)
             if fresh is None:
-                retry.retry_removed.append(event_id)
+                retry.retry_removed.append(lost)
             else:
                 retry.retry_events.append(fresh)
         except NotFound:
-            event_id = getattr(action, "event_id", None)
-            if event_id is None:
-                raise
-            retry.retry_removed.append(event_id)
+            retry.retry_removed.append(_event_id_of(action))
 
     # -- the database side of each action ------------------------------------------------
     def _create_block(self, session: Session, snap: _Snapshot, event: RemoteEvent, now: datetime) -> None:
@@ -425,6 +422,14 @@ class LinkSyncer:
     def _user_of(self, link_id: int) -> str:
         return self.db.run(lambda s: cast(str, s.scalar(select(CalendarLinkRow.user_id)
                                                         .where(CalendarLinkRow.id == link_id))))
+
+
+def _event_id_of(action: rc.Action) -> str:
+    """The event a failed calendar write was about (a new event has none: nothing to re-read)."""
+    event_id = getattr(action, "event_id", None)
+    if not isinstance(event_id, str):
+        raise Bug(f"{type(action).__name__} failed with a precondition but names no event")
+    return event_id
 
 
 def _block(session: Session, block_id: str) -> BlockRow:
