@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connectors.base import EventDraft, RemoteEvent
 from connectors.memory import MemoryConnector
@@ -54,7 +55,7 @@ def only_event(h: Harness, cal: str) -> RemoteEvent:
 
 
 def link_row(h: Harness, cal: str) -> CalendarLinkRow:
-    def work(session: Any) -> CalendarLinkRow:
+    def work(session: Session) -> CalendarLinkRow:
         row = session.scalars(select(CalendarLinkRow).where(CalendarLinkRow.calendar == cal)).one()
         session.expunge(row)
         return row
@@ -63,7 +64,7 @@ def link_row(h: Harness, cal: str) -> CalendarLinkRow:
 
 def event_links(h: Harness, cal: str) -> dict[str, str]:
     """event id -> block id, for one calendar."""
-    def work(session: Any) -> dict[str, str]:
+    def work(session: Session) -> dict[str, str]:
         rows = session.execute(select(EventLinkRow.event_id, EventLinkRow.block_id).join(
             CalendarLinkRow, CalendarLinkRow.id == EventLinkRow.link_id).where(CalendarLinkRow.calendar == cal))
         return {event_id: block_id for event_id, block_id in rows}
@@ -381,8 +382,8 @@ def test_conflict_policy(harness_factory: HarnessFactory, caplog: pytest.LogCapt
     h.sync()
     event = only_event(h, "work")
     helpdesk, calendar = ooo(2, "Trip, per helpdesk"), ooo(3, "Trip, per calendar")
-    edits = [lambda: h.service.edit_block(block.id, helpdesk),
-             lambda: h.calendars.edit("work", event.event_id, calendar)]
+    edits: list[Callable[[], object]] = [lambda: h.service.edit_block(block.id, helpdesk),
+                                         lambda: h.calendars.edit("work", event.event_id, calendar)]
     for edit in edits if later == "calendar" else reversed(edits):
         h.clock.advance(HOUR)
         edit()
