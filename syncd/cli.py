@@ -1,5 +1,8 @@
 """The `syncd` command line.
 
+Commands that change blocks or status record the change and its outbox entry; the daemon
+(or the next `sync --once`) delivers it, so each sink hears it from one place.
+
 Exit codes: 0 done; 1 some calendar link failed (sync) or a transient failure; 2 bad
 config or bad input; 3 "set available" while out of office needs --end-ooo-early.
 Errors an operator can fix are one line on stderr, never a traceback.
@@ -132,7 +135,6 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _status(rt, args)
             case "set-status":
                 info = rt.service.set_status(args.user, args.status, end_ooo_early=args.end_ooo_early, by="cli")
-                rt.publisher.drain()
                 _print_status([info.as_json()], as_json=False)
                 return 0
             case "ooo":
@@ -215,7 +217,6 @@ def _ooo(rt: Any, args: argparse.Namespace) -> int:
                 content = timed_content(parse_instant(args.start, "--start"), parse_instant(args.end, "--end"),
                                         args.title)
             block = service.add_block(args.user, content)
-            rt.publisher.drain()
             print(block.id)
         case "list":
             blocks = [b.as_json() for b in service.list_blocks(args.user)]
@@ -228,11 +229,9 @@ def _ooo(rt: Any, args: argparse.Namespace) -> int:
                     print(f"{b['id']}  {b['start']}  {b['end']}  {kind:<7}  {b['source']:<24}  {b['title']}")
         case "delete":
             block = service.delete_block(args.block_id)
-            rt.publisher.drain()
             print(f"deleted {block.id}")
         case "end":
             block = service.end_block_early(args.block_id)
-            rt.publisher.drain()
             print(f"ended {block.id} at {format_utc(block.end)}")
     return 0
 
@@ -246,9 +245,11 @@ def _links(rt: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    width = max((len(f"{r['user']}/{r['account']}/{r['calendar']}") for r in rows), default=0)
     for row in rows:
-        line = (f"{row['id']:>4}  {row['user']}/{row['account']}/{row['calendar']}  {row['direction']:<7}  "
-                f"{row['state']:<15}  last success {row['last_success'] or 'never'}")
+        name = f"{row['user']}/{row['account']}/{row['calendar']}"
+        line = (f"{row['id']:>4}  {name:<{width}}  {row['direction']:<7}  {row['state']:<15}  "
+                f"last success {row['last_success'] or 'never'}")
         if row["last_error"]:
             line += f"  error: {row['last_error']}"
         print(line)
