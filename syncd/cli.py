@@ -179,9 +179,14 @@ def _status(rt: Any, args: argparse.Namespace) -> int:
     rows = [rt.service.status(u, at).as_json() for u in users]
     _print_status(rows, as_json=args.json)
     if not args.json and not args.users:
+        # What needs an operator: undeliverable events, links that cannot sync.
         dead = rt.service.dead_letters()
         if dead:
             print(f"{dead} status event(s) could not be delivered and were dead-lettered", file=sys.stderr)
+        for link in rt.service.links():
+            if link["enabled"] and link["state"] != "ok":
+                print(f"link {link['id']} {link['user']}/{link['account']}/{link['calendar']}: {link['state']}: "
+                      f"{link['last_error'] or ''}".rstrip(": "), file=sys.stderr)
     return 0
 
 

@@ -31,6 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connectors.registry import Connectors
 from store.db import Database
 from syncd.config import Config
+from syncd.errors import SyncdError
 from syncd.publisher import Publisher
 from syncd.service import Syncd, utc_now
 from syncd.sinks import Sink, build_sink
@@ -173,7 +174,6 @@ class Daemon:
 
 
 def _expected(exc: Exception) -> bool:
-    from syncd.errors import SyncdError
     return isinstance(exc, SyncdError)
 
 

@@ -13,11 +13,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from store.db import Database
-from store.models import BlockRow, CalendarLinkRow, DeliveryRow, EventLinkRow, StatusLogRow, UserRow
+from store.models import (
+    BlockRow,
+    CalendarLinkRow,
+    DeliveryRow,
+    EventLinkRow,
+    StatusLogRow,
+    UserRow,
+    UserStatusRow,
+)
 from syncd import availability as av
 from syncd.config import Config, UserConfig
 from syncd.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
@@ -300,8 +308,6 @@ class Syncd:
 
     def advance_due(self, *, limit: int = 500) -> int:
         """Publish automatic transitions whose instant has come (the boundary timer)."""
-        from store.models import UserStatusRow
-
         def work(session: Session) -> int:
             now = self.clock()
             due = list(session.scalars(select(UserStatusRow.user_id).where(
@@ -325,19 +331,13 @@ class Syncd:
         return total
 
     def next_boundary(self) -> datetime | None:
-        from sqlalchemy import func
-
-        from store.models import UserStatusRow
         return self.db.run(lambda s: s.scalar(select(func.min(UserStatusRow.next_boundary_at))))
 
     def dead_letters(self) -> int:
-        from sqlalchemy import func
         return self.db.run(lambda s: s.scalar(select(func.count()).select_from(DeliveryRow)
                                                .where(DeliveryRow.state == "dead")) or 0)
 
     def user_state(self, user_id: str) -> av.StatusState:
-        from store.models import UserStatusRow
-
         def work(session: Session) -> av.StatusState:
             row = session.get(UserStatusRow, user_id)
             if row is None:

@@ -191,3 +191,12 @@ def test_sync_once_two_way_and_failures(workdir: Path, capsys: pytest.CaptureFix
     assert code == 1
     assert "alice/folder/alice-home:" in err and "does not exist" in err
     assert "synced 1/2 links" in out
+
+
+def test_status_reports_links_that_need_attention(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "calendars" / "alice-home").rmdir()
+    assert run(capsys, "sync", "--once")[0] == 1
+    code, out, err = run(capsys, "status")
+    assert code == 0 and "alice" in out and "bob" in out
+    [line] = err.strip().splitlines()
+    assert line.startswith("link 2 alice/folder/alice-home: error: ") and "does not exist" in line
