@@ -208,9 +208,11 @@ def advance(state: StatusState, periods: Sequence[Period], policy: StatusPolicy,
     if now < state.evaluated_at:
         return Evaluation(state, changes)
     walk_until = now - timedelta(microseconds=1) if ended_early else now
-    for at in boundaries(periods, policy, state.evaluated_at, walk_until):
+    for at in [*boundaries(periods, policy, state.evaluated_at, walk_until), now]:
         status, reason, block = auto_status(periods, policy, at)
         if status != state.auto:
+            if at == now and status == AVAILABLE and ended_early:
+                reason = "ooo_ended_early"
             state, change = _transition(state, status, reason, block, at)
             if change:
                 changes.append(change)
@@ -218,16 +220,6 @@ def advance(state: StatusState, periods: Sequence[Period], policy: StatusPolicy,
             # Still away, for another block or now for working hours: same status, new cause.
             state = replace(state, block_id=block, auto_reason=reason,
                             reason=reason if state.manual is None else state.reason)
-    status, reason, block = auto_status(periods, policy, now)
-    if status != state.auto:
-        if status == AVAILABLE and ended_early:
-            reason = "ooo_ended_early"
-        state, change = _transition(state, status, reason, block, now)
-        if change:
-            changes.append(change)
-    elif status == AWAY and (block, reason) != (state.block_id, state.auto_reason):
-        state = replace(state, block_id=block, auto_reason=reason,
-                        reason=reason if state.manual is None else state.reason)
     return Evaluation(replace(state, evaluated_at=now), changes)
 
 

@@ -189,50 +189,42 @@ class Syncd:
             return BlockInfo.of(row)
         return self.db.run(work)
 
-    def edit_block(self, block_id: str, content: OooContent, *, expected_revision: int | None = None) -> BlockInfo:
+    def _change_block(self, block_id: str, expected_revision: int | None,
+                      change: Callable[[BlockRow, UserRow, datetime], None], *, ended_early: bool = False) -> BlockInfo:
+        """One edit of an existing block, with the status before and after it, in one transaction."""
         def work(session: Session) -> BlockInfo:
             now = self.clock()
             row = self._block(session, block_id)
             _check_revision(row, expected_revision)
             user = self._user(session, row.user_id)
-            self.recorder.advance(session, user, now)
+            self.recorder.advance(session, user, now)  # transitions before the edit keep their own time
+            change(row, user, now)
+            self.recorder.advance(session, user, now, ended_early=ended_early)
+            self._touch_links(session, user.id, now)
+            return BlockInfo.of(row)
+        return self.db.run(work)
+
+    def edit_block(self, block_id: str, content: OooContent, *, expected_revision: int | None = None) -> BlockInfo:
+        def edit(row: BlockRow, user: UserRow, now: datetime) -> None:
             set_content(row, content.in_zone(user.timezone))
             row.revision += 1
             row.updated_at = now
-            self.recorder.advance(session, user, now)
-            self._touch_links(session, user.id, now)
-            return BlockInfo.of(row)
-        return self.db.run(work)
+        return self._change_block(block_id, expected_revision, edit)
 
     def delete_block(self, block_id: str, *, expected_revision: int | None = None) -> BlockInfo:
-        def work(session: Session) -> BlockInfo:
-            now = self.clock()
-            row = self._block(session, block_id)
-            _check_revision(row, expected_revision)
-            user = self._user(session, row.user_id)
-            self.recorder.advance(session, user, now)
+        def delete(row: BlockRow, _user: UserRow, now: datetime) -> None:
             row.deleted_at, row.updated_at, row.revision = now, now, row.revision + 1
-            self.recorder.advance(session, user, now)
-            self._touch_links(session, user.id, now)
-            return BlockInfo.of(row)
-        return self.db.run(work)
+        return self._change_block(block_id, expected_revision, delete)
 
     def end_block_early(self, block_id: str) -> BlockInfo:
-        def work(session: Session) -> BlockInfo:
-            now = self.clock()
-            row = self._block(session, block_id)
+        def end(row: BlockRow, _user: UserRow, now: datetime) -> None:
             if row.start > now:
                 raise UserInputError(f"OOO block {block_id} starts at {format_utc(row.start)} and has not begun; "
                                      f"delete it instead (`syncd ooo delete {block_id}`)")
             if row.end <= now:
                 raise UserInputError(f"OOO block {block_id} already ended at {format_utc(row.end)}")
-            user = self._user(session, row.user_id)
-            self.recorder.advance(session, user, now)
             self._end_now([row], now)
-            self.recorder.advance(session, user, now, ended_early=True)
-            self._touch_links(session, user.id, now)
-            return BlockInfo.of(row)
-        return self.db.run(work)
+        return self._change_block(block_id, None, end, ended_early=True)
 
     @staticmethod
     def _end_now(rows: Sequence[BlockRow], now: datetime) -> None:
