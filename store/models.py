@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -24,13 +25,19 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AssignmentRow",
     "Base",
     "BlockRow",
     "CalendarLinkRow",
     "DeliveryRow",
     "EventLinkRow",
     "OutboxRow",
+    "RotationMemberRow",
+    "RotationRow",
+    "RotationSeatRow",
     "StatusLogRow",
+    "TeamMemberRow",
+    "TeamRow",
     "UserRow",
     "UserStatusRow",
     "UTCDateTime",
@@ -67,7 +74,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), date: Date()}
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), date: Date(), float: Float()}
 
 
 class UserRow(Base):
@@ -205,4 +212,71 @@ class DeliveryRow(Base):
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class TeamRow(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class TeamMemberRow(Base):
+    __tablename__ = "team_members"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class RotationRow(Base):
+    """A meeting rotation / assignment pool (seed 002)."""
+
+    __tablename__ = "rotations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    policy: Mapped[str] = mapped_column(String(16), default="reset")  # reset | calibrate
+    counts_since: Mapped[datetime]  # assignments before this instant no longer count (reset)
+    created_at: Mapped[datetime]
+
+
+class RotationMemberRow(Base):
+    """A user or a whole team in a rotation; a team's members follow the team."""
+
+    __tablename__ = "rotation_members"
+    __table_args__ = (UniqueConstraint("rotation_id", "user_id", "team_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rotation_id: Mapped[str] = mapped_column(ForeignKey("rotations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+
+
+class RotationSeatRow(Base):
+    """Per user in a rotation: the availability toggle and the calibration terms of the count."""
+
+    __tablename__ = "rotation_seats"
+
+    rotation_id: Mapped[str] = mapped_column(ForeignKey("rotations.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+    baseline: Mapped[float] = mapped_column(default=0.0)  # calibrate: the average when they joined
+    credit: Mapped[float] = mapped_column(default=0.0)  # calibrate: shares handed out while away
+    joined_at: Mapped[datetime]
+
+
+class AssignmentRow(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("rotation_id", "idempotency_key"),
+        Index("ix_assignments_rotation_time", "rotation_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rotation_id: Mapped[str] = mapped_column(ForeignKey("rotations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str] = mapped_column(String(300))
+    start: Mapped[datetime | None]
+    end: Mapped[datetime | None]
     created_at: Mapped[datetime]
