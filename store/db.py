@@ -49,12 +49,18 @@ class Database:
         else:
             args.setdefault("connect_timeout", 10)
         self.engine: Engine = create_engine(url, echo=echo, connect_args=args, pool_pre_ping=True)
+        self.read_engine = self.engine
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-            # SQLite's own deferred BEGIN lets two writers deadlock on upgrade; take the write lock up front.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-            event.listen(self.engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+            # SQLite's deferred BEGIN lets two writers deadlock on upgrade: writers take the write
+            # lock up front. Readers get an engine of their own with a plain BEGIN, so that under
+            # WAL they never wait for a writer (and never make one wait).
+            self.read_engine = create_engine(url, echo=echo, connect_args=args, pool_pre_ping=True)
+            for engine, begin in ((self.engine, "BEGIN IMMEDIATE"), (self.read_engine, "BEGIN")):
+                event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+                event.listen(engine, "begin", lambda conn, b=begin: conn.exec_driver_sql(b))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -77,12 +83,18 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
-    def run(self, work: Callable[[Session], T], *, attempts: int = 5, what: str = "database") -> T:
+    def read(self, work: Callable[[Session], T], *, attempts: int = 5, what: str = "database") -> T:
+        """Like `run`, for work that only reads: it does not queue behind SQLite writers."""
+        return self.run(work, attempts=attempts, what=what, readonly=True)
+
+    def run(self, work: Callable[[Session], T], *, attempts: int = 5, what: str = "database",
+            readonly: bool = False) -> T:
         """Run ``work`` in one transaction, retrying when the database is locked or unreachable."""
         delay = 0.2
+        sessions = self._read_sessions if readonly else self._sessions
         for attempt in range(1, attempts + 1):
             try:
-                with self.session() as session:
+                with sessions() as session, session.begin():
                     return work(session)
             except OperationalError as exc:
                 if not _retryable(exc):
@@ -96,6 +108,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
 
 
 def _retryable(exc: DBAPIError) -> bool:

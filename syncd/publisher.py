@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from store.db import Database
 from store.models import DeliveryRow, OutboxRow
@@ -75,7 +75,7 @@ class Publisher:
         for _ in range(rounds):
             report = self.deliver_due()
             total += report
-            if report.delivered == 0:
+            if report.delivered == 0 and report.dead == 0:  # a dead letter lets that user's next one go
                 break
         return total
 
@@ -105,9 +105,15 @@ class Publisher:
     def _due(self, session: Session, sink: str) -> list[_Due | None]:
         """Pending deliveries in outbox order; a user whose head is not yet due is skipped whole."""
         now = self.clock()
+        # Users waiting for a retry are left out in the query, not after it: otherwise one user's
+        # backlog could fill the whole batch and hold back everybody else.
+        later = aliased(DeliveryRow)
+        waiting_users = select(later.user_id).where(later.sink == sink, later.state == "pending",
+                                                    later.next_attempt_at > now)
         rows = session.execute(
             select(DeliveryRow, OutboxRow.payload).join(OutboxRow, OutboxRow.seq == DeliveryRow.outbox_seq)
-            .where(DeliveryRow.sink == sink, DeliveryRow.state == "pending")
+            .where(DeliveryRow.sink == sink, DeliveryRow.state == "pending",
+                   DeliveryRow.user_id.not_in(waiting_users))
             .order_by(DeliveryRow.outbox_seq).limit(self.batch)
         ).all()
         waiting: set[str] = set()

@@ -157,7 +157,7 @@ class Syncd:
         return self.db.run(work)
 
     def user_ids(self) -> list[str]:
-        return self.db.run(lambda s: list(s.scalars(select(UserRow.id).order_by(UserRow.id))))
+        return self.db.read(lambda s: list(s.scalars(select(UserRow.id).order_by(UserRow.id))))
 
     def _touch_links(self, session: Session, user_id: str, now: datetime) -> None:
         """Ask the daemon to push this user's block changes to their calendars right away."""
@@ -265,23 +265,25 @@ class Syncd:
         if at is not None:
             at = ensure_aware(at, "at")
 
-        def work(session: Session) -> StatusInfo:
-            now = self.clock()
-            user = self._user(session, user_id)
-            _, state = self.recorder.load(session, user, now)
-            blocks = self.recorder.live_blocks(session, user.id)
-            periods = periods_of(blocks)
-            policy = self.recorder.policy(user)
-            when = now if at is None else at
-            if when < state.evaluated_at:
-                upcoming = av.next_change(state, periods, policy)  # for a past status still in force
-                return self._past_status(session, user.id, when, periods, upcoming.effective_at if upcoming else None)
-            state = av.advance(state, periods, policy, when).state
-            upcoming = av.next_change(state, periods, policy)
-            return StatusInfo(user.id, state.effective, state.reason, state.since,
-                              upcoming.effective_at if upcoming else None,
-                              [p.block_id for p in av.covering(periods, when)])
-        return self.db.run(work)
+        return self.db.read(lambda session: self.status_in(session, user_id, at))
+
+    def status_in(self, session: Session, user_id: str, at: datetime | None = None) -> StatusInfo:
+        """`status` inside the caller's transaction (the rotation engine asks for many users)."""
+        now = self.clock()
+        user = self._user(session, user_id)
+        state = self.recorder.peek(session, user, now)
+        blocks = self.recorder.live_blocks(session, user.id)
+        periods = periods_of(blocks)
+        policy = self.recorder.policy(user)
+        when = now if at is None else at
+        if when < state.evaluated_at:
+            upcoming = av.next_change(state, periods, policy)  # for a past status still in force
+            return self._past_status(session, user.id, when, periods, upcoming.effective_at if upcoming else None)
+        state = av.advance(state, periods, policy, when).state
+        upcoming = av.next_change(state, periods, policy)
+        return StatusInfo(user.id, state.effective, state.reason, state.since,
+                          upcoming.effective_at if upcoming else None,
+                          [p.block_id for p in av.covering(periods, when)])
 
     def _past_status(self, session: Session, user_id: str, when: datetime, periods: list[av.Period],
                      still_until: datetime | None) -> StatusInfo:

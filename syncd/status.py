@@ -95,6 +95,13 @@ class StatusRecorder:
             session.flush()
         return row, state_of(row)
 
+    def peek(self, session: Session, user: UserRow, now: datetime) -> av.StatusState:
+        """The user's state for reading: no lock, nothing written."""
+        row = session.get(UserStatusRow, user.id)
+        if row is not None:
+            return state_of(row)
+        return av.initial_state(periods_of(self.live_blocks(session, user.id)), self.policy(user), now)
+
     def policy(self, user: UserRow) -> av.StatusPolicy:
         return policy_of(user, self.away_outside_working_hours)
 
