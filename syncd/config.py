@@ -59,7 +59,7 @@ PROVIDERS = ("local", "caldav", "google", "outlook", "memory")
 CONFLICT_POLICIES = ("newest", "calendar", "helpdesk")
 DIRECTIONS = ("two-way", "pull", "push")
 SCOPES = ("read", "write", "admin")
-SINK_TYPES = ("webhook", "stdout")
+SINK_TYPES = ("webhook", "stdout", "redis", "nats")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -222,7 +222,7 @@ class UserConfig:
 
 @dataclass(frozen=True, slots=True)
 class SinkConfig:
-    type: str  # webhook | stdout
+    type: str  # webhook | stdout | redis | nats
     name: str
     options: Mapping[str, Any] = field(default_factory=Options)
 
@@ -774,6 +774,8 @@ class _Loader:
         if kind == "stdout":
             t.allow(("type", "name"))
             return Options()
+        if kind in ("redis", "nats"):
+            return self.broker_options(t, kind)
         t.allow(("type", "name", "url", "secret", "secret_env", "timeout", "max_attempts"))
         data, from_env = self.resolve_env(t, ("secret",))
         resolved = _Table(t.file, t.path, data)
@@ -785,6 +787,44 @@ class _Loader:
         if "max_attempts" in data:
             options["max_attempts"] = resolved.integer("max_attempts", minimum=1)
         return Options(options, secret=SECRET_KEYS | from_env)
+
+    def broker_options(self, t: _Table, kind: str) -> Options:
+        """``redis``: url, stream, maxlen (0: no trimming), timeout; ``nats``: url, subject, stream,
+        timeout. Only keys given are set (the sink has defaults), except ``timeout``."""
+        extra = ("stream", "maxlen") if kind == "redis" else ("subject", "stream")
+        t.allow(("type", "name", "url", "url_env", "timeout", *extra))
+        data, from_env = self.resolve_env(t, ("url",))
+        resolved = _Table(t.file, t.path, data)
+        options: dict[str, Any] = {}
+        if "url" in data:
+            options["url"] = self.broker_url(resolved, kind, resolved.string("url"))
+        if kind == "redis":
+            if "stream" in data:
+                options["stream"] = resolved.string("stream")
+            if "maxlen" in data:
+                options["maxlen"] = resolved.integer("maxlen", minimum=0)
+        else:
+            if "subject" in data:
+                subject = resolved.string("subject")
+                if not re.fullmatch(r"[^.*>\s]+(\.[^.*>\s]+)*", subject):
+                    t.fail("subject", f"expected dot-separated tokens without wildcards or spaces, got {subject!r}")
+                options["subject"] = subject
+            if "stream" in data:
+                stream = resolved.string("stream")
+                if not re.fullmatch(r"[^.*>/\\\s]+", stream):
+                    t.fail("stream", f"a stream name cannot contain spaces, '.', '*', '>', '/' or '\\', got {stream!r}")
+                options["stream"] = stream
+        options["timeout"] = resolved.duration("timeout", timedelta(seconds=5))
+        return Options(options, secret=SECRET_KEYS | from_env)
+
+    def broker_url(self, table: _Table, kind: str, value: str) -> str:
+        schemes = ("redis", "rediss", "unix") if kind == "redis" else ("nats", "tls", "ws", "wss")
+        # NATS takes several servers separated by commas. No value in the message: URLs may carry a password.
+        for url in value.split(",") if kind == "nats" else [value]:
+            match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://(\S+)", url.strip())
+            if match is None or match[1].lower() not in schemes:
+                table.fail("url", f"expected a {kind} URL ({', '.join(s + '://' for s in schemes)})")
+        return value
 
 
 _RANGE_RE = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")

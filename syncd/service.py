@@ -109,10 +109,11 @@ class Syncd:
                     not in configured:
                 link.enabled = False  # kept, with its event links, in case it comes back
 
-    def _upsert_user(self, session: Session, user: UserConfig, now: datetime) -> None:
+    def _upsert_user(self, session: Session, user: UserConfig, now: datetime, origin: str = "config") -> UserRow:
+        """Create or update a user and their calendar links (from the config file or the API)."""
         row = session.get(UserRow, user.id)
         if row is None:
-            row = UserRow(id=user.id, created_at=now, origin="config")
+            row = UserRow(id=user.id, created_at=now, origin=origin)
             session.add(row)
         row.email, row.timezone = user.email, user.timezone
         row.working_hours = hours_to_json(user.working_hours)
@@ -126,8 +127,17 @@ class Syncd:
                                        next_poll_at=now, state="ok", failures=0, held_deletions=0,
                                        release_deletions=False)
                 session.add(link)
+            if not link.enabled:
+                link.next_poll_at = now
             link.sync_ooo, link.direction, link.enabled = cal.sync_ooo, cal.direction, True
+        if origin != "config":  # the API sends the whole list: links left out are switched off
+            wanted = {(c.account, c.calendar) for c in user.calendars}
+            for link in session.scalars(select(CalendarLinkRow).where(CalendarLinkRow.user_id == user.id)):
+                if (link.account, link.calendar) not in wanted:
+                    link.enabled = False
         self.recorder.load(session, row, now)
+        self.recorder.advance(session, row, now)  # new working hours may change the status now
+        return row
 
     # -- lookups ----------------------------------------------------------------------------
     def _user(self, session: Session, user_id: str) -> UserRow:

@@ -337,6 +337,11 @@ def build_sink(config: Any) -> Sink:
     Webhook options: ``url`` (required), ``secret`` (str, optional; the config layer resolves
     ``secret_env``), ``timeout`` (``timedelta`` or seconds, default 10 s). Other option keys
     are left to the publisher (retry and dead-letter settings).
+
+    Broker sinks (:mod:`syncd.brokers`, needing ``pip install 'syncd[brokers]'``), every option
+    optional: ``redis``: ``url``, ``stream``, ``maxlen`` (0 or ``None``: no trimming),
+    ``timeout`` (default 5 s); ``nats``: ``url``, ``subject``, ``stream`` (created if missing),
+    ``timeout`` (default 5 s).
     """
     kind = getattr(config, "type", None)
     name = getattr(config, "name", None) or str(kind)
@@ -351,7 +356,21 @@ def build_sink(config: Any) -> Sink:
         if secret is not None and not isinstance(secret, str):
             raise ConfigError(f"sink {name!r}: secret must be a string")
         return WebhookSink(name, url, secret, _seconds(options.get("timeout", 10.0), name))
-    raise ConfigError(f"sink {name!r}: unknown type {kind!r} (expected 'stdout' or 'webhook')")
+    if kind in ("redis", "nats"):
+        # Imported here so that the core works without the broker client packages.
+        from syncd import brokers
+
+        kwargs: dict[str, Any] = {"timeout": _seconds(options.get("timeout", 5.0), name)}
+        keys = ("url", "stream", "maxlen") if kind == "redis" else ("url", "subject", "stream")
+        for key in keys:
+            if options.get(key) is not None:
+                kwargs[key] = options[key]
+        if kind == "redis":
+            if "maxlen" in options and options["maxlen"] in (None, 0):
+                kwargs["maxlen"] = None  # never trim
+            return brokers.RedisStreamSink(name, **kwargs)
+        return brokers.NatsJetStreamSink(name, **kwargs)
+    raise ConfigError(f"sink {name!r}: unknown type {kind!r} (expected 'stdout', 'webhook', 'redis' or 'nats')")
 
 
 def _seconds(value: object, name: str) -> float:

@@ -391,6 +391,7 @@ class LinkSyncer:
     def _failed(self, snap: _Snapshot, outcome: LinkOutcome, exc: Exception) -> None:
         message = _one_line(exc)
         outcome.ok, outcome.error = False, message
+        at_least = timedelta(0)  # the provider's Retry-After: a floor the jitter must not go under
         if isinstance(exc, ReauthRequired):
             state, delay = "reauth_required", MAX_BACKOFF
         else:
@@ -398,10 +399,12 @@ class LinkSyncer:
             base = self.service.config.daemon.poll_interval
             delay = min(MAX_BACKOFF, timedelta(seconds=min(base.total_seconds(), 60) * 2 ** min(snap.failures, 10)))
             if isinstance(exc, RateLimited) and exc.retry_after:
-                delay = max(delay, timedelta(seconds=exc.retry_after))
+                at_least = timedelta(seconds=exc.retry_after)
+                delay = max(delay, at_least)
         if snap.state in ("ok", "held") or (snap.state != state):
-            # Once per failure episode, not every poll; a traceback only for what is not ours.
-            log.warning("link %s: sync failed: %s", snap.name, message, exc_info=not isinstance(exc, SyncdError))
+            # Once per failure episode, not every poll; a traceback for a Bug and what is not ours.
+            log.warning("link %s: sync failed: %s", snap.name, message,
+                        exc_info=isinstance(exc, Bug) or not isinstance(exc, SyncdError))
         else:
             log.debug("link %s: still failing: %s", snap.name, message)
 
@@ -412,7 +415,7 @@ class LinkSyncer:
             now = self.service.clock()
             row.state, row.last_error, row.last_sync_at = state, message, now
             row.failures += 1
-            row.next_poll_at = now + self._jittered(delay)
+            row.next_poll_at = now + max(self._jittered(delay), at_least)
         self.db.run(work, what=f"saving link {snap.name}")
 
     def _jittered(self, interval: timedelta) -> timedelta:
