@@ -101,7 +101,9 @@ class Directory:
             existing = session.get(UserRow, user_id)
             if existing is not None and existing.origin == "config":
                 raise ConfigOwned(f"user {user_id} is defined in {self.service.config.path.name}; change it there")
-            self.service._upsert_user(session, user, self.service.clock(), origin="api")
+            now = self.service.clock()
+            row = self.service._upsert_user(session, user, now, origin="api")
+            self.service.recorder.advance(session, row, now)  # new working hours may change the status now
             return existing is None
         created = self.db.run(work)
         return self.get_user(user_id), created

@@ -136,7 +136,6 @@ class Syncd:
                 if (link.account, link.calendar) not in wanted:
                     link.enabled = False
         self.recorder.load(session, row, now)
-        self.recorder.advance(session, row, now)  # new working hours may change the status now
         return row
 
     # -- lookups ----------------------------------------------------------------------------
