@@ -19,19 +19,22 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import FrameType
 from typing import Any
 
+import uvicorn
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from connectors.registry import Connectors
 from store.db import Database
 from syncd.config import Config
-from syncd.errors import SyncdError
+from syncd.errors import ConfigError, SyncdError
+from syncd.metrics import Metrics
 from syncd.publisher import Publisher
 from syncd.service import Syncd, utc_now
 from syncd.sinks import Sink, build_sink
@@ -53,6 +56,7 @@ class Runtime:
     syncer: LinkSyncer
     publisher: Publisher
     connectors: Connectors
+    metrics: Metrics
     sinks: dict[str, Sink] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -68,12 +72,17 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
     connectors = connectors or Connectors(config.accounts, max_occurrences=config.daemon.max_occurrences)
     sinks = sinks if sinks is not None else {s.name: build_sink(s) for s in config.sinks}
     publisher = Publisher(db, sinks, dead_letter_after=config.daemon.dead_letter_after, clock=clock)
-    return Runtime(config, db, service, LinkSyncer(service, connectors), publisher, connectors, sinks)
+    metrics = Metrics(db, clock)
+    syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync)
+    return Runtime(config, db, service, syncer, publisher, connectors, metrics, sinks)
 
 
 class Daemon:
-    def __init__(self, runtime: Runtime, *, poll_workers: int = 4) -> None:
+    def __init__(self, runtime: Runtime, *, poll_workers: int = 4, serve_api: bool = True) -> None:
         self.rt = runtime
+        self.serve_api = serve_api
+        self.api_server: uvicorn.Server | None = None
+        self._api_thread: threading.Thread | None = None
         self.poll_workers = poll_workers
         self.stopping = threading.Event()  # set by a signal: no new work starts
         self._stopped = False
@@ -101,10 +110,35 @@ class Daemon:
         self.scheduler.add_job(self._guard(self._sweep), "interval", seconds=daemon.sweep_interval.total_seconds(),
                                id="sweep", max_instances=1)
         self.scheduler.start()
+        if self.serve_api:
+            self._start_api()
         users = len(rt.service.user_ids())
         links = len(rt.syncer.link_ids())
         log.info("syncd running: %d user(s), %d calendar link(s), sinks: %s, database: %s",
                  users, links, ", ".join(rt.sinks) or "none", _redact(daemon.database_url))
+
+    def _start_api(self) -> None:
+        from syncd.api import create_app
+
+        api = self.rt.config.api
+        app = create_app(self.rt.service, metrics=self.rt.metrics, scheduler_alive=lambda: self.scheduler.running)
+        server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, log_level="warning",
+                                               access_log=False, lifespan="off"))
+        self._api_thread = threading.Thread(target=server.run, name="syncd-api", daemon=True)
+        self._api_thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and self._api_thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not server.started:
+            self.scheduler.shutdown(wait=False)
+            raise ConfigError(f"api.listen: cannot listen on {api.listen} (in use, or not an address of this "
+                              "machine); change [api].listen")
+        self.api_server = server
+        sockets = [s.getsockname() for srv in server.servers for s in srv.sockets]
+        self.api_address = f"{sockets[0][0]}:{sockets[0][1]}" if sockets else api.listen
+        if not self.rt.config.api.tokens:
+            log.warning("no API tokens configured: /v1 answers 401 until [api].tokens is set")
+        log.info("API listening on http://%s (OpenAPI at /openapi.json)", self.api_address)
 
     def _guard(self, job: Callable[[], Any]) -> Callable[[], None]:
         name = getattr(job, "__name__", "job")
@@ -151,10 +185,14 @@ class Daemon:
         def shutdown() -> None:
             self.scheduler.shutdown(wait=True)
             done.set()
+        if self.api_server is not None:
+            self.api_server.should_exit = True
         threading.Thread(target=shutdown, daemon=True).start()
         if not done.wait(STOP_WITHIN):
             log.warning("work still running after %.0fs; exiting anyway (it is replayed on the next start)",
                         STOP_WITHIN)
+        if self._api_thread is not None:
+            self._api_thread.join(max(0.5, STOP_WITHIN / 2))
         self.rt.close()
         log.info("stopped")
 

@@ -102,7 +102,7 @@ class Directory:
             if existing is not None and existing.origin == "config":
                 raise ConfigOwned(f"user {user_id} is defined in {self.service.config.path.name}; change it there")
             now = self.service.clock()
-            row = self.service._upsert_user(session, user, now, origin="api")
+            row = self.service.upsert_user(session, user, now, origin="api")
             self.service.recorder.advance(session, row, now)  # new working hours may change the status now
             return existing is None
         created = self.db.run(work)

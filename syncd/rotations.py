@@ -196,6 +196,10 @@ class RotationEngine:
         self.db.run(work)
         return self.get(rotation_id)
 
+    def ids(self) -> list[str]:
+        return self.db.read(lambda s: list(s.scalars(select(RotationRow.id).order_by(RotationRow.created_at,
+                                                                                      RotationRow.id))))
+
     # -- choosing ------------------------------------------------------------------------
     def preview(self, rotation_id: str, start: datetime | None = None) -> rot.Choice:
         def work(session: Session) -> rot.Choice:

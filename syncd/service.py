@@ -58,10 +58,12 @@ class BlockInfo:
     title: str
     source: str
     revision: int
+    content: OooContent
 
     @classmethod
     def of(cls, row: BlockRow) -> BlockInfo:
-        return cls(row.id, row.user_id, row.start, row.end, row.all_day, row.title, row.source, row.revision)
+        return cls(row.id, row.user_id, row.start, row.end, row.all_day, row.title, row.source, row.revision,
+                   block_content(row))
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "start": format_utc(self.start), "end": format_utc(self.end),
@@ -101,7 +103,7 @@ class Syncd:
     def _apply_config(self, session: Session) -> None:
         now = self.clock()
         for user in self.config.users:
-            self._upsert_user(session, user, now)
+            self.upsert_user(session, user, now)
         configured = {(u.id, c.account, c.calendar) for u in self.config.users for c in u.calendars}
         for link in session.scalars(select(CalendarLinkRow)):
             owner = session.get(UserRow, link.user_id)
@@ -109,7 +111,7 @@ class Syncd:
                     not in configured:
                 link.enabled = False  # kept, with its event links, in case it comes back
 
-    def _upsert_user(self, session: Session, user: UserConfig, now: datetime, origin: str = "config") -> UserRow:
+    def upsert_user(self, session: Session, user: UserConfig, now: datetime, origin: str = "config") -> UserRow:
         """Create or update a user and their calendar links (from the config file or the API)."""
         row = session.get(UserRow, user.id)
         if row is None:
@@ -165,6 +167,26 @@ class Syncd:
                      "next_poll": format_utc(r.next_poll_at)} for r in rows]
         return self.db.run(work)
 
+    def release_deletions(self, link_id: int) -> str:
+        """The operator confirms that held deletions are real: the next sync applies them."""
+        def work(session: Session) -> str:
+            row = session.get(CalendarLinkRow, link_id)
+            if row is None:
+                raise NotFoundInStore(f"no calendar link {link_id}; `syncd links` lists them")
+            row.release_deletions, row.next_poll_at = True, self.clock()
+            return f"{row.user_id}/{row.account}/{row.calendar}"
+        return self.db.run(work)
+
+    def stuck_links(self, overdue: timedelta = timedelta(minutes=15)) -> list[str]:
+        """Enabled links whose poll is long overdue: the scheduler is not keeping up or is stuck."""
+        def work(session: Session) -> list[str]:
+            cutoff = self.clock() - overdue
+            rows = session.scalars(select(CalendarLinkRow).where(
+                CalendarLinkRow.enabled.is_(True), CalendarLinkRow.sync_ooo.is_(True),
+                CalendarLinkRow.next_poll_at.is_not(None), CalendarLinkRow.next_poll_at < cutoff))
+            return [f"{r.user_id}/{r.account}/{r.calendar}" for r in rows]
+        return self.db.read(work)
+
     def user_ids(self) -> list[str]:
         return self.db.read(lambda s: list(s.scalars(select(UserRow.id).order_by(UserRow.id))))
 
@@ -182,6 +204,9 @@ class Syncd:
                                    .order_by(BlockRow.start, BlockRow.id))
             return [BlockInfo.of(r) for r in rows]
         return self.db.run(work)
+
+    def get_block(self, block_id: str) -> BlockInfo:
+        return self.db.read(lambda s: BlockInfo.of(self._block(s, block_id)))
 
     def add_block(self, user_id: str, content: OooContent, *, source: str = "helpdesk") -> BlockInfo:
         def work(session: Session) -> BlockInfo:

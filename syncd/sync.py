@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
@@ -52,6 +53,7 @@ BLOCK_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock)
 class LinkOutcome:
     link_id: int
     name: str
+    account: str = ""
     ok: bool = True
     error: str | None = None
     actions: int = 0
@@ -81,7 +83,9 @@ class _Round:
 
 
 class LinkSyncer:
-    def __init__(self, service: Syncd, connectors: Connectors, *, rng: random.Random | None = None) -> None:
+    def __init__(self, service: Syncd, connectors: Connectors, *, rng: random.Random | None = None,
+                 observe: Callable[[str, bool, float], None] | None = None) -> None:
+        self.observe = observe  # (provider, ok, seconds) after each pull: the metrics
         self.service = service
         self.db = service.db
         self.connectors = connectors
@@ -131,8 +135,16 @@ class LinkSyncer:
         return self.db.run(work, what="claiming links")
 
     def sync_link(self, link_id: int, *, pull: bool = True) -> LinkOutcome:
+        started = time.monotonic()
+        outcome = self._sync_link(link_id, pull=pull)
+        if pull and self.observe is not None:
+            account = self.service.config.accounts.get(outcome.account)
+            self.observe(account.provider if account else "unknown", outcome.ok, time.monotonic() - started)
+        return outcome
+
+    def _sync_link(self, link_id: int, *, pull: bool) -> LinkOutcome:
         snap = self.db.run(lambda s: self._snapshot(s, link_id))
-        outcome = LinkOutcome(link_id, snap.name)
+        outcome = LinkOutcome(link_id, snap.name, account=snap.account)
         try:
             connector = self.connectors.for_account(snap.account)
             now = self.service.clock()
@@ -153,14 +165,7 @@ class LinkSyncer:
         return outcome
 
     def release_deletions(self, link_id: int) -> str:
-        """The operator confirms that held deletions are real: the next sync applies them."""
-        def work(session: Session) -> str:
-            row = session.get(CalendarLinkRow, link_id)
-            if row is None:
-                raise ConfigError(f"no link {link_id}; `syncd links` lists them")
-            row.release_deletions, row.next_poll_at = True, self.service.clock()
-            return f"{row.user_id}/{row.account}/{row.calendar}"
-        return self.db.run(work)
+        return self.service.release_deletions(link_id)
 
     # -- steps ---------------------------------------------------------------------------
     def _snapshot(self, session: Session, link_id: int) -> _Snapshot:

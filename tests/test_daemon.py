@@ -52,7 +52,7 @@ def runtime(tmp_path: Path, clock: Callable[[], datetime], sink: CollectingSink,
 def test_transition_published_at_its_instant(tmp_path: Path) -> None:
     sink = CollectingSink()
     rt = runtime(tmp_path, lambda: datetime.now(UTC), sink, MemoryConnector())
-    daemon = Daemon(rt)
+    daemon = Daemon(rt, serve_api=False)
     daemon.start()
     try:
         start = datetime.now(UTC) + timedelta(seconds=1)
@@ -70,7 +70,7 @@ def test_transition_published_at_its_instant(tmp_path: Path) -> None:
 def test_block_added_in_helpdesk_reaches_calendar(tmp_path: Path) -> None:
     sink, memory = CollectingSink(), MemoryConnector()
     rt = runtime(tmp_path, lambda: datetime.now(UTC), sink, memory)
-    daemon = Daemon(rt)
+    daemon = Daemon(rt, serve_api=False)
     daemon.start()
     try:
         start = datetime.now(UTC) + timedelta(days=1)
@@ -94,7 +94,7 @@ def test_transitions_while_down_are_published_on_start_in_order(tmp_path: Path) 
     rt.publisher.drain()
     sink.events.clear()
     clock.advance(timedelta(hours=4))  # syncd was "down": three boundaries passed
-    daemon = Daemon(rt)
+    daemon = Daemon(rt, serve_api=False)
     daemon.start()
     daemon.stop()
     got = [(e["status"], e["reason"], e["effective_at"]) for e in sink.events]
@@ -113,6 +113,8 @@ def _z(dt: datetime) -> str:
 def test_run_stops_on_signal(tmp_path: Path, signum: int) -> None:
     (tmp_path / "calendars" / "alice").mkdir(parents=True)
     (tmp_path / "syncd.toml").write_text("""
+[api]
+listen = "127.0.0.1:0"
 [[accounts]]
 name = "folder"
 provider = "local"
