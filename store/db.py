@@ -6,7 +6,9 @@ multi-replica setting. Migrations (Alembic, in ``store/migrations``) run at star
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,6 +63,8 @@ class Database:
                 event.listen(engine, "begin", lambda conn, b=begin: conn.exec_driver_sql(b))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._write_gate: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
 
     @property
     def dialect(self) -> str:
@@ -92,9 +96,12 @@ class Database:
         """Run ``work`` in one transaction, retrying when the database is locked or unreachable."""
         delay = 0.2
         sessions = self._read_sessions if readonly else self._sessions
+        # SQLite has one writer at a time; queueing this process's writers on a lock is fair
+        # and immediate, where SQLite's busy handler sleeps and retries.
+        gate = self._write_gate if not readonly else contextlib.nullcontext()
         for attempt in range(1, attempts + 1):
             try:
-                with sessions() as session, session.begin():
+                with gate, sessions() as session, session.begin():
                     return work(session)
             except OperationalError as exc:
                 if not _retryable(exc):

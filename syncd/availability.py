@@ -195,6 +195,23 @@ def _transition(state: StatusState, status: Status, reason: Reason, block: str |
     return new, change
 
 
+def _steps(state: StatusState, periods: Sequence[Period], policy: StatusPolicy, points: Iterable[datetime],
+           *, ended_early_at: datetime | None = None) -> Iterator[tuple[StatusState, StatusChange | None]]:
+    """Evaluate ``auto`` at each instant in order, yielding the state and any change it causes."""
+    for at in points:
+        status, reason, block = auto_status(periods, policy, at)
+        if status != state.auto:
+            if at == ended_early_at and status == AVAILABLE:
+                reason = "ooo_ended_early"
+            state, change = _transition(state, status, reason, block, at)
+            yield state, change
+        elif status == AWAY and (block, reason) != (state.block_id, state.auto_reason):
+            # Still away, for another block or now for working hours: same status, new cause.
+            state = replace(state, block_id=block, auto_reason=reason,
+                            reason=reason if state.manual is None else state.reason)
+            yield state, None
+
+
 def advance(state: StatusState, periods: Sequence[Period], policy: StatusPolicy, now: datetime,
             *, ended_early: bool = False) -> Evaluation:
     """Carry ``state`` forward to ``now``, returning every change on the way.
@@ -208,19 +225,13 @@ def advance(state: StatusState, periods: Sequence[Period], policy: StatusPolicy,
     if now < state.evaluated_at:
         return Evaluation(state, changes)
     walk_until = now - timedelta(microseconds=1) if ended_early else now
-    for at in [*boundaries(periods, policy, state.evaluated_at, walk_until), now]:
-        status, reason, block = auto_status(periods, policy, at)
-        if status != state.auto:
-            if at == now and status == AVAILABLE and ended_early:
-                reason = "ooo_ended_early"
-            state, change = _transition(state, status, reason, block, at)
-            if change:
-                changes.append(change)
-        elif status == AWAY and (block, reason) != (state.block_id, state.auto_reason):
-            # Still away, for another block or now for working hours: same status, new cause.
-            state = replace(state, block_id=block, auto_reason=reason,
-                            reason=reason if state.manual is None else state.reason)
-    return Evaluation(replace(state, evaluated_at=now), changes)
+    points = [*boundaries(periods, policy, state.evaluated_at, walk_until), now]
+    final = state
+    for step, change in _steps(state, periods, policy, points, ended_early_at=now if ended_early else None):
+        final = step
+        if change:
+            changes.append(change)
+    return Evaluation(replace(final, evaluated_at=now), changes)
 
 
 def set_manual(state: StatusState, status: Status, now: datetime) -> Evaluation:
@@ -240,13 +251,11 @@ def set_manual(state: StatusState, status: Status, now: datetime) -> Evaluation:
 def next_change(state: StatusState, periods: Sequence[Period], policy: StatusPolicy) -> StatusChange | None:
     """The next change of the effective status after ``state.evaluated_at``, assuming no manual change."""
     after = state.evaluated_at
-    horizon = after + HOURS_HORIZON
     points = sorted(t for t in {p.start for p in periods} | {p.end for p in periods} if t > after)
     if not policy.uses_hours:
-        horizon = points[-1] if points else after
-    if horizon <= after:
-        return None
-    # Walk in slices so a year of working-hour boundaries is only generated when needed.
+        return next((change for _, change in _steps(state, periods, policy, points) if change), None)
+    # Working hours never end: walk in slices so only the boundaries needed are generated.
+    horizon = after + HOURS_HORIZON
     cursor = after
     while cursor < horizon:
         step_end = min(horizon, cursor + timedelta(days=7))

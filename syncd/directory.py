@@ -136,7 +136,7 @@ class Directory:
             return [{"id": u.id, "email": u.email, "timezone": u.timezone, "origin": u.origin,
                      "status": st.effective if st else None, "reason": st.reason if st else None,
                      "since": format_utc(st.since) if st else None}
-                    for u, st in session.execute(query).tuples()]
+                    for u, st in session.execute(query)]
         return self.db.read(work)
 
     def put_team(self, team_id: str, members: Sequence[str]) -> tuple[dict[str, Any], bool]:

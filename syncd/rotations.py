@@ -95,7 +95,7 @@ def _counts(session: Session, rotation: RotationRow, now: datetime) -> dict[str,
     seats = session.scalars(select(RotationSeatRow).where(RotationSeatRow.rotation_id == rotation.id))
     handed = dict(session.execute(select(AssignmentRow.user_id, func.count()).where(
         AssignmentRow.rotation_id == rotation.id, AssignmentRow.created_at >= rotation.counts_since)
-        .group_by(AssignmentRow.user_id)).tuples().all())
+        .group_by(AssignmentRow.user_id)).all())
     return {s.user_id: handed.get(s.user_id, 0) + s.baseline + s.credit for s in seats}
 
 
@@ -275,12 +275,14 @@ class RotationEngine:
         counts = _counts(session, row, now)
         recent = dict(session.execute(select(AssignmentRow.user_id, func.count()).where(
             AssignmentRow.rotation_id == row.id, AssignmentRow.created_at >= now - self.recent_window)
-            .group_by(AssignmentRow.user_id)).tuples().all())
+            .group_by(AssignmentRow.user_id)).all())
         last = dict(session.execute(select(AssignmentRow.user_id, func.max(AssignmentRow.created_at)).where(
-            AssignmentRow.rotation_id == row.id).group_by(AssignmentRow.user_id)).tuples().all())
+            AssignmentRow.rotation_id == row.id).group_by(AssignmentRow.user_id)).all())
         members = []
-        for seat in session.scalars(select(RotationSeatRow).where(RotationSeatRow.rotation_id == row.id)):
-            info = self.service.status_in(session, seat.user_id, at)
+        seats = list(session.scalars(select(RotationSeatRow).where(RotationSeatRow.rotation_id == row.id)))
+        statuses = self.service.statuses_in(session, [s.user_id for s in seats], at)
+        for seat in seats:
+            info = statuses[seat.user_id]
             last_at = last.get(seat.user_id)
             members.append(rot.Member(
                 user_id=seat.user_id, toggled_on=seat.available, status=info.status,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from store.db import Database
@@ -30,7 +30,7 @@ from syncd import availability as av
 from syncd.config import Config, UserConfig
 from syncd.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
 from syncd.ooo import OooContent, ensure_aware, format_utc
-from syncd.status import StatusRecorder, hours_to_json, periods_of, state_of
+from syncd.status import StatusRecorder, hours_from_json, hours_to_json, state_of
 
 __all__ = ["BlockInfo", "StatusInfo", "Syncd", "block_content", "set_content", "utc_now"]
 
@@ -302,22 +302,44 @@ class Syncd:
         return self.db.read(lambda session: self.status_in(session, user_id, at))
 
     def status_in(self, session: Session, user_id: str, at: datetime | None = None) -> StatusInfo:
-        """`status` inside the caller's transaction (the rotation engine asks for many users)."""
+        """`status` inside the caller's transaction."""
+        return self.statuses_in(session, [user_id], at)[user_id]
+
+    def statuses_in(self, session: Session, user_ids: Sequence[str], at: datetime | None = None
+                    ) -> dict[str, StatusInfo]:
+        """Status of many users in two queries (a hot path: the helpdesk polls it, and the
+        rotation engine asks for whole rotations), on plain rows rather than ORM objects."""
         now = self.clock()
-        user = self._user(session, user_id)
-        state = self.recorder.peek(session, user, now)
-        blocks = self.recorder.live_blocks(session, user.id)
-        periods = periods_of(blocks)
-        policy = self.recorder.policy(user)
+        wanted = list(dict.fromkeys(user_ids))
+        found = {r.id: r for r in session.execute(_USERS_WITH_STATE, {"ids": wanted})}
+        for user_id in wanted:
+            if user_id not in found:
+                raise NotFoundInStore(f"no user {user_id!r}; `syncd status` lists the known users")
+        periods: dict[str, list[av.Period]] = {u: [] for u in wanted}
+        for b in session.execute(_LIVE_PERIODS, {"ids": wanted}):
+            periods[b.user_id].append(av.Period(b.id, b.start, b.end, b.title))
+        out = {}
         when = now if at is None else at
-        if when < state.evaluated_at:
-            upcoming = av.next_change(state, periods, policy)  # for a past status still in force
-            return self._past_status(session, user.id, when, periods, upcoming.effective_at if upcoming else None)
-        state = av.advance(state, periods, policy, when).state
-        upcoming = av.next_change(state, periods, policy)
-        return StatusInfo(user.id, state.effective, state.reason, state.since,
-                          upcoming.effective_at if upcoming else None,
-                          [p.block_id for p in av.covering(periods, when)])
+        for user_id in wanted:
+            row, user_periods = found[user_id], periods[user_id]
+            policy = av.StatusPolicy(row.timezone, hours_from_json(row.working_hours),
+                                     self.recorder.away_outside_working_hours)
+            if row.effective is None:
+                state = av.initial_state(user_periods, policy, now)
+            else:
+                state = av.StatusState(row.auto, row.auto_reason, row.effective, row.reason, row.since,
+                                       row.evaluated_at, row.block_id, row.manual, row.manual_at)
+            if when < state.evaluated_at:
+                upcoming = av.next_change(state, user_periods, policy)  # for a past status still in force
+                out[user_id] = self._past_status(session, user_id, when, user_periods,
+                                                 upcoming.effective_at if upcoming else None)
+                continue
+            state = av.advance(state, user_periods, policy, when).state
+            upcoming = av.next_change(state, user_periods, policy)
+            out[user_id] = StatusInfo(user_id, state.effective, state.reason, state.since,
+                                      upcoming.effective_at if upcoming else None,
+                                      [p.block_id for p in av.covering(user_periods, when)])
+        return out
 
     def _past_status(self, session: Session, user_id: str, when: datetime, periods: list[av.Period],
                      still_until: datetime | None) -> StatusInfo:
@@ -385,6 +407,17 @@ class Syncd:
                 session.delete(row)
             return len(rows)
         return self.db.run(work)
+
+
+_users, _state, _blocks = UserRow.__table__.c, UserStatusRow.__table__.c, BlockRow.__table__.c
+_USERS_WITH_STATE = (
+    select(_users.id, _users.timezone, _users.working_hours, _state.auto, _state.auto_reason, _state.effective,
+           _state.reason, _state.since, _state.evaluated_at, _state.block_id, _state.manual, _state.manual_at)
+    .select_from(UserRow.__table__.outerjoin(UserStatusRow.__table__, _state.user_id == _users.id))
+    .where(_users.id.in_(bindparam("ids", expanding=True)))
+)
+_LIVE_PERIODS = select(_blocks.id, _blocks.user_id, _blocks.start, _blocks.end, _blocks.title).where(
+    _blocks.user_id.in_(bindparam("ids", expanding=True)), _blocks.deleted_at.is_(None))
 
 
 def set_content(row: BlockRow, content: OooContent) -> None:
