@@ -61,7 +61,8 @@ class Publisher:
         self.clock = clock
         self.rng = rng or random.Random()
         self.batch = batch
-        self._failing: dict[str, str] = {}  # sink -> last error, to log once per episode
+        # sink -> (last error, events failing): one line when an episode starts, one when it ends
+        self._failing: dict[str, tuple[str, set[int]]] = {}
 
     def deliver_due(self) -> DeliveryReport:
         report = DeliveryReport()
@@ -94,9 +95,12 @@ class Publisher:
                 continue
             self._mark_delivered(item)
             report.delivered += 1
-            if name in self._failing:
-                log.info("sink %s: delivering again", name)
-                del self._failing[name]
+            episode = self._failing.get(name)
+            if episode is not None:
+                episode[1].discard(item.seq)
+                if not episode[1]:
+                    log.info("sink %s: delivering again", name)
+                    del self._failing[name]
         return report
 
     def _mark_delivered(self, item: _Due) -> None:
@@ -143,10 +147,13 @@ class Publisher:
     def _failed(self, name: str, item: _Due, exc: SyncdError) -> DeliveryReport:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         now = self.clock()
-        if self._failing.get(name) != message:
-            log.warning("sink %s: delivery failed: %s (will retry)", name, message)
-            self._failing[name] = message
+        last, failing = self._failing.get(name, ("", set()))
+        if last != message:
+            log.warning("sink %s: delivery failed: %s", name, message)
+        failing.add(item.seq)
+        self._failing[name] = (message, failing)
         if now - item.created_at >= self.dead_letter_after:
+            failing.discard(item.seq)
             log.error("sink %s: event %s for %s dead-lettered after %d attempts: %s",
                       name, item.payload.get("id"), item.user_id, item.attempts + 1, message)
             self.db.run(lambda s: self._mark(s, item, "dead", message))
