@@ -30,15 +30,15 @@ class _StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         def read(session: Session) -> tuple[list[tuple[str, str, int]], datetime | None, list[tuple[str, int]],
                                              list[tuple[str, int]]]:
-            by_sink = session.execute(select(DeliveryRow.sink, DeliveryRow.state, func.count())
-                                      .where(DeliveryRow.state != "delivered")
-                                      .group_by(DeliveryRow.sink, DeliveryRow.state)).tuples().all()
+            by_sink = [(r[0], r[1], r[2]) for r in session.execute(
+                select(DeliveryRow.sink, DeliveryRow.state, func.count()).where(DeliveryRow.state != "delivered")
+                .group_by(DeliveryRow.sink, DeliveryRow.state))]
             oldest = session.scalar(select(func.min(DeliveryRow.created_at)).where(DeliveryRow.state == "pending"))
-            users = session.execute(select(UserStatusRow.effective, func.count())
-                                    .group_by(UserStatusRow.effective)).tuples().all()
-            links = session.execute(select(CalendarLinkRow.state, func.count())
-                                    .where(CalendarLinkRow.enabled.is_(True))
-                                    .group_by(CalendarLinkRow.state)).tuples().all()
+            users = [(r[0], r[1]) for r in session.execute(
+                select(UserStatusRow.effective, func.count()).group_by(UserStatusRow.effective))]
+            links = [(r[0], r[1]) for r in session.execute(
+                select(CalendarLinkRow.state, func.count()).where(CalendarLinkRow.enabled.is_(True))
+                .group_by(CalendarLinkRow.state))]
             return list(by_sink), oldest, list(users), list(links)
 
         by_sink, oldest, users, links = self.db.read(read, what="metrics")

@@ -78,24 +78,33 @@ def sync_seats(session: Session, rotation: RotationRow, now: datetime,
     policy = cast(rot.Policy, rotation.policy)
     if policy == "reset":
         rotation.counts_since = now
-        for seat in seats.values():
-            seat.baseline, seat.credit = 0.0, 0.0
+        # Assignments made at this very instant (clocks have whole seconds) are still at or after
+        # counts_since: the baseline cancels them, so every count really starts from zero.
+        handed = _handed(session, rotation)
+        for user_id, seat in seats.items():
+            seat.baseline, seat.credit = -float(handed.get(user_id, 0)), 0.0
         start = 0.0
     else:
         current = counts if counts is not None else _counts(session, rotation, now)
         members = [rot.Member(u, True, "available", current.get(u, 0.0)) for u in seats]
         start = rot.starting_count(members, policy)
-    for user_id in sorted(joining):
+        handed = _handed(session, rotation)
+    for user_id in sorted(joining):  # a returning member's earlier assignments are in `start` already
         session.add(RotationSeatRow(rotation_id=rotation.id, user_id=user_id, available=True,
-                                    baseline=start, credit=0.0, joined_at=now))
+                                    baseline=start - handed.get(user_id, 0), credit=0.0, joined_at=now))
     session.flush()
+
+
+def _handed(session: Session, rotation: RotationRow) -> dict[str, int]:
+    """Assignments per user since the rotation's counts were last reset."""
+    return dict(session.execute(select(AssignmentRow.user_id, func.count()).where(
+        AssignmentRow.rotation_id == rotation.id, AssignmentRow.created_at >= rotation.counts_since)
+        .group_by(AssignmentRow.user_id)).all())
 
 
 def _counts(session: Session, rotation: RotationRow, now: datetime) -> dict[str, float]:
     seats = session.scalars(select(RotationSeatRow).where(RotationSeatRow.rotation_id == rotation.id))
-    handed = dict(session.execute(select(AssignmentRow.user_id, func.count()).where(
-        AssignmentRow.rotation_id == rotation.id, AssignmentRow.created_at >= rotation.counts_since)
-        .group_by(AssignmentRow.user_id)).all())
+    handed = _handed(session, rotation)
     return {s.user_id: handed.get(s.user_id, 0) + s.baseline + s.credit for s in seats}
 
 
