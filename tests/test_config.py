@@ -1034,7 +1034,7 @@ def test_sink_default_names_skip_names_given_explicitly(files: Files) -> None:
     ("text", "expected"),
     [
         ("[[sinks]]\nname = 'x'", "sinks[0].type: missing"),
-        ("[[sinks]]\ntype = 'redis'", "sinks[0].type: must be one of webhook, stdout; got 'redis'"),
+        ("[[sinks]]\ntype = 'kafka'", "sinks[0].type: must be one of webhook, stdout, redis, nats; got 'kafka'"),
         ("[[sinks]]\ntype = 'webhook'", "sinks[0].url: missing"),
         ("[[sinks]]\ntype = 'webhook'\nurl = 'helpdesk.example.com/hook'",
          "sinks[0].url: expected an http:// or https:// URL"),
@@ -1050,3 +1050,83 @@ def test_sink_default_names_skip_names_given_explicitly(files: Files) -> None:
 )
 def test_sink_mistakes(files: Files, text: str, expected: str) -> None:
     assert files.error(text + "\n") == f"syncd.toml: {expected}"
+
+
+def test_broker_sink_options(files: Files) -> None:
+    config = files.load("""
+        [[sinks]]
+        type = "redis"
+        url = "redis://syncd:pw-s3cret@cache.internal:6380/2"
+        stream = "helpdesk:status"
+        maxlen = 5000
+        timeout = "2s"
+        [[sinks]]
+        type = "redis"
+        maxlen = 0
+        [[sinks]]
+        type = "nats"
+        name = "bus"
+        url_env = "NATS_URL"
+        subject = "helpdesk.status"
+        stream = "HELPDESK_STATUS"
+        [[sinks]]
+        type = "nats"
+    """, environ={"NATS_URL": "nats://tok-s3cret@nats-1:4222,nats://tok-s3cret@nats-2:4222"})
+    assert [(s.type, s.name) for s in config.sinks] == [
+        ("redis", "redis"), ("redis", "redis-2"), ("nats", "bus"), ("nats", "nats-2"),  # numbered by position
+    ]
+    assert dict(config.sinks[0].options) == {
+        "url": "redis://syncd:pw-s3cret@cache.internal:6380/2",
+        "stream": "helpdesk:status",
+        "maxlen": 5000,
+        "timeout": timedelta(seconds=2),
+    }
+    # Only what is given (the sinks have defaults), and the timeout as for webhooks.
+    assert dict(config.sinks[1].options) == {"maxlen": 0, "timeout": timedelta(seconds=5)}
+    assert dict(config.sinks[2].options) == {
+        "url": "nats://tok-s3cret@nats-1:4222,nats://tok-s3cret@nats-2:4222",
+        "subject": "helpdesk.status",
+        "stream": "HELPDESK_STATUS",
+        "timeout": timedelta(seconds=5),
+    }
+    assert dict(config.sinks[3].options) == {"timeout": timedelta(seconds=5)}
+    assert "s3cret" not in repr(config)
+    assert config.sinks[2].options.secret_keys == frozenset({"url"})  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("type = 'redis'\nsubject = 'a.b'", "sinks[0].subject: unknown key"),
+        ("type = 'redis'\nsecret = 'x'", "sinks[0].secret: unknown key"),
+        ("type = 'nats'\nmaxlen = 10", "sinks[0].maxlen: unknown key"),
+        ("type = 'redis'\nurl = 'http://cache:6379'", "sinks[0].url: expected a redis URL (redis://, rediss://, unix://)"),
+        ("type = 'redis'\nurl = 'nats://cache:4222'", "sinks[0].url: expected a redis URL (redis://, rediss://, unix://)"),
+        ("type = 'nats'\nurl = 'nats://a:4222,redis://b'",
+         "sinks[0].url: expected a nats URL (nats://, tls://, ws://, wss://)"),
+        ("type = 'nats'\nurl = 'localhost:4222'", "sinks[0].url: expected a nats URL (nats://, tls://, ws://, wss://)"),
+        ("type = 'redis'\nurl = ''", "sinks[0].url: must not be empty"),
+        ("type = 'redis'\nstream = ''", "sinks[0].stream: must not be empty"),
+        ("type = 'redis'\nmaxlen = -1", "sinks[0].maxlen: must be at least 0, got -1"),
+        ("type = 'redis'\nmaxlen = '100'", "sinks[0].maxlen: expected an integer, got '100'"),
+        ("type = 'redis'\ntimeout = '0s'", "sinks[0].timeout: must be longer than zero, got '0s'"),
+        ("type = 'nats'\ntimeout = 'soon'", "sinks[0].timeout: bad duration 'soon' (use e.g. 30s, 5m, 2h, 1d)"),
+        ("type = 'nats'\nsubject = 'syncd.*'",
+         "sinks[0].subject: expected dot-separated tokens without wildcards or spaces, got 'syncd.*'"),
+        ("type = 'nats'\nsubject = 'syncd..status'",
+         "sinks[0].subject: expected dot-separated tokens without wildcards or spaces, got 'syncd..status'"),
+        ("type = 'nats'\nstream = 'my.stream'",
+         "sinks[0].stream: a stream name cannot contain spaces, '.', '*', '>', '/' or '\\', got 'my.stream'"),
+        ("type = 'nats'\nurl_env = 'NOPE'", "sinks[0].url_env: environment variable NOPE is not set"),
+        ("type = 'nats'\nurl = 'nats://a'\nurl_env = 'NATS_URL'", "sinks[0].url_env: give url or url_env, not both"),
+    ],
+)
+def test_broker_sink_mistakes(files: Files, text: str, expected: str) -> None:
+    message = files.error("[[sinks]]\n" + text + "\n", environ={"NATS_URL": "nats://tok-s3cret@n:4222"})
+    assert message == f"syncd.toml: {expected}"
+    assert "s3cret" not in message
+
+
+def test_broker_url_from_environment_is_checked_without_showing_it(files: Files) -> None:
+    message = files.error("[[sinks]]\ntype = 'redis'\nurl_env = 'R'\n", environ={"R": "https://u:pw-s3cret@x/"})
+    assert message == "syncd.toml: sinks[0].url: expected a redis URL (redis://, rediss://, unix://)"
