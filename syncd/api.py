@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -281,8 +281,7 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
     config = service.config
     tokens = TokenBook(config.api)
     directory = Directory(service)
-    rotations = RotationEngine(service, recent_window=getattr(config.daemon, "rotation_recent_window",
-                                                              timedelta(days=7)))
+    rotations = RotationEngine(service, recent_window=config.daemon.rotation_recent_window)
     app = FastAPI(title="syncd", version=__version__, responses=ERRORS,
                   description="Out-of-office calendar sync and Available/Away status for a helpdesk.")
 
@@ -541,7 +540,7 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
 
     @app.post("/v1/links/{link_id}/release-deletions", tags=["links"], dependencies=[admin],
               response_model=LinkOut)
-    def release(link_id: int) -> dict[str, Any]:
+    def release(link_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:  # the column's range
         service.release_deletions(link_id)
         return next(link for link in service.links() if link["id"] == link_id)
 

@@ -151,6 +151,7 @@ class DaemonConfig:
     mass_delete_min: int = 3  # ... and at least this many (small calendars are not held)
     dead_letter_after: timedelta = timedelta(hours=24)
     sweep_interval: timedelta = timedelta(minutes=5)
+    rotation_recent_window: timedelta = timedelta(days=7)  # "fewest assignments recently" looks this far back
     max_occurrences: int = 1000  # per recurring series, inside the sync window
     log_level: str = "INFO"
 
@@ -565,7 +566,7 @@ class _Loader:
         t.allow((
             "database_url", "database_url_env", "poll_interval", "sync_window", "conflict_policy",
             "away_outside_working_hours", "mass_delete_share", "mass_delete_min", "dead_letter_after",
-            "sweep_interval", "max_occurrences", "log_level",
+            "sweep_interval", "max_occurrences", "log_level", "rotation_recent_window",
         ))
         window = t.table("sync_window")
         window.allow(("past", "future"))
@@ -589,6 +590,7 @@ class _Loader:
             mass_delete_min=t.integer("mass_delete_min", d.mass_delete_min, minimum=0),
             dead_letter_after=t.duration("dead_letter_after", d.dead_letter_after),
             sweep_interval=t.duration("sweep_interval", d.sweep_interval),
+            rotation_recent_window=t.duration("rotation_recent_window", d.rotation_recent_window),
             max_occurrences=t.integer("max_occurrences", d.max_occurrences, minimum=1),
             log_level=level.upper(),
         )

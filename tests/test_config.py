@@ -1130,3 +1130,12 @@ def test_broker_sink_mistakes(files: Files, text: str, expected: str) -> None:
 def test_broker_url_from_environment_is_checked_without_showing_it(files: Files) -> None:
     message = files.error("[[sinks]]\ntype = 'redis'\nurl_env = 'R'\n", environ={"R": "https://u:pw-s3cret@x/"})
     assert message == "syncd.toml: sinks[0].url: expected a redis URL (redis://, rediss://, unix://)"
+
+
+def test_rotation_recent_window(tmp_path: Path) -> None:
+    path = tmp_path / "syncd.toml"
+    path.write_text('[daemon]\nrotation_recent_window = "3d"\n')
+    assert load_config(path).daemon.rotation_recent_window == timedelta(days=3)
+    path.write_text('[daemon]\nrotation_recent_window = "soon"\n')
+    with pytest.raises(ConfigError, match=r"daemon.rotation_recent_window: bad duration 'soon'"):
+        load_config(path)
