@@ -346,7 +346,7 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return body(exc.status_code, "http", str(exc.detail))
+        return body(exc.status_code, "http", str(exc.detail), dict(exc.headers or {}))  # a 405 keeps Allow
 
     @app.exception_handler(Exception)
     async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:

@@ -332,7 +332,7 @@ class Syncd:
             if when < state.evaluated_at:
                 upcoming = av.next_change(state, user_periods, policy)  # for a past status still in force
                 out[user_id] = self._past_status(session, user_id, when, user_periods,
-                                                 upcoming.effective_at if upcoming else None)
+                                                 upcoming.effective_at if upcoming else None, state)
                 continue
             state = av.advance(state, user_periods, policy, when).state
             upcoming = av.next_change(state, user_periods, policy)
@@ -342,7 +342,7 @@ class Syncd:
         return out
 
     def _past_status(self, session: Session, user_id: str, when: datetime, periods: list[av.Period],
-                     still_until: datetime | None) -> StatusInfo:
+                     still_until: datetime | None, current: av.StatusState) -> StatusInfo:
         log_rows = list(session.scalars(select(StatusLogRow).where(StatusLogRow.user_id == user_id)
                                         .order_by(StatusLogRow.effective_at, StatusLogRow.id)))
         before = [r for r in log_rows if r.effective_at <= when]
@@ -350,8 +350,10 @@ class Syncd:
         if before:
             last = before[-1]
             status, reason, since = last.status, last.reason, last.effective_at
-        else:
+        elif after:
             status, reason, since = (after[0].previous or av.AVAILABLE), "initial", None
+        else:  # nothing logged yet: the status has not changed since syncd first saw the user
+            status, reason, since = current.effective, current.reason, None
         return StatusInfo(user_id, status if status == av.AWAY else av.AVAILABLE, reason, since,
                           after[0].effective_at if after else still_until,
                           [p.block_id for p in av.covering(periods, when)])
