@@ -29,6 +29,7 @@ __all__ = [
     "Policy",
     "away_credits",
     "choose",
+    "preference_order",
     "ineligibility",
     "starting_count",
 ]
@@ -76,12 +77,20 @@ def _preference(member: Member, tiebreak: float) -> tuple[float, int, float, flo
     return (member.count, member.recent, last, tiebreak)
 
 
+def preference_order(members: Sequence[Member], rng: random.Random) -> list[Member]:
+    """Members in the order they would be picked if all were eligible (ties at random).
+
+    The first eligible member in this order is the choice, so a caller may look up members'
+    status lazily, down the list, instead of for the whole rotation.
+    """
+    return sorted(members, key=lambda m: _preference(m, rng.random()))
+
+
 def choose(members: Sequence[Member], rng: random.Random) -> Choice:
     """The next host, or why there is none."""
     ineligible = [i for m in members if (i := ineligibility(m)) is not None]
     out = {i.user_id for i in ineligible}
-    eligible = [m for m in members if m.user_id not in out]
-    ranked = sorted(eligible, key=lambda m: _preference(m, rng.random()))
+    ranked = preference_order([m for m in members if m.user_id not in out], rng)
     upcoming = [i.available_at for i in ineligible if i.available_at is not None]
     return Choice(
         member=ranked[0].user_id if ranked else None,

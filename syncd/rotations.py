@@ -11,11 +11,11 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from store.models import AssignmentRow, RotationMemberRow, RotationRow, RotationSeatRow, TeamMemberRow, TeamRow, UserRow
@@ -27,6 +27,7 @@ from syncd.service import Syncd
 __all__ = ["Assignment", "NobodyEligible", "RotationEngine", "rotations_with_team", "sync_seats"]
 
 RECENT_WINDOW = timedelta(days=7)
+LOOKUP_CHUNK = 4  # members whose status is looked up at a time while picking
 
 
 class NobodyEligible(UserInputError):
@@ -231,7 +232,7 @@ class RotationEngine:
                 AssignmentRow.rotation_id == row.id, AssignmentRow.idempotency_key == idempotency_key)).first()
             if earlier is not None:
                 return _assignment(earlier, replayed=True)
-            members, choice = self._members(session, row, start)
+            members, choice = self._pick(session, row, start)
             if choice.member is None:
                 raise NobodyEligible(_nobody_text(row, choice), choice)
             now = self.service.clock()
@@ -279,28 +280,56 @@ class RotationEngine:
         if session.get(UserRow, user_id) is None:
             raise NotFoundInStore(f"no user {user_id!r}; register them with PUT /v1/users/{user_id}")
 
-    def _members(self, session: Session, row: RotationRow, at: datetime | None) -> tuple[list[rot.Member], rot.Choice]:
+    def _stats(self, session: Session, row: RotationRow) -> list[rot.Member]:
+        """Every seat with its counts, status not yet known (taken as available)."""
         now = self.service.clock()
-        counts = _counts(session, row, now)
-        recent = dict(session.execute(select(AssignmentRow.user_id, func.count()).where(
-            AssignmentRow.rotation_id == row.id, AssignmentRow.created_at >= now - self.recent_window)
-            .group_by(AssignmentRow.user_id)).all())
-        last = dict(session.execute(select(AssignmentRow.user_id, func.max(AssignmentRow.created_at)).where(
-            AssignmentRow.rotation_id == row.id).group_by(AssignmentRow.user_id)).all())
+        since, recent_from = row.counts_since, now - self.recent_window
+        created = AssignmentRow.created_at
+        per_user = {r.user_id: r for r in session.execute(
+            select(AssignmentRow.user_id,
+                   func.sum(case((created >= since, 1), else_=0)).label("handed"),
+                   func.sum(case((created >= recent_from, 1), else_=0)).label("recent"),
+                   func.max(created).label("last"))
+            .where(AssignmentRow.rotation_id == row.id).group_by(AssignmentRow.user_id))}
         members = []
-        seats = list(session.scalars(select(RotationSeatRow).where(RotationSeatRow.rotation_id == row.id)))
-        statuses = self.service.statuses_in(session, [s.user_id for s in seats], at)
-        for seat in seats:
-            info = statuses[seat.user_id]
-            last_at = last.get(seat.user_id)
+        for seat in session.scalars(select(RotationSeatRow).where(RotationSeatRow.rotation_id == row.id)
+                                    .order_by(RotationSeatRow.user_id)):
+            stats = per_user.get(seat.user_id)
             members.append(rot.Member(
-                user_id=seat.user_id, toggled_on=seat.available, status=info.status,
-                count=counts.get(seat.user_id, 0.0), recent=recent.get(seat.user_id, 0),
-                last_assigned_at=_aware(last_at),
-                away_reason=info.reason if info.status != "available" else None,
-                available_at=info.until if info.status != "available" else None,
+                user_id=seat.user_id, toggled_on=seat.available, status="available",
+                count=(stats.handed if stats else 0) + seat.baseline + seat.credit,
+                recent=stats.recent if stats else 0,
+                last_assigned_at=_aware(stats.last) if stats else None,
             ))
+        return members
+
+    def _with_status(self, session: Session, members: Sequence[rot.Member], at: datetime | None
+                     ) -> list[rot.Member]:
+        statuses = self.service.statuses_in(session, [m.user_id for m in members], at)
+        out = []
+        for m in members:
+            info = statuses[m.user_id]
+            away = info.status != "available"
+            out.append(replace(m, status=info.status, away_reason=info.reason if away else None,
+                               available_at=info.until if away else None))
+        return out
+
+    def _members(self, session: Session, row: RotationRow, at: datetime | None) -> tuple[list[rot.Member], rot.Choice]:
+        members = self._with_status(session, self._stats(session, row), at)
         return members, rot.choose(members, self.rng)
+
+    def _pick(self, session: Session, row: RotationRow, at: datetime | None) -> tuple[list[rot.Member], rot.Choice]:
+        """The choice for an assignment, looking up members' status only as far down the
+        preference order as needed (the whole rotation under `calibrate`, which credits the
+        away members, or when nobody turns out to be eligible)."""
+        if row.policy == "calibrate":
+            return self._members(session, row, at)
+        ranked = [m for m in rot.preference_order(self._stats(session, row), self.rng) if m.toggled_on]
+        for first in range(0, len(ranked), LOOKUP_CHUNK):
+            for member in self._with_status(session, ranked[first:first + LOOKUP_CHUNK], at):
+                if rot.ineligibility(member) is None:
+                    return [], rot.Choice(member.user_id, (member.user_id,), (), None)
+        return self._members(session, row, at)
 
 
 def _aware(value: datetime | None) -> datetime | None:
