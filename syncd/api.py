@@ -526,8 +526,11 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
 
     @app.post("/v1/rotations/{rotation_id}/assign", tags=["rotations"], dependencies=[write],
               response_model=AssignmentOut)
-    def assign(rotation_id: str, data: AssignIn) -> dict[str, Any]:
-        return rotations.assign(rotation_id, data.idempotency_key, start=data.start, end=data.end).as_json()
+    async def assign(rotation_id: str, data: AssignIn) -> JSONResponse:
+        # Inline, not in a worker thread: assignments are serialised on the rotation's lock
+        # anyway, and sixteen threads queueing for it only add hand-offs.
+        made = rotations.assign(rotation_id, data.idempotency_key, start=data.start, end=data.end)
+        return JSONResponse(made.as_json())
 
     @app.post("/v1/eligible", tags=["rotations"], dependencies=[read], response_model=EligibleOut)
     def eligible(data: EligibleIn) -> dict[str, Any]:
