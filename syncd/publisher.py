@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,12 +64,16 @@ class Publisher:
         self.batch = batch
         # sink -> (last error, events failing): one line when an episode starts, one when it ends
         self._failing: dict[str, tuple[str, set[int]]] = {}
+        self._pass = threading.Lock()
 
     def deliver_due(self) -> DeliveryReport:
-        report = DeliveryReport()
-        for name, sink in self.sinks.items():
-            report += self._deliver_sink(name, sink)
-        return report
+        # One pass at a time in this process: the status timer and the delivery job both call
+        # this, and two passes reading the same pending rows would send each event twice.
+        with self._pass:
+            report = DeliveryReport()
+            for name, sink in self.sinks.items():
+                report += self._deliver_sink(name, sink)
+            return report
 
     def drain(self, rounds: int = 20) -> DeliveryReport:
         """Deliver until nothing more is due now (used by `syncd sync --once`)."""

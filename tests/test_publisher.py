@@ -446,3 +446,29 @@ def test_webhook_end_to_end(harness_factory: HarnessFactory, clock: Clock, recei
 
 def outbox_ids_of(h: Harness) -> list[str]:
     return h.service.db.run(lambda s: list(s.scalars(select(OutboxRow.event_id).order_by(OutboxRow.seq))))
+
+
+def test_concurrent_passes_in_one_process_send_each_event_once(setup: Setup) -> None:
+    """The status timer and the delivery job both run delivery passes; together they must
+    not send an event twice."""
+    s = setup
+    for uid in ("alice", "bob", "carol"):
+        toggle(s, uid, "away")
+    started = threading.Barrier(2)
+    slow = s.a.deliver
+
+    def deliver_slowly(event: Mapping[str, Any]) -> None:
+        threading.Event().wait(0.02)  # widen the window in which a second pass could read the row
+        slow(event)
+    s.a.deliver = deliver_slowly  # type: ignore[method-assign]
+
+    def one_pass() -> None:
+        started.wait()
+        s.publisher.deliver_due()
+    threads = [threading.Thread(target=one_pass) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [e["id"] for e in s.a.events]
+    assert sorted(ids) == sorted(outbox_ids(s)) and len(ids) == len(set(ids)) == 3
