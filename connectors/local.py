@@ -267,15 +267,24 @@ class LocalConnector(CalendarConnector):
                     return found
             return None
 
+    def _own_event(self, calendar: str, folder: Path, name: str, block_id: str) -> RemoteEvent | None:
+        if not (folder / name).is_file():
+            return None
+        return self._block_in(calendar, name, block_id, self._everything(calendar), f"syncd-{block_id}")
+
     def create(self, calendar: str, draft: EventDraft) -> RemoteEvent:
         with self._lock:
             folder = self._folder(calendar, create=True)
-            existing = self.find_by_block_id(calendar, draft.block_id)
-            if existing is not None:
-                return existing
             uid = f"syncd-{draft.block_id}"
             name = _file_name(uid)
-            if (folder / name).exists() and uid not in self._uids_of(calendar, folder, name):
+            taken = (folder / name).exists() and uid not in self._uids_of(calendar, folder, name)
+            # Everything we write is named after its block, so a retried create finds its earlier
+            # write by name; only when that name is taken by someone else's event is a scan needed.
+            existing = self.find_by_block_id(calendar, draft.block_id) if taken else \
+                self._own_event(calendar, folder, name, draft.block_id)
+            if existing is not None:
+                return existing
+            if taken:
                 name = f"{_stem(name)}-{hashlib.sha1(os.urandom(8)).hexdigest()[:8]}.ics"  # noqa: S324
             now = datetime.now(UTC)
             snap = self._write(calendar, folder / name, ical.new_event_bytes(uid, draft, now))
