@@ -105,13 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _check_config(config: Config) -> int:
+def _require_supported_providers(config: Config) -> None:
     from connectors.registry import Connectors
     registry = Connectors(config.accounts)
     for name, account in config.accounts.items():
         if not registry.supports(account.provider):
             raise ConfigError(f"{config.path.name}: accounts.{name}.provider: {account.provider!r} is not "
                               "available in this version of syncd")
+
+
+def _check_config(config: Config) -> int:
+    _require_supported_providers(config)
     links = sum(len(u.calendars) for u in config.users)
     print(f"{config.path}: ok ({len(config.users)} users, {len(config.accounts)} accounts, {links} calendar "
           f"links, {len(config.sinks)} sinks)")
@@ -121,7 +125,7 @@ def _check_config(config: Config) -> int:
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from syncd.daemon import Daemon, build_runtime
 
-    _check_config_quietly(config)
+    _require_supported_providers(config)
     rt = build_runtime(config)
     if args.command == "run":
         Daemon(rt).run_forever()
@@ -144,13 +148,6 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         raise Bug(f"unhandled command {args.command}")
     finally:
         rt.close()
-
-
-def _check_config_quietly(config: Config) -> None:
-    import contextlib
-    import io
-    with contextlib.redirect_stdout(io.StringIO()):
-        _check_config(config)
 
 
 def _sync_once(rt: Any, users: list[str]) -> int:

@@ -50,6 +50,7 @@ __all__ = [
     "find_config_path",
     "load_config",
     "parse_duration",
+    "redact_url",
 ]
 
 ENV_CONFIG = "SYNCD_CONFIG"
@@ -128,7 +129,7 @@ class Options(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{k!r}: {'***' if k in self._secret else repr(_redact_url(v) if isinstance(v, str) else v)}"
+            f"{k!r}: {'***' if k in self._secret else repr(redact_url(v) if isinstance(v, str) else v)}"
             for k, v in self._data.items()
         )
         return f"Options({{{shown}}})"
@@ -158,7 +159,7 @@ class DaemonConfig:
     def __repr__(self) -> str:
         # A PostgreSQL URL may carry a password.
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["database_url"] = _redact_url(self.database_url)
+        values["database_url"] = redact_url(self.database_url)
         shown = ", ".join(f"{name}={value!r}" for name, value in values.items())
         return f"DaemonConfig({shown})"
 
@@ -847,7 +848,7 @@ def _time_range(t: _Table, key: str, text: str) -> tuple[time, time]:
     return start, end
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """``scheme://user:password@host`` → ``scheme://user:***@host``; other text unchanged."""
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*):[^/@\s]*@", r"\1:***@", url)
 

@@ -33,7 +33,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from connectors.registry import Connectors
 from store.db import Database
-from syncd.config import Config
+from syncd.config import Config, redact_url
 from syncd.errors import ConfigError, SyncdError
 from syncd.metrics import Metrics
 from syncd.publisher import Publisher
@@ -120,7 +120,7 @@ class Daemon:
         gc.collect()
         gc.freeze()
         log.info("syncd running: %d user(s), %d calendar link(s), sinks: %s, database: %s",
-                 users, links, ", ".join(rt.sinks) or "none", _redact(daemon.database_url))
+                 users, links, ", ".join(rt.sinks) or "none", redact_url(daemon.database_url))
 
     def _start_api(self) -> None:
         from syncd.api import create_app
@@ -219,9 +219,3 @@ class Daemon:
 def _expected(exc: Exception) -> bool:
     return isinstance(exc, SyncdError)
 
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://…@{rest.split('@', 1)[1]}"
-    return url

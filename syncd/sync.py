@@ -54,6 +54,7 @@ class LinkOutcome:
     link_id: int
     name: str
     account: str = ""
+    user_id: str = ""
     ok: bool = True
     error: str | None = None
     actions: int = 0
@@ -108,14 +109,14 @@ class LinkSyncer:
         """One pass over every enabled link, then a push pass so blocks pulled from one
         calendar reach the user's other calendars in the same run."""
         outcomes = [self.sync_link(link_id) for link_id in self.link_ids(user_ids)]
-        changed_users = {self._user_of(o.link_id) for o in outcomes if o.blocks_changed}
+        changed_users = {o.user_id for o in outcomes if o.blocks_changed}
         for _ in range(2):
             if not changed_users:
                 break
             pushed = [self.sync_link(link_id, pull=False) for link_id in self.link_ids(sorted(changed_users))]
             by_id = {o.link_id: o for o in pushed}
             outcomes = [_merge(o, by_id.get(o.link_id)) for o in outcomes]
-            changed_users = {self._user_of(o.link_id) for o in pushed if o.blocks_changed}
+            changed_users = {o.user_id for o in pushed if o.blocks_changed}
         return outcomes
 
     def claim_due(self, limit: int = 50, lease: timedelta = timedelta(minutes=10)) -> list[int]:
@@ -144,7 +145,7 @@ class LinkSyncer:
 
     def _sync_link(self, link_id: int, *, pull: bool) -> LinkOutcome:
         snap = self.db.run(lambda s: self._snapshot(s, link_id))
-        outcome = LinkOutcome(link_id, snap.name, account=snap.account)
+        outcome = LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id)
         try:
             connector = self.connectors.for_account(snap.account)
             now = self.service.clock()
@@ -427,9 +428,6 @@ class LinkSyncer:
         # ±10 % so a thousand links configured at once do not poll in lockstep.
         return interval * self.rng.uniform(0.9, 1.1)
 
-    def _user_of(self, link_id: int) -> str:
-        return self.db.run(lambda s: cast(str, s.scalar(select(CalendarLinkRow.user_id)
-                                                        .where(CalendarLinkRow.id == link_id))))
 
 
 def _event_id_of(action: rc.Action) -> str:
