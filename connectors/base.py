@@ -39,7 +39,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from syncd.errors import (
     AuthError,
@@ -63,11 +63,13 @@ __all__ = [
     "EventDraft",
     "NotFound",
     "OooRules",
+    "PollRequest",
     "PreconditionFailed",
     "RateLimited",
     "RemoteEvent",
     "SyncWindow",
     "TransientError",
+    "Watch",
 ]
 
 
@@ -111,6 +113,24 @@ class EventDraft:
     timezone: str  # the user's zone: all-day events are written in it
 
 
+@dataclass(frozen=True, slots=True)
+class PollRequest:
+    """One calendar to list, as in a `changes` call."""
+
+    calendar: str
+    cursor: str | None
+    window: SyncWindow
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A push channel a provider opened for one calendar (Google watch, Graph subscription)."""
+
+    channel_id: str
+    resource_id: str
+    expires_at: datetime
+
+
 @dataclass(slots=True)
 class ChangeSet:
     events: list[RemoteEvent] = field(default_factory=list)
@@ -131,6 +151,35 @@ class CalendarConnector(abc.ABC):
 
         Raises `CursorExpired` when the cursor is no longer accepted (call again with None).
         """
+
+    def changes_many(self, requests: Sequence[PollRequest]) -> list[ChangeSet | Exception]:
+        """`changes` for many calendars at once, each answer a change set or the error it raised.
+
+        Providers with batch endpoints list many calendars per HTTP request; the default asks
+        one by one. One calendar's failure never affects the others' answers."""
+        results: list[ChangeSet | Exception] = []
+        for request in requests:
+            try:
+                results.append(self.changes(request.calendar, request.cursor, request.window))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, link by link
+                results.append(exc)
+        return results
+
+    def address(self, owner: str, calendar: str) -> str:
+        """The connector's name for ``owner``'s (an email) calendar ``calendar`` (from the config).
+
+        Providers that act as each user (Google, Microsoft Graph) put the user in it."""
+        return calendar
+
+    #: The kind of push channel `watch` opens ("" when the provider has none).
+    push_kind: str = ""
+
+    def watch(self, calendar: str, channel_id: str, token: str, address: str, ttl: timedelta) -> Watch:
+        """Ask the provider to POST to ``address`` when ``calendar`` changes, carrying ``token``."""
+        raise ConfigError(f"{self.provider or 'this'} calendars have no push notifications")
+
+    def stop_watch(self, calendar: str, channel_id: str, resource_id: str) -> None:  # noqa: B027 - optional
+        """Close a channel opened by `watch`; an unknown channel is not an error."""
 
     @abc.abstractmethod
     def get(self, calendar: str, event_id: str) -> RemoteEvent | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,27 +21,35 @@ class Connectors:
     """
 
     def __init__(self, accounts: Any, *, max_occurrences: int = 1000,
-                 overrides: dict[str, CalendarConnector] | None = None) -> None:
+                 overrides: dict[str, CalendarConnector] | None = None, refresh_tokens: Any = None) -> None:
         self._accounts = accounts
         self._max_occurrences = max_occurrences
+        self._refresh_tokens = refresh_tokens  # connectors.google.RefreshTokens: per-user OAuth tokens
+        self._lock = threading.Lock()
         self._built: dict[str, CalendarConnector] = dict(overrides or {})
         self._factories: dict[str, Callable[[Any], CalendarConnector]] = {
+            "google": self._google,
             "local": self._local,
             "memory": self._memory,
         }
 
     def for_account(self, name: str) -> CalendarConnector:
-        if name in self._built:
-            return self._built[name]
-        account = self._accounts.get(name)
-        if account is None:
-            raise ConfigError(f"no account {name!r} in the config file (a link refers to it)")
-        factory = self._factories.get(account.provider)
-        if factory is None:
-            raise ConfigError(f"accounts.{name}: provider {account.provider!r} is not available in this "
-                              f"version of syncd (available: {', '.join(sorted(self._factories))})")
-        self._built[name] = connector = factory(account)
-        return connector
+        with self._lock:  # poll workers ask at once: build each account's connector once
+            if name in self._built:
+                return self._built[name]
+            account = self._accounts.get(name)
+            if account is None:
+                raise ConfigError(f"no account {name!r} in the config file (a link refers to it)")
+            factory = self._factories.get(account.provider)
+            if factory is None:
+                raise ConfigError(f"accounts.{name}: provider {account.provider!r} is not available in this "
+                                  f"version of syncd (available: {', '.join(sorted(self._factories))})")
+            self._built[name] = connector = factory(account)
+            return connector
+
+    def built(self) -> dict[str, CalendarConnector]:
+        with self._lock:
+            return dict(self._built)
 
     def supports(self, provider: str) -> bool:
         return provider in self._factories
@@ -53,6 +62,11 @@ class Connectors:
         from connectors.local import LocalConnector
         return LocalConnector(Path(account.options["root"]), account.ooo_rules,
                               max_occurrences=self._max_occurrences)
+
+    def _google(self, account: Any) -> CalendarConnector:
+        from connectors.google import GoogleConnector, google_options
+        return GoogleConnector(google_options(account.name, account.options, max_occurrences=self._max_occurrences),
+                               refresh_tokens=self._refresh_tokens)
 
     def _memory(self, account: Any) -> CalendarConnector:
         from connectors.memory import MemoryConnector

@@ -29,9 +29,11 @@ __all__ = [
     "Base",
     "BlockRow",
     "CalendarLinkRow",
+    "CredentialRow",
     "DeliveryRow",
     "EventLinkRow",
     "OutboxRow",
+    "PushChannelRow",
     "RotationMemberRow",
     "RotationRow",
     "RotationSeatRow",
@@ -280,3 +282,30 @@ class AssignmentRow(Base):
     start: Mapped[datetime | None]
     end: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class CredentialRow(Base):
+    """A per-user secret for one account (an OAuth refresh token), encrypted with the
+    account's key; only its ciphertext is stored."""
+
+    __tablename__ = "credentials"
+
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(320), primary_key=True)  # the user's email
+    kind: Mapped[str] = mapped_column(String(32), default="refresh_token")
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class PushChannelRow(Base):
+    """A provider push channel (Google watch) that tells us when a linked calendar changed."""
+
+    __tablename__ = "push_channels"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the channel id we chose
+    link_id: Mapped[int] = mapped_column(ForeignKey("calendar_links.id", ondelete="CASCADE"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64))  # sha256 of the channel token
+    resource_id: Mapped[str] = mapped_column(String(500))
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    notified_at: Mapped[datetime | None]

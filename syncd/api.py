@@ -39,6 +39,7 @@ from syncd.errors import (
 )
 from syncd.metrics import Metrics
 from syncd.ooo import all_day_content, ensure_aware, format_utc, timed_content
+from syncd.push import PushChannels
 from syncd.rotations import NobodyEligible, RotationEngine
 from syncd.service import BlockInfo, Syncd
 
@@ -277,7 +278,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 # -- the app -----------------------------------------------------------------------------
 def create_app(service: Syncd, *, metrics: Metrics | None = None,
-               scheduler_alive: Callable[[], bool] = lambda: True) -> FastAPI:
+               scheduler_alive: Callable[[], bool] = lambda: True, push: PushChannels | None = None) -> FastAPI:
     config = service.config
     tokens = TokenBook(config.api)
     directory = Directory(service)
@@ -546,5 +547,20 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
     def release(link_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:  # the column's range
         service.release_deletions(link_id)
         return next(link for link in service.links() if link["id"] == link_id)
+
+    # -- push notifications from calendar providers ---------------------------------------
+    @app.post("/v1/hooks/google", tags=["push"], status_code=200, response_class=PlainTextResponse,
+              responses={403: {"description": "unknown channel or wrong channel token"}})
+    def google_hook(x_goog_channel_id: Annotated[str, Header()] = "",
+                    x_goog_channel_token: Annotated[str | None, Header()] = None,
+                    x_goog_resource_state: Annotated[str | None, Header()] = None,
+                    x_goog_resource_id: Annotated[str | None, Header()] = None) -> PlainTextResponse:
+        """Google Calendar watch channels post here; authenticated by the channel's token."""
+        if push is None or not push.notify(x_goog_channel_id, x_goog_channel_token, x_goog_resource_state,
+                                           x_goog_resource_id):
+            if metrics is not None:
+                metrics.push_refused.inc()
+            raise ApiError(403, "forbidden", "unknown push channel or wrong channel token")
+        return PlainTextResponse("")
 
     return app

@@ -75,11 +75,27 @@ def _parser() -> argparse.ArgumentParser:
     links_sub = links.add_subparsers(dest="links_action", metavar="ACTION")
     release = links_sub.add_parser("release-deletions", help="apply deletions held by the safety valve")
     release.add_argument("link", type=int, metavar="LINK")
+
+    creds = sub.add_parser("credentials", help="per-user OAuth refresh tokens (kept encrypted)").add_subparsers(
+        dest="credentials", required=True, metavar="ACTION")
+    cset = creds.add_parser("set", help="store USER's refresh token for ACCOUNT, read from standard input")
+    cset.add_argument("account")
+    cset.add_argument("user", help="user id or email")
+    crm = creds.add_parser("remove", help="forget USER's refresh token for ACCOUNT")
+    crm.add_argument("account")
+    crm.add_argument("user", help="user id or email")
+    clist = creds.add_parser("list", help="whose tokens are stored (never the tokens)")
+    clist.add_argument("account", nargs="?")
+    creds.add_parser("new-key", help="print a new random token_key")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "credentials" and args.credentials == "new-key":
+        from syncd.secrets import new_key
+        print(new_key())  # needs no config: it is what goes into one
+        return 0
     try:
         config = load_config(find_config_path(args.config, os.environ))
         logging.basicConfig(level=config.daemon.log_level, stream=sys.stderr,
@@ -145,6 +161,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _ooo(rt, args)
             case "links":
                 return _links(rt, args)
+            case "credentials":
+                return _credentials(rt, args)
         raise Bug(f"unhandled command {args.command}")
     finally:
         rt.close()
@@ -255,6 +273,27 @@ def _links(rt: Any, args: argparse.Namespace) -> int:
         if row["last_error"]:
             line += f"  error: {row['last_error']}"
         print(line)
+    return 0
+
+
+def _credentials(rt: Any, args: argparse.Namespace) -> int:
+    vault = rt.vault
+    if args.credentials == "list":
+        for account, subject, stored in vault.subjects(args.account):
+            print(f"{account}  {subject}  stored {format_utc(stored)}")
+        return 0
+    account = rt.config.accounts.get(args.account)
+    if account is None:
+        raise UserInputError(f"no account {args.account!r} in the config file")
+    if args.credentials == "remove":
+        found = vault.remove(args.account, args.user)
+        print(f"{'removed' if found else 'no token stored for'} {args.user} ({args.account})")
+        return 0
+    if sys.stdin.isatty():
+        print("paste the refresh token and press Enter:", file=sys.stderr)
+    token = sys.stdin.readline()
+    email = vault.store(args.account, args.user, token)
+    print(f"stored a refresh token for {email} ({args.account}); their calendars sync on the next poll")
     return 0
 
 

@@ -77,6 +77,18 @@ PROVIDER_OPTIONS: Mapping[str, Mapping[str, type]] = {
         "client_secret": str,
         "subject_domain": str,
         "token_key": str,
+        "token_uri": str,
+        "ca_bundle": str,
+        "batch_size": int,
+        "workers": int,
+        "project_quota": int,
+        "user_quota": int,
+        "summary": str,
+        "auto_decline": str,
+        "decline_message": str,
+        "push_url": str,
+        "push_poll_interval": timedelta,
+        "channel_ttl": timedelta,
     },
     "outlook": {
         "tenant_id": str,
@@ -98,7 +110,11 @@ _PRIMARY_PROVIDERS = ("google", "outlook")
 # Keys whose values are secrets even when written literally in the file.
 SECRET_KEYS = frozenset({"password", "client_secret", "secret", "token", "token_key"})
 # Option keys that are URLs (checked for http/https) and files (resolved like `root`).
-_URL_KEYS = frozenset({"url", "api_endpoint", "batch_uri", "authority", "graph_url"})
+_URL_KEYS = frozenset({"url", "api_endpoint", "batch_uri", "authority", "graph_url", "token_uri", "push_url"})
+# Option limits: (minimum, maximum) for numbers.
+_INT_LIMITS = {"batch_size": (1, 1000), "workers": (1, 64), "project_quota": (1, 10**9), "user_quota": (1, 10**9)}
+_CHOICES = {"auto_decline": ("declineNone", "declineAllConflictingInvitations",
+                             "declineOnlyNewConflictingInvitations")}
 _FILE_KEYS = frozenset({"root", "ca_bundle", "service_account_file", "credentials_file", "certificate_file"})
 
 _DURATION_HINT = "use e.g. 30s, 5m, 2h, 1d"
@@ -653,6 +669,19 @@ class _Loader:
                 continue
             if kind is bool:
                 options[key] = resolved.boolean(key)
+                continue
+            if kind is int:
+                low, high = _INT_LIMITS.get(key, (0, 10**9))
+                number = resolved.integer(key, minimum=low)
+                if number > high:
+                    t.fail(key, f"must be at most {high}, got {number}")
+                options[key] = number
+                continue
+            if kind is timedelta:
+                options[key] = resolved.duration(key, timedelta(0))
+                continue
+            if key in _CHOICES:
+                options[key] = resolved.choice(key, _CHOICES[key])
                 continue
             value = resolved.string(key, empty=True)
             if key in _URL_KEYS and value:

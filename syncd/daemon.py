@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -37,6 +37,8 @@ from syncd.config import Config, redact_url
 from syncd.errors import ConfigError, SyncdError
 from syncd.metrics import Metrics
 from syncd.publisher import Publisher
+from syncd.push import PushChannels
+from syncd.secrets import CredentialVault
 from syncd.service import Syncd, utc_now
 from syncd.sinks import Sink, build_sink
 from syncd.sync import LinkSyncer
@@ -45,6 +47,8 @@ __all__ = ["Daemon", "Runtime", "build_runtime"]
 
 log = logging.getLogger("syncd.daemon")
 STOP_WITHIN = 9.0  # seconds; the contract is 10
+POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
+PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
 
 
 @dataclass
@@ -58,6 +62,8 @@ class Runtime:
     publisher: Publisher
     connectors: Connectors
     metrics: Metrics
+    vault: CredentialVault
+    push: PushChannels
     sinks: dict[str, Sink] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -70,12 +76,16 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
                   connectors: Connectors | None = None, sinks: dict[str, Sink] | None = None) -> Runtime:
     db = Database(config.daemon.database_url)
     service = Syncd(config, db, clock=clock)
-    connectors = connectors or Connectors(config.accounts, max_occurrences=config.daemon.max_occurrences)
+    keys = {name: a.options["token_key"] for name, a in config.accounts.items() if a.options.get("token_key")}
+    vault = CredentialVault(db, keys, clock)
+    connectors = connectors or Connectors(config.accounts, max_occurrences=config.daemon.max_occurrences,
+                                          refresh_tokens=vault)
     sinks = sinks if sinks is not None else {s.name: build_sink(s) for s in config.sinks}
     publisher = Publisher(db, sinks, dead_letter_after=config.daemon.dead_letter_after, clock=clock)
     metrics = Metrics(db, clock)
     syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync)
-    return Runtime(config, db, service, syncer, publisher, connectors, metrics, sinks)
+    push = PushChannels(service, connectors)
+    return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, sinks)
 
 
 class Daemon:
@@ -110,6 +120,9 @@ class Daemon:
                                max_instances=1)
         self.scheduler.add_job(self._guard(self._sweep), "interval", seconds=daemon.sweep_interval.total_seconds(),
                                id="sweep", max_instances=1)
+        if rt.push.accounts():
+            self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
+                                   max_instances=1, next_run_time=datetime.now(UTC))
         self.scheduler.start()
         if self.serve_api:
             self._start_api()
@@ -126,7 +139,8 @@ class Daemon:
         from syncd.api import create_app
 
         api = self.rt.config.api
-        app = create_app(self.rt.service, metrics=self.rt.metrics, scheduler_alive=lambda: self.scheduler.running)
+        app = create_app(self.rt.service, metrics=self.rt.metrics, scheduler_alive=lambda: self.scheduler.running,
+                         push=self.rt.push)
         server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, log_level="warning",
                                                access_log=False, lifespan="off"))
         self._api_thread = threading.Thread(target=server.run, name="syncd-api", daemon=True)
@@ -169,10 +183,9 @@ class Daemon:
             self.rt.publisher.deliver_due()
 
     def _poll_tick(self) -> None:
-        for link_id in self.rt.syncer.claim_due(limit=5):
-            if self.stopping.is_set():
-                break
-            self.rt.syncer.sync_link(link_id)
+        links = self.rt.syncer.claim_due(limit=POLL_CLAIM)
+        if links:
+            self.rt.syncer.sync_many(links, stopping=self.stopping.is_set)
 
     def _sweep(self) -> None:
         self.rt.service.advance_all()

@@ -74,6 +74,8 @@ class Metrics:
         self.sync_seconds = Histogram("syncd_sync_seconds", "Time to sync one calendar link", ["provider"],
                                       buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
                                       registry=self.registry)
+        self.push_refused = Counter("syncd_push_refused", "Push notifications refused (unknown channel or "
+                                    "wrong token)", registry=self.registry)
         self.registry.register(_StoreCollector(db, clock))
 
     def observe_sync(self, provider: str, ok: bool, seconds: float) -> None:

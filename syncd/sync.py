@@ -22,9 +22,9 @@ from typing import cast
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from connectors.base import CalendarConnector, ChangeSet, EventDraft, RemoteEvent, SyncWindow
+from connectors.base import CalendarConnector, ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow
 from connectors.registry import Connectors
-from store.models import BlockRow, CalendarLinkRow, EventLinkRow, UserRow
+from store.models import BlockRow, CalendarLinkRow, EventLinkRow, PushChannelRow, UserRow
 from syncd import reconcile as rc
 from syncd.errors import (
     Bug,
@@ -44,6 +44,7 @@ __all__ = ["LinkOutcome", "LinkSyncer"]
 log = logging.getLogger("syncd.sync")
 MAX_ROUNDS = 4  # re-read + re-merge rounds after lost write races
 MAX_BACKOFF = timedelta(hours=1)
+PUSH_POLL_INTERVAL = timedelta(hours=1)  # the fallback poll of a link whose push channel is live
 BATCH = 500  # database-only actions per transaction
 LOCAL_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock, rc.Relink, rc.Adopt, rc.Unlink)
 BLOCK_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock)
@@ -75,6 +76,8 @@ class _Snapshot:
     state: str
     failures: int
     name: str
+    email: str = ""
+    pushed: bool = False  # a live push channel tells us about changes: poll less often
 
 
 @dataclass
@@ -108,7 +111,7 @@ class LinkSyncer:
     def sync_once(self, user_ids: Sequence[str] | None = None) -> list[LinkOutcome]:
         """One pass over every enabled link, then a push pass so blocks pulled from one
         calendar reach the user's other calendars in the same run."""
-        outcomes = [self.sync_link(link_id) for link_id in self.link_ids(user_ids)]
+        outcomes = self.sync_many(self.link_ids(user_ids))
         changed_users = {o.user_id for o in outcomes if o.blocks_changed}
         for _ in range(2):
             if not changed_users:
@@ -118,6 +121,123 @@ class LinkSyncer:
             outcomes = [_merge(o, by_id.get(o.link_id)) for o in outcomes]
             changed_users = {o.user_id for o in pushed if o.blocks_changed}
         return outcomes
+
+    def sync_many(self, link_ids: Sequence[int], *,
+                  stopping: Callable[[], bool] = lambda: False) -> list[LinkOutcome]:
+        """Pull many links at once: each account lists its calendars together (in batch
+        requests where the provider has them); links with nothing to do are settled in one
+        transaction; the others are synced one by one with what was listed for them."""
+        started = time.monotonic()
+        snaps: dict[int, _Snapshot] = {}
+        for chunk in _chunks(link_ids, BATCH):
+            snaps.update(self.db.read(lambda s, c=chunk: self._snapshots(s, c)))  # type: ignore[misc]
+        listed = self._list_many(list(snaps.values()))
+        idle = self._idle(snaps, listed)
+        if idle:
+            self._settle(idle, listed)
+        share = (time.monotonic() - started) / max(1, len(link_ids))
+        outcomes = []
+        for n, link_id in enumerate(link_ids):
+            if stopping():
+                self._release(link_ids[n:])  # claimed but not synced: due again for the next start
+                break
+            snap = snaps.get(link_id)
+            if snap is not None and link_id in idle:
+                outcomes.append(LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id))
+                self._observe(snap.account, True, share)
+            else:
+                outcomes.append(self.sync_link(link_id, prefetched=listed.get(link_id)))
+        return outcomes
+
+    def _release(self, link_ids: Sequence[int]) -> None:
+        now = self.service.clock()
+        self.db.run(lambda s: s.execute(update(CalendarLinkRow).where(CalendarLinkRow.id.in_(link_ids))
+                                        .values(next_poll_at=now)), what="releasing links")
+
+    def _snapshots(self, session: Session, link_ids: Sequence[int]) -> dict[int, _Snapshot]:
+        rows = session.execute(select(CalendarLinkRow, UserRow).join(UserRow, UserRow.id == CalendarLinkRow.user_id)
+                               .where(CalendarLinkRow.id.in_(link_ids)))
+        pushed = self._pushed(session, link_ids)
+        return {link.id: _snapshot_of(link, user, pushed) for link, user in rows}
+
+    def _list_many(self, snaps: Sequence[_Snapshot]) -> dict[int, ChangeSet | Exception]:
+        by_account: dict[str, list[_Snapshot]] = {}
+        for snap in snaps:
+            by_account.setdefault(snap.account, []).append(snap)
+        listed: dict[int, ChangeSet | Exception] = {}
+        for account, group in by_account.items():
+            try:
+                connector = self.connectors.for_account(account)
+                requests = []
+                for snap in group:
+                    snap.calendar = connector.address(snap.email, snap.calendar)
+                    requests.append(PollRequest(snap.calendar, snap.cursor, self._window(snap.timezone)))
+                results = connector.changes_many(requests)
+            except SyncdError as exc:
+                results = [exc] * len(group)
+            except Exception as exc:  # a connector bug: every link of the account reports it
+                log.error("account %s: listing failed: %s", account, exc, exc_info=True)
+                results = [Bug(f"account {account}: listing failed: {exc}")] * len(group)
+            for snap, result in zip(group, results, strict=True):
+                listed[snap.link.id] = result
+        return listed
+
+    def _idle(self, snaps: dict[int, _Snapshot], listed: dict[int, ChangeSet | Exception]) -> dict[int, _Snapshot]:
+        """Links whose calendar reported nothing new and whose blocks need nothing written:
+        for them a sync is only saving the new cursor."""
+        candidates = {
+            link_id: snap for link_id, snap in snaps.items()
+            if isinstance(cs := listed.get(link_id), ChangeSet) and not cs.full and not cs.events and not cs.removed
+            and snap.state != "held"
+        }
+        if not candidates:
+            return {}
+
+        def load(session: Session, chunk: Sequence[int]) -> tuple[list[BlockRow], list[EventLinkRow]]:
+            users = {candidates[i].user_id for i in chunk}
+            blocks = list(session.scalars(select(BlockRow).where(BlockRow.user_id.in_(users))))
+            pairs = list(session.scalars(select(EventLinkRow).where(EventLinkRow.link_id.in_(chunk))))
+            session.expunge_all()
+            return blocks, pairs
+        blocks_of: dict[str, dict[str, rc.BlockView]] = {}
+        pairs_of: dict[int, list[rc.Pair]] = {}
+        for chunk in _chunks(list(candidates), BATCH):
+            block_rows, pair_rows = self.db.read(lambda s, c=chunk: load(s, c))  # type: ignore[misc]
+            for r in block_rows:
+                blocks_of.setdefault(r.user_id, {})[r.id] = rc.BlockView(r.id, block_content(r), r.updated_at,
+                                                                          r.deleted_at is not None)
+            for p in pair_rows:
+                pairs_of.setdefault(p.link_id, []).append(rc.Pair(p.block_id, p.event_id, p.etag, p.base_hash))
+        idle = {}
+        for link_id, snap in candidates.items():
+            changes = listed[link_id]
+            assert isinstance(changes, ChangeSet)
+            result = rc.plan(link=snap.link, blocks=blocks_of.get(snap.user_id, {}), pairs=pairs_of.get(link_id, []),
+                             changes=changes, window=self._window(snap.timezone), policy=self.policy,
+                             safety=self.safety, release_deletions=snap.release_deletions)
+            if not result.actions and not result.conflicts and not result.held_deletions:
+                idle[link_id] = snap
+        return idle
+
+    def _settle(self, idle: dict[int, _Snapshot], listed: dict[int, ChangeSet | Exception]) -> None:
+        """Record a successful, uneventful poll of many links in one transaction."""
+        for snap in idle.values():
+            if snap.state not in ("ok", "held"):
+                log.info("link %s: recovered after %d failed attempt(s)", snap.name, snap.failures)
+
+        def work(session: Session, chunk: Sequence[int]) -> None:
+            now = self.service.clock()
+            rows = []
+            for link_id in chunk:
+                changes = listed[link_id]
+                assert isinstance(changes, ChangeSet)
+                rows.append({"id": link_id, "last_sync_at": now, "last_success_at": now, "failures": 0,
+                             "last_error": None, "state": "ok", "held_deletions": 0, "release_deletions": False,
+                             "cursor": changes.cursor,
+                             "next_poll_at": now + self._jittered(self._interval(idle[link_id]))})
+            session.execute(update(CalendarLinkRow), rows)
+        for chunk in _chunks(list(idle), BATCH * 4):
+            self.db.run(lambda s, c=chunk: work(s, c), what="saving polled links")  # type: ignore[misc]
 
     def claim_due(self, limit: int = 50, lease: timedelta = timedelta(minutes=10)) -> list[int]:
         """Links whose poll is due, marked as taken so a second worker does not start them too."""
@@ -135,23 +255,41 @@ class LinkSyncer:
             return [row.id for row in rows]
         return self.db.run(work, what="claiming links")
 
-    def sync_link(self, link_id: int, *, pull: bool = True) -> LinkOutcome:
+    def sync_link(self, link_id: int, *, pull: bool = True,
+                  prefetched: ChangeSet | Exception | None = None) -> LinkOutcome:
+        """Sync one link; ``prefetched`` is its change set (or the error listing it raised)
+        when `sync_many` already listed it with others."""
         started = time.monotonic()
-        outcome = self._sync_link(link_id, pull=pull)
-        if pull and self.observe is not None:
-            account = self.service.config.accounts.get(outcome.account)
-            self.observe(account.provider if account else "unknown", outcome.ok, time.monotonic() - started)
+        outcome = self._sync_link(link_id, pull=pull, prefetched=prefetched)
+        if pull:
+            self._observe(outcome.account, outcome.ok, time.monotonic() - started)
         return outcome
 
-    def _sync_link(self, link_id: int, *, pull: bool) -> LinkOutcome:
+    def _observe(self, account_name: str, ok: bool, seconds: float) -> None:
+        if self.observe is not None:
+            account = self.service.config.accounts.get(account_name)
+            self.observe(account.provider if account else "unknown", ok, seconds)
+
+    def _window(self, timezone: str) -> SyncWindow:
+        now = self.service.clock()
+        daemon = self.service.config.daemon
+        return SyncWindow(now - daemon.sync_window_past, now + daemon.sync_window_future, timezone)
+
+    def _sync_link(self, link_id: int, *, pull: bool, prefetched: ChangeSet | Exception | None) -> LinkOutcome:
         snap = self.db.run(lambda s: self._snapshot(s, link_id))
         outcome = LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id)
         try:
             connector = self.connectors.for_account(snap.account)
-            now = self.service.clock()
-            daemon = self.service.config.daemon
-            window = SyncWindow(now - daemon.sync_window_past, now + daemon.sync_window_future, snap.timezone)
-            changes = self._pull(connector, snap, window) if pull else ChangeSet(cursor=snap.cursor)
+            snap.calendar = connector.address(snap.email, snap.calendar)
+            window = self._window(snap.timezone)
+            if not pull:
+                changes = ChangeSet(cursor=snap.cursor)
+            elif prefetched is not None and not isinstance(prefetched, CursorExpired):
+                if isinstance(prefetched, Exception):
+                    raise prefetched
+                changes = prefetched
+            else:
+                changes = self._pull(connector, snap, window, expired=prefetched is not None)
             if changes.full:
                 self._confirm_missing(connector, snap, window, changes)
             result = self._reconcile(connector, snap, window, changes, outcome)
@@ -175,12 +313,18 @@ class LinkSyncer:
             raise ConfigError(f"no link {link_id}")
         user = session.get(UserRow, row.user_id)
         assert user is not None
-        view = rc.LinkView(row.id, cast(rc.Direction, row.direction), f"calendar:{row.account}/{row.calendar}")
-        return _Snapshot(view, user.id, user.timezone, row.account, row.calendar, row.cursor,
-                         row.release_deletions, row.state, row.failures, f"{user.id}/{row.account}/{row.calendar}")
+        return _snapshot_of(row, user, self._pushed(session, [row.id]))
 
-    def _pull(self, connector: CalendarConnector, snap: _Snapshot, window: SyncWindow) -> ChangeSet:
+    def _pushed(self, session: Session, link_ids: Sequence[int]) -> set[int]:
+        now = self.service.clock()
+        return set(session.scalars(select(PushChannelRow.link_id).where(PushChannelRow.link_id.in_(link_ids),
+                                                                        PushChannelRow.expires_at > now)))
+
+    def _pull(self, connector: CalendarConnector, snap: _Snapshot, window: SyncWindow, *,
+              expired: bool = False) -> ChangeSet:
         try:
+            if expired:
+                raise CursorExpired("the cursor expired while listing with other links")
             return connector.changes(snap.calendar, snap.cursor, window)
         except CursorExpired:
             log.info("link %s: sync cursor expired; full resync", snap.name)
@@ -380,7 +524,7 @@ class LinkSyncer:
                 log.info("link %s: recovered after %d failed attempt(s)", snap.name, snap.failures)
             row.last_sync_at = row.last_success_at = now
             row.failures, row.last_error = 0, None
-            row.next_poll_at = now + self._jittered(self.service.config.daemon.poll_interval)
+            row.next_poll_at = now + self._jittered(self._interval(snap))
             if result.held_deletions:
                 if row.state != "held" or row.held_deletions != result.held_deletions:
                     log.warning("link %s: held %d deletions (the calendar suddenly lacks most of this user's "
@@ -424,10 +568,30 @@ class LinkSyncer:
             row.next_poll_at = now + max(self._jittered(delay), at_least)
         self.db.run(work, what=f"saving link {snap.name}")
 
+    def _interval(self, snap: _Snapshot) -> timedelta:
+        """The poll interval; longer while a push channel reports changes as they happen."""
+        interval = self.service.config.daemon.poll_interval
+        if snap.pushed:
+            account = self.service.config.accounts.get(snap.account)
+            pushed = account.options.get("push_poll_interval") if account is not None else None
+            interval = max(interval, pushed or PUSH_POLL_INTERVAL)
+        return interval
+
     def _jittered(self, interval: timedelta) -> timedelta:
         # ±10 % so a thousand links configured at once do not poll in lockstep.
         return interval * self.rng.uniform(0.9, 1.1)
 
+
+
+def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _snapshot_of(row: CalendarLinkRow, user: UserRow, pushed: set[int]) -> _Snapshot:
+    view = rc.LinkView(row.id, cast(rc.Direction, row.direction), f"calendar:{row.account}/{row.calendar}")
+    return _Snapshot(view, user.id, user.timezone, row.account, row.calendar, row.cursor, row.release_deletions,
+                     row.state, row.failures, f"{user.id}/{row.account}/{row.calendar}", user.email.lower(),
+                     row.id in pushed)
 
 
 def _event_id_of(action: rc.Action) -> str:

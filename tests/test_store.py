@@ -215,3 +215,14 @@ def test_run_rolls_back_on_error(quick_db: Database) -> None:
     with pytest.raises(RuntimeError):
         quick_db.run(work)
     assert quick_db.run(lambda s: list(s.scalars(select(UserRow.id)))) == []
+
+
+def test_migrations_match_the_models(database: Database) -> None:
+    """A model changed without a migration (or the other way round) shows up here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with database.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []

@@ -1,0 +1,209 @@
+"""Push channels: the provider tells us a calendar changed, and that link is synced at once.
+
+An account with ``push_url`` (the address at which the provider reaches this daemon's
+``/v1/hooks/<provider>`` endpoint) gets one channel per enabled link. Each channel has a
+random token; only its SHA-256 digest is stored, and a notification whose channel is
+unknown, or whose token does not match, is refused (the API answers 403) and syncs
+nothing. A valid notification only marks the link due: the poll job, which runs every
+second, picks it up, so the HTTP answer is immediate and the provider never waits on a sync.
+
+Channels are renewed when a quarter of their lifetime is left, and stopped when their link
+is disabled. Polling continues at ``push_poll_interval`` (default 1 h) as the fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from connectors.registry import Connectors
+from store.models import CalendarLinkRow, PushChannelRow, UserRow
+from syncd.errors import SyncdError
+from syncd.service import Syncd
+
+__all__ = ["PushChannels"]
+
+log = logging.getLogger("syncd.push")
+DEFAULT_TTL = timedelta(days=7)
+MIN_TTL = timedelta(hours=1)
+PER_PASS = 200  # channels opened per pass, so a big start-up does not hold the job for long
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    link_id: int
+    account: str
+    calendar: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    channel_id: str
+    link_id: int
+    account: str
+    calendar: str
+    email: str
+    resource_id: str
+    expires_at: datetime
+    enabled: bool
+
+
+class PushChannels:
+    def __init__(self, service: Syncd, connectors: Connectors, *,
+                 wake: Callable[[], None] | None = None) -> None:
+        self.service = service
+        self.db = service.db
+        self.connectors = connectors
+        self.wake = wake or (lambda: None)  # hurry the poll job along
+        self._failing: set[int] = set()
+
+    def accounts(self) -> dict[str, str]:
+        """Accounts with push configured: name -> the hook address."""
+        found = {}
+        for name, account in self.service.config.accounts.items():
+            url = account.options.get("push_url")
+            if url and self.connectors.supports(account.provider):
+                found[name] = str(url)
+        return found
+
+    def _ttl(self, account: str) -> timedelta:
+        options = self.service.config.accounts[account].options
+        return max(MIN_TTL, options.get("channel_ttl") or DEFAULT_TTL)
+
+    # -- keeping channels open -------------------------------------------------------------
+    def refresh(self) -> int:
+        """Open missing channels, renew those about to expire, stop those of disabled links.
+        Returns how many channels were opened."""
+        accounts = self.accounts()
+        now = self.service.clock()
+        wanted, open_ = self.db.read(lambda s: self._state(s, accounts))
+        opened = 0
+        live: set[int] = set()
+        for channel in open_:
+            if not channel.enabled or channel.account not in accounts:
+                self._stop(channel)
+                continue
+            if channel.expires_at - now > self._ttl(channel.account) / 4:
+                live.add(channel.link_id)
+            elif channel.expires_at <= now:
+                self._forget(channel.channel_id)
+        for want in wanted:
+            if want.link_id in live or opened >= PER_PASS:
+                continue
+            if self._open(want, accounts[want.account]):
+                opened += 1
+        # Renewed channels replace old ones: stop the old ones once the new ones are stored.
+        if opened:
+            _wanted, after = self.db.read(lambda s: self._state(s, accounts))
+            newest: dict[int, _Open] = {}
+            for channel in after:
+                if channel.link_id not in newest or channel.expires_at > newest[channel.link_id].expires_at:
+                    newest[channel.link_id] = channel
+            for channel in after:
+                if channel.enabled and newest[channel.link_id] is not channel:
+                    self._stop(channel)
+        return opened
+
+    def _state(self, session: Session, accounts: dict[str, str]) -> tuple[list[_Wanted], list[_Open]]:
+        links = session.execute(
+            select(CalendarLinkRow.id, CalendarLinkRow.account, CalendarLinkRow.calendar, UserRow.email)
+            .join(UserRow, UserRow.id == CalendarLinkRow.user_id)
+            .where(CalendarLinkRow.enabled.is_(True), CalendarLinkRow.sync_ooo.is_(True),
+                   CalendarLinkRow.account.in_(list(accounts)), CalendarLinkRow.state != "reauth_required")
+            .order_by(CalendarLinkRow.id))
+        wanted = [_Wanted(i, a, c, e.lower()) for i, a, c, e in links]
+        channels = session.execute(
+            select(PushChannelRow, CalendarLinkRow.account, CalendarLinkRow.calendar, CalendarLinkRow.enabled,
+                   UserRow.email)
+            .join(CalendarLinkRow, CalendarLinkRow.id == PushChannelRow.link_id)
+            .join(UserRow, UserRow.id == CalendarLinkRow.user_id))
+        open_ = [_Open(row.id, row.link_id, account, calendar, email.lower(), row.resource_id, row.expires_at,
+                       enabled and account in accounts)
+                 for row, account, calendar, enabled, email in channels]
+        return wanted, open_
+
+    def _open(self, want: _Wanted, address: str) -> bool:
+        connector = self.connectors.for_account(want.account)
+        channel_id = "syncd-" + secrets.token_hex(16)
+        token = secrets.token_urlsafe(32)
+        try:
+            watch = connector.watch(connector.address(want.email, want.calendar), channel_id, token, address,
+                                    self._ttl(want.account))
+        except SyncdError as exc:
+            if want.link_id not in self._failing:  # once per failure episode
+                log.warning("link %d: cannot open a push channel (polling continues): %s", want.link_id,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self._failing.add(want.link_id)
+            return False
+        self._failing.discard(want.link_id)
+
+        def save(session: Session) -> None:
+            session.add(PushChannelRow(id=watch.channel_id, link_id=want.link_id, token_digest=digest(token),
+                                       resource_id=watch.resource_id, expires_at=watch.expires_at,
+                                       created_at=self.service.clock()))
+        self.db.run(save, what="saving a push channel")
+        log.info("link %d: push channel open until %s", want.link_id, watch.expires_at.isoformat(timespec="minutes"))
+        return True
+
+    def _stop(self, channel: _Open) -> None:
+        try:
+            connector = self.connectors.for_account(channel.account)
+            connector.stop_watch(connector.address(channel.email, channel.calendar), channel.channel_id,
+                                 channel.resource_id)
+        except SyncdError as exc:
+            # The channel expires by itself; notifications for it are refused meanwhile.
+            log.info("push channel %s: stopping failed (%s); it is forgotten and expires on its own",
+                     channel.channel_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        self._forget(channel.channel_id)
+
+    def _forget(self, channel_id: str) -> None:
+        self.db.run(lambda s: s.execute(delete(PushChannelRow).where(PushChannelRow.id == channel_id)),
+                    what="removing a push channel")
+
+    def stop_all(self) -> int:
+        """Close every channel (used when push is switched off, and by tests)."""
+        _wanted, open_ = self.db.read(lambda s: self._state(s, self.accounts()))
+        for channel in open_:
+            self._stop(channel)
+        return len(open_)
+
+    # -- receiving -------------------------------------------------------------------------
+    def notify(self, channel_id: str, token: str | None, state: str | None, resource_id: str | None = None) -> bool:
+        """A notification arrived. False when it is not ours (unknown channel, wrong token)."""
+        if not channel_id or token is None:
+            return False
+        now = self.service.clock()
+
+        def work(session: Session) -> int | None:
+            row = session.get(PushChannelRow, channel_id)
+            if row is None or not hmac.compare_digest(row.token_digest, digest(token)):
+                return None
+            if resource_id and row.resource_id and not hmac.compare_digest(row.resource_id, resource_id):
+                return None
+            if state == "sync":  # the handshake after opening: nothing changed yet
+                return 0
+            row.notified_at = now
+            session.execute(update(CalendarLinkRow).where(CalendarLinkRow.id == row.link_id,
+                                                          CalendarLinkRow.enabled.is_(True))
+                            .values(next_poll_at=now))
+            return row.link_id
+        link_id = self.db.run(work, what="recording a push notification")
+        if link_id is None:
+            log.debug("refused a push notification: unknown channel or wrong token")
+            return False
+        if link_id:
+            self.wake()
+        return True
