@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import hashlib
+import http.client
 import json
 import logging
 import socket
@@ -115,6 +116,7 @@ PAGE_SIZE = 2500  # the most events.list returns per page
 MAX_PAGES = 200  # 500,000 events: a calendar bigger than that is not a person's
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 _CURSOR_VERSION = 1
+_STALE_CONNECTION = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
 _NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, httplib2.HttpLib2Error, TimeoutError)
 
 
@@ -474,6 +476,9 @@ class GoogleConnector(CalendarConnector):
         self._pool: ThreadPoolExecutor | None = None
         self._service = build("calendar", "v3", http=httplib2.Http(), static_discovery=True, cache_discovery=False,
                               client_options={"api_endpoint": options.api_endpoint})
+        # Made once: each `events()` call builds every method and its docstring again (~4 ms).
+        self._events = self._service.events()
+        self._channels = self._service.channels()
         if options.service_account_file:
             try:
                 self._service_account = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
@@ -514,6 +519,14 @@ class GoogleConnector(CalendarConnector):
                 listings.append((i, self._start(request)))
             except SyncdError as exc:
                 results[i] = exc
+        # Tokens first, from the pool: a cold start signs in thousands of users, one HTTP call each.
+        owners = sorted({listing.owner for _, listing in listings})
+        failed_owners = {owner: error for owner, error in zip(owners, self._map(self._warm, owners), strict=True)
+                         if error is not None}
+        for i, listing in listings:
+            if listing.owner in failed_owners:
+                results[i] = failed_owners[listing.owner]
+        listings = [(i, listing) for i, listing in listings if results[i] is None]
         # First pages of every calendar, many to a batch request; the rest per calendar.
         batches = [listings[k:k + self.options.batch_size] for k in range(0, len(listings), self.options.batch_size)]
         for done in self._map(self._first_pages, batches):
@@ -534,6 +547,13 @@ class GoogleConnector(CalendarConnector):
                                                 thread_name_prefix=f"google-{self.options.account}")
         return self._pool.map(fn, items)
 
+    def _warm(self, owner: str) -> SyncdError | None:
+        try:
+            self._token(owner)
+            return None
+        except SyncdError as exc:
+            return exc
+
     def _start(self, request: PollRequest) -> _Listing:
         owner, calendar_id = self._split(request.calendar)
         self._zones[request.calendar] = request.window.timezone
@@ -552,7 +572,7 @@ class GoogleConnector(CalendarConnector):
             params["eventTypes"] = [OOO]
         if listing.page_token:
             params["pageToken"] = listing.page_token
-        return self._service.events().list(**params)
+        return self._events.list(**params)
 
     def _first_pages(self, batch: Sequence[tuple[int, _Listing]]) -> list[tuple[int, ChangeSet | Exception]]:
         """One batch request carrying the first page of each listing; results for those that
@@ -577,7 +597,7 @@ class GoogleConnector(CalendarConnector):
         for i, _listing, request in todo:
             batch_request.add(request, request_id=str(i))
         try:
-            batch_request.execute(http=self._http())
+            self._send(lambda: batch_request.execute(http=self._http()))
         except HttpError as err:
             failure = translate(err, "batch request")
             return out + [(i, failure) for i, _, _ in todo]
@@ -710,7 +730,7 @@ class GoogleConnector(CalendarConnector):
         master = entry.master
         if master is None or not master.get("iCalUID"):
             try:
-                master = self._execute(lambda: self._service.events().get(
+                master = self._execute(lambda: self._events.get(
                     calendarId=listing.calendar_id, eventId=master_id, quotaUser=listing.owner),
                     listing.owner, f"reading series {master_id}")
             except NotFound:
@@ -723,7 +743,7 @@ class GoogleConnector(CalendarConnector):
         page_token: str | None = None
         for _ in range(MAX_PAGES):
             query = {**params, **({"pageToken": page_token} if page_token else {})}
-            page = self._execute(lambda q=query: self._service.events().list(**q),  # type: ignore[misc]
+            page = self._execute(lambda q=query: self._events.list(**q),  # type: ignore[misc]
                                  listing.owner, f"reading series {master_id}")
             items.extend(i for i in page.get("items") or () if isinstance(i, dict))
             page_token = page.get("nextPageToken")
@@ -743,7 +763,7 @@ class GoogleConnector(CalendarConnector):
     def get(self, calendar: str, event_id: str) -> RemoteEvent | None:
         owner, calendar_id = self._split(calendar)
         try:
-            item = self._execute(lambda: self._service.events().get(
+            item = self._execute(lambda: self._events.get(
                 calendarId=calendar_id, eventId=event_id, quotaUser=owner), owner, f"reading event {event_id}")
         except NotFound:
             return None
@@ -756,7 +776,7 @@ class GoogleConnector(CalendarConnector):
 
     def find_by_block_id(self, calendar: str, block_id: str) -> RemoteEvent | None:
         owner, calendar_id = self._split(calendar)
-        page = self._execute(lambda: self._service.events().list(
+        page = self._execute(lambda: self._events.list(
             calendarId=calendar_id, privateExtendedProperty=f"{BLOCK_PROPERTY}={block_id}", maxResults=10,
             quotaUser=owner), owner, f"finding the event of block {block_id}")
         for item in page.get("items") or ():
@@ -788,14 +808,14 @@ class GoogleConnector(CalendarConnector):
         for attempt in range(16):
             event_id = event_id_for_block(draft.block_id, attempt)
             try:
-                item = self._execute(lambda eid=event_id: self._service.events().insert(  # type: ignore[misc]
+                item = self._execute(lambda eid=event_id: self._events.insert(  # type: ignore[misc]
                     calendarId=calendar_id, body={**body, "id": eid}, quotaUser=owner),
                     owner, f"creating the event of block {draft.block_id}", conflict_ok=True)
             except _Duplicate:
                 # Written before (a crash before its link was saved), or deleted since: Google
                 # keeps a deleted event's id, so the next id of the sequence is tried.
                 try:
-                    existing = self._execute(lambda eid=event_id: self._service.events().get(  # type: ignore[misc]
+                    existing = self._execute(lambda eid=event_id: self._events.get(  # type: ignore[misc]
                         calendarId=calendar_id, eventId=eid, quotaUser=owner), owner, f"reading event {event_id}")
                 except NotFound:
                     continue
@@ -811,7 +831,7 @@ class GoogleConnector(CalendarConnector):
         body = self._body(draft)
         if split_instance_id(event_id)[1] is not None:
             body.pop("extendedProperties")  # an occurrence of someone's series is not our event
-        item = self._execute(lambda: self._service.events().patch(
+        item = self._execute(lambda: self._events.patch(
             calendarId=calendar_id, eventId=event_id, body=body, quotaUser=owner), owner,
             f"updating event {event_id}", etag=etag or None)
         event = _remote(item, draft.timezone)
@@ -822,7 +842,7 @@ class GoogleConnector(CalendarConnector):
     def delete(self, calendar: str, event_id: str, etag: str | None) -> None:
         owner, calendar_id = self._split(calendar)
         try:
-            self._execute(lambda: self._service.events().delete(
+            self._execute(lambda: self._events.delete(
                 calendarId=calendar_id, eventId=event_id, quotaUser=owner), owner,
                 f"deleting event {event_id}", etag=etag or None)
         except NotFound:
@@ -834,7 +854,7 @@ class GoogleConnector(CalendarConnector):
         expires = datetime.now(UTC) + ttl
         body = {"id": channel_id, "type": "web_hook", "address": address, "token": token,
                 "expiration": str(int(expires.timestamp() * 1000)), "params": {"ttl": str(int(ttl.total_seconds()))}}
-        answer = self._execute(lambda: self._service.events().watch(
+        answer = self._execute(lambda: self._events.watch(
             calendarId=calendar_id, body=body, eventTypes=[OOO] if self._filter_types else None,
             quotaUser=owner), owner, f"opening a push channel for {calendar}")
         granted = answer.get("expiration")  # Google may shorten it
@@ -844,7 +864,7 @@ class GoogleConnector(CalendarConnector):
     def stop_watch(self, calendar: str, channel_id: str, resource_id: str) -> None:
         owner, _calendar_id = self._split(calendar)
         try:
-            self._execute(lambda: self._service.channels().stop(
+            self._execute(lambda: self._channels.stop(
                 body={"id": channel_id, "resourceId": resource_id}), owner, f"stopping push channel {channel_id}")
         except NotFound:
             return
@@ -858,6 +878,16 @@ class GoogleConnector(CalendarConnector):
             with self._lock:
                 self._https.append(http)
         return http
+
+    def _send(self, call: Callable[[], Any]) -> Any:
+        """Run ``call``; if a kept-alive connection turns out closed by the server (idle
+        timeout), once more on a new connection. Replays are safe: inserts carry
+        deterministic ids, updates and deletes an etag, listings change nothing."""
+        try:
+            return call()
+        except _STALE_CONNECTION:
+            self._http().close()
+            return call()
 
     def _owner_lock(self, owner: str) -> threading.Lock:
         with self._lock:
@@ -920,7 +950,7 @@ class GoogleConnector(CalendarConnector):
             if etag:
                 request.headers["If-Match"] = etag
             try:
-                answer = request.execute(http=self._http())
+                answer = self._send(lambda r=request: r.execute(http=self._http()))  # type: ignore[misc]
             except HttpError as err:
                 status = int(err.resp.status)
                 if status == 401 and attempt == 0:
@@ -940,8 +970,8 @@ class GoogleConnector(CalendarConnector):
             pool.shutdown(wait=True)
         with self._lock:
             https, self._https = self._https, []
-        for http in https:
-            http.close()
+        for connection in https:
+            connection.close()
 
 
 class _Duplicate(ConnectorError):

@@ -10,50 +10,106 @@ Written from Google's public documentation so that the *real* client stack
 and give the credentials ``token_uri=fake.token_uri``.
 
 Modelled (see the docs for events.list/insert/get/patch/update/delete/watch,
-channels.stop, batch requests, and the "Handle API errors" guide):
+channels.stop, batch requests, recurring events, push notifications, and the
+"Handle API errors" guide):
 
 * per (user, calendar) event stores; ``primary`` means the token's user;
 * events.list with paging, sync tokens (410 ``fullSyncRequired`` when expired),
-  ``showDeleted``, ``eventTypes``, ``privateExtendedProperty``, ``q``,
+  ``showDeleted``, ``eventTypes``, ``privateExtendedProperty``, ``q``, ``iCalUID``,
   ``timeMin``/``timeMax``/``updatedMin``, ``orderBy=updated``;
-* insert with client ids (base32hex, 5-1024 chars), 409 ``duplicate``;
-  out-of-office events must be timed (not all-day);
+* insert with client ids (base32hex, 5-1024 chars), 409 ``duplicate``; a client
+  ``iCalUID`` is kept on insert; out-of-office events must be timed (not all-day);
 * get/patch/update/delete with ``If-Match`` (412 ``conditionNotMet``), 410
   ``deleted`` for deleted events, 404 ``notFound``;
-* events.watch / channels.stop (recorded in ``channels``);
+* recurring events as Google stores them: a master with ``recurrence``
+  (RRULE/RDATE/EXDATE, timed series need ``timeZone``) and exceptions.  An instance
+  id is ``{masterId}_{YYYYMMDDTHHMMSSZ}`` (original start in UTC) or
+  ``{masterId}_{YYYYMMDD}`` (all-day); get/patch/update/delete on an occurrence of
+  the master (checked with dateutil; rules dateutil cannot check accept any
+  instant) works before any exception exists: it reads as a copy of the master
+  with ``recurringEventId``/``originalStartTime`` and the master's etag, and a
+  write stores the exception (delete stores a ``cancelled`` one); instances of a
+  deleted master are 410 ``deleted``, non-occurrences 404.  Full listings
+  (``singleEvents=false``) include cancelled exceptions even without
+  ``showDeleted``, as the docs say; they read as tombstones (id,
+  ``recurringEventId``, ``originalStartTime``);
+* events.watch / channels.stop (recorded in ``channels``) and push notifications:
+  a ``sync`` message when a channel is made, then an ``exists`` message to every
+  live channel of a calendar on each insert/patch/update/delete (API or hook),
+  POSTed from a background thread with the ``X-Goog-*`` headers and recorded in
+  ``notifications`` (``wait_notifications`` waits for them; ``expire_channel``
+  ends a channel; bulk ``add_events`` sends one message per calendar);
 * ``multipart/mixed`` batch at ``/batch/calendar/v3`` (max 1000 parts; each part is its own request for quota);
 * ``/token`` for the JWT-bearer (service account, ``sub`` = impersonated user)
-  and ``refresh_token`` grants.
+  and ``refresh_token`` grants;
+* injected faults on API and batch requests (never /token): ``fail_next``,
+  ``slow_next``, ``drop_next`` (connection closed without a response), and a
+  global ``latency``;
+* a control namespace ``POST /_fake/<command>`` (JSON object in and out; no
+  auth, latency or faults; not counted in ``requests``) so a fake in another
+  process can be driven: ``add_refresh_token``, ``issue_access_token``,
+  ``add_calendar``, ``add_event``, ``add_events`` (``{"items": [[user, calendar,
+  body], ...]}``), ``edit_event``, ``delete_event``, ``events``,
+  ``expire_sync_tokens``, ``set_latency``, ``fail_next``, ``slow_next``,
+  ``drop_next``, ``request_counts``, ``reset_counts``, ``notifications``; and
+  ``python -m tests.fakes.google_calendar --port 0 --latency 0.05``, which
+  prints ``READY <base_url>`` once serving and stops on SIGTERM/SIGINT (see
+  ``serve_in_subprocess`` and ``call_control``).
 
 Not modelled: recurrence expansion (``singleEvents=true`` over a recurring event
-is rejected with 400 ``notImplementedInFake``), attendees/invitations, colours,
-``sharedExtendedProperty``, quotas other than those injected by ``fail_next``.
+is rejected with 400 ``notImplementedInFake``; events.instances is absent),
+changes to a master (its times, rule or deletion) reaching its exceptions,
+attendees/invitations, colours, ``sharedExtendedProperty``, notification
+coalescing and retries, HTTPS for notification addresses (only plain
+``http://`` loopback addresses get deliveries; others are recorded as
+undeliverable), watch channels on anything but events, quotas other than those
+injected by ``fail_next``.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import contextlib
 import copy
 import email.message
 import email.parser
 import email.policy
+import email.utils
+import http.client
 import itertools
 import json
+import queue
 import re
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.rrule import rrulestr
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 MAX_BATCH_PARTS = 1000  # "You're limited to 1000 calls in a single batch request" (Calendar batch guide)
 _CLIENT_ID_RE = re.compile(r"^[a-v0-9]{5,1024}$")
+# an occurrence of a recurring event: master id (base32hex, so no "_"), then the original start
+_INSTANCE_ID_RE = re.compile(r"^(?P<master>[^_]+)_(?P<stamp>\d{8}(?:T\d{6}Z)?)$")
+_RECURRENCE_PREFIXES = ("RRULE:", "EXRULE:", "RDATE", "EXDATE")
+_CONTROL_PREFIX = "/_fake/"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+NOTIFICATION_TIMEOUT = 5.0  # seconds the delivery thread waits on a receiver
 _SYNC_INCOMPATIBLE = (
     "iCalUID",
     "orderBy",
@@ -80,6 +136,7 @@ _STATUS_TEXT = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     409: "Conflict",
     410: "Gone",
     412: "Precondition Failed",
@@ -117,11 +174,34 @@ class ApiError(Exception):
 
 @dataclass
 class RequestRecord:
+    """One API request (or batch part) the fake answered; ``status`` 0 means it was dropped."""
+
     method: str
     path: str
     user: str | None
     status: int
     in_batch: bool = False
+
+
+@dataclass
+class NotificationRecord:
+    """One push notification the fake tried to deliver to a channel's address."""
+
+    channel_id: str
+    resource_state: str  # "sync" or "exists"
+    message_number: int
+    status: int | None  # the receiver's HTTP status, None when it was not reached
+    error: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Delivery:
+    address: str
+    channel_id: str
+    resource_state: str
+    message_number: int
+    headers: dict[str, str]
 
 
 @dataclass
@@ -193,6 +273,88 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _zone(point: dict[str, Any]) -> ZoneInfo | None:
+    name = point.get("timeZone")
+    return ZoneInfo(name) if name else None
+
+
+def _is_occurrence(recurrence: list[str], dtstart: datetime, candidate: datetime) -> bool:
+    """Whether ``candidate`` is an occurrence of the series (RFC 5545: DTSTART always is one).
+
+    Rules that dateutil cannot evaluate (e.g. a floating UNTIL on a zoned series,
+    or mixed naive/aware EXDATEs) accept any instant, as the fake's contract says.
+    """
+    try:
+        rules = rrulestr("\n".join(recurrence), dtstart=dtstart, forceset=True, unfold=True)
+        rules.rdate(dtstart)
+        hit = rules.after(candidate, inc=True)
+    except (ValueError, TypeError, OverflowError):
+        return True
+    return bool(hit == candidate)
+
+
+def _occurrence(master: dict[str, Any], stamp: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The (start, end) of the occurrence of ``master`` named by an instance-id suffix, if real."""
+    start, end = master["start"], master["end"]
+    if "date" in start:
+        if len(stamp) != 8:
+            return None
+        try:
+            day = date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))
+        except ValueError:
+            return None
+        first = date.fromisoformat(start["date"])
+        # all-day series recur on floating dates (RFC 5545 DATE values), so naive on purpose
+        floating_first = datetime(first.year, first.month, first.day)  # noqa: DTZ001
+        floating_day = datetime(day.year, day.month, day.day)  # noqa: DTZ001
+        if not _is_occurrence(master["recurrence"], floating_first, floating_day):
+            return None
+        length = date.fromisoformat(end["date"]) - first
+        return {"date": day.isoformat()}, {"date": (day + length).isoformat()}
+    if len(stamp) == 8:
+        return None
+    try:
+        instant = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    zone = _zone(start)
+    dtstart = _parse_time(start["dateTime"])
+    local_zone = zone or dtstart.tzinfo or UTC
+    if not _is_occurrence(master["recurrence"], dtstart.astimezone(local_zone), instant):
+        return None
+    duration: timedelta = _parse_time(end["dateTime"]) - dtstart
+    end_zone = _zone(end) or local_zone
+    new_start: dict[str, Any] = {"dateTime": _rfc3339(instant.astimezone(local_zone))}
+    new_end: dict[str, Any] = {"dateTime": _rfc3339((instant + duration).astimezone(end_zone))}
+    if "timeZone" in start:
+        new_start["timeZone"] = start["timeZone"]
+    if "timeZone" in end:
+        new_end["timeZone"] = end["timeZone"]
+    return new_start, new_end
+
+
+def _deliver(delivery: _Delivery, timeout: float) -> tuple[int | None, str | None]:
+    """POST one notification; only plain-HTTP loopback receivers are ever contacted."""
+    target = urlsplit(delivery.address)
+    if target.scheme != "http" or target.hostname not in _LOOPBACK_HOSTS:
+        return None, f"undeliverable: the fake only posts to http:// loopback addresses, not {delivery.address!r}"
+    conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=timeout)
+    try:
+        path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        conn.request("POST", path, body=b"", headers={**delivery.headers, "Content-Length": "0"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, None
+    except (OSError, http.client.HTTPException) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+
+
 class FakeGoogleCalendar:
     """Google Calendar v3 over HTTP on 127.0.0.1, with hooks for tests."""
 
@@ -214,8 +376,16 @@ class FakeGoogleCalendar:
         self._revoked_refresh: set[str] = set()
         self._denied_subjects: set[str] = set()
         self._faults: list[tuple[int, str, str, float | None]] = []
+        self._slow: list[float] = []  # one delay per upcoming API request
+        self._drops = 0  # upcoming API requests to answer by closing the connection
+        self.notification_timeout = NOTIFICATION_TIMEOUT
+        self.notifications: list[NotificationRecord] = []
+        self._notified = threading.Condition()
+        self._outbox: queue.Queue[_Delivery | None] = queue.Queue()
+        self._closing = threading.Event()  # set by stop(): wakes injected sleeps, skips deliveries
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._courier: threading.Thread | None = None
         self.base_url = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -231,24 +401,27 @@ class FakeGoogleCalendar:
     def token_uri(self) -> str:
         return f"{self.base_url}/token"
 
-    def start(self) -> FakeGoogleCalendar:
+    def start(self, port: int = 0) -> FakeGoogleCalendar:
         fake = self
 
         class Handler(_Handler):
             server_fake = fake
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._closing.clear()
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         server.daemon_threads = True
         self._server = server
-        port = server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-google-calendar", daemon=True
         )
         self._thread.start()
+        self._courier = threading.Thread(target=self._deliver_loop, name="fake-google-push", daemon=True)
+        self._courier.start()
         return self
 
     def stop(self) -> None:
+        self._closing.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -256,6 +429,10 @@ class FakeGoogleCalendar:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self._courier is not None:
+            self._outbox.put(None)
+            self._courier.join(timeout=self.notification_timeout + 1)
+            self._courier = None
 
     def __enter__(self) -> FakeGoogleCalendar:
         return self.start()
@@ -303,6 +480,23 @@ class FakeGoogleCalendar:
             for _ in range(n):
                 self._faults.append((status, reason, message or reason, retry_after))
 
+    def slow_next(self, n: int, seconds: float) -> None:
+        """The next ``n`` HTTP requests to the API (not /token) wait ``seconds`` before being handled."""
+        with self._lock:
+            self._slow.extend([seconds] * n)
+
+    def drop_next(self, n: int) -> None:
+        """The next ``n`` HTTP requests to the API (not /token) get no response: the connection is closed.
+
+        A dropped request does not use up a pending ``fail_next`` fault.
+        """
+        with self._lock:
+            self._drops += n
+
+    def set_latency(self, seconds: float) -> None:
+        """Every API and /token request waits ``seconds`` (the /_fake/ control calls never do)."""
+        self.latency = seconds
+
     def request_count(self, method: str | None = None, path_contains: str = "", *,
                       include_batch_parts: bool = False) -> int:
         with self._lock:
@@ -314,6 +508,30 @@ class FakeGoogleCalendar:
                 and (include_batch_parts or not r.in_batch)
             )
 
+    def request_counts(self) -> dict[str, int]:
+        """Top-level API requests (a batch counts once, dropped ones too), batch parts, and /token calls."""
+        with self._lock:
+            parts = sum(1 for r in self.requests if r.in_batch)
+            return {"requests": len(self.requests) - parts, "batch_parts": parts, "token": len(self.token_requests)}
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.token_requests.clear()
+
+    # ------------------------------------------------------------------ test hooks: push notifications
+    def expire_channel(self, channel_id: str) -> None:
+        """The channel's expiration time is now: it gets no more notifications."""
+        with self._lock:
+            self.channels[channel_id]["expiration"] = str(int(time.time() * 1000) - 1)
+
+    def wait_notifications(self, n: int, timeout: float = 5.0) -> list[NotificationRecord]:
+        """Wait until at least ``n`` deliveries were attempted; a copy of ``notifications``."""
+        with self._notified:
+            if not self._notified.wait_for(lambda: len(self.notifications) >= n, timeout=timeout):
+                raise TimeoutError(f"{len(self.notifications)} of {n} notifications after {timeout:g}s")
+            return list(self.notifications)
+
     # ------------------------------------------------------------------ test hooks: the human editing
     def add_calendar(self, user: str, calendar_id: str) -> None:
         with self._lock:
@@ -323,6 +541,21 @@ class FakeGoogleCalendar:
         with self._lock:
             cal = self._calendar(user, calendar, create=True)
             return self._insert(cal, copy.deepcopy(body))
+
+    def add_events(self, items: list[tuple[str, str, dict[str, Any]]] | list[list[Any]]) -> list[str]:
+        """Bulk seeding: ``[(user, calendar, body), ...]``; one ``exists`` notification per calendar."""
+        with self._lock:
+            ids: list[str] = []
+            touched: dict[tuple[str, str], _Calendar] = {}
+            try:
+                for user, calendar, body in items:
+                    cal = self._calendar(user, calendar, create=True)
+                    touched[(cal.owner, cal.calendar_id)] = cal
+                    ids.append(self._insert(cal, copy.deepcopy(body), notify=False)["id"])
+            finally:  # a bad item stops the seeding; what went in before it is still announced
+                for cal in touched.values():
+                    self._notify_change(cal)
+            return ids
 
     def edit_event(self, user: str, calendar: str, event_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -388,6 +621,10 @@ class FakeGoogleCalendar:
                 _edge(point)
             except ValueError as exc:
                 raise ApiError(400, "invalid", f"Invalid {edge} time.") from exc
+            try:
+                _zone(point)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ApiError(400, "invalid", f"Invalid time zone definition for {edge} time.") from exc
         start, end = _edge(event["start"]), _edge(event["end"])
         if start and end and end < start:
             raise ApiError(400, "timeRangeEmpty", "The specified time range is empty.",
@@ -397,8 +634,20 @@ class FakeGoogleCalendar:
                 raise ApiError(400, "invalid", "An out of office event cannot be an all-day event.")
         if event.get("status", "confirmed") not in ("confirmed", "tentative", "cancelled"):
             raise ApiError(400, "invalid", "Invalid value for: status")
+        recurrence = event.get("recurrence")
+        if recurrence is not None:
+            if "recurringEventId" in event:
+                raise ApiError(400, "invalid", "An instance of a recurring event cannot have a recurrence.")
+            if not isinstance(recurrence, list) or not all(
+                isinstance(line, str) and line.upper().startswith(_RECURRENCE_PREFIXES) for line in recurrence
+            ):
+                raise ApiError(400, "invalid", "Invalid recurrence rule.")
+            # EventDateTime.timeZone: "For recurring events this field is required"
+            for edge in ("start", "end"):
+                if "dateTime" in event[edge] and not event[edge].get("timeZone"):
+                    raise ApiError(400, "required", f"Missing time zone definition for {edge} time.")
 
-    def _insert(self, cal: _Calendar, body: dict[str, Any]) -> dict[str, Any]:
+    def _insert(self, cal: _Calendar, body: dict[str, Any], *, notify: bool = True) -> dict[str, Any]:
         event_id = body.get("id")
         if event_id is None:
             event_id = uuid.uuid4().hex  # hex digits are a subset of base32hex
@@ -406,7 +655,11 @@ class FakeGoogleCalendar:
             raise ApiError(400, "invalid", "Invalid resource id value.")
         if event_id in cal.events:
             raise ApiError(409, "duplicate", "The requested identifier already exists.")
+        # "only one of [iCalUID and id] should be supplied at event creation time": a given iCalUID is kept
+        ical_uid = body.get("iCalUID")
         for key in self._READ_ONLY:
+            body.pop(key, None)
+        for key in ("recurringEventId", "originalStartTime"):
             body.pop(key, None)
         body.setdefault("eventType", "default")
         body.setdefault("status", "confirmed")
@@ -417,7 +670,7 @@ class FakeGoogleCalendar:
         event = {
             "kind": "calendar#event",
             "id": event_id,
-            "iCalUID": f"{event_id}@google.com",
+            "iCalUID": ical_uid if isinstance(ical_uid, str) and ical_uid else f"{event_id}@google.com",
             "created": _now_rfc3339(),
             "htmlLink": f"https://www.google.com/calendar/event?eid={event_id}",
             "creator": {"email": cal.owner, "self": True},
@@ -429,10 +682,34 @@ class FakeGoogleCalendar:
         event["_order"] = next(_ORDER)
         self._bump(event)
         cal.events[event_id] = event
+        if notify:
+            self._notify_change(cal)
         return self._public(event)
 
-    def _live(self, cal: _Calendar, event_id: str, if_match: str | None) -> dict[str, Any]:
+    def _find(self, cal: _Calendar, event_id: str) -> dict[str, Any] | None:
+        """A stored event, or the unstored instance of a recurring master that ``event_id`` names."""
         event = cal.events.get(event_id)
+        if event is not None:
+            return event
+        match = _INSTANCE_ID_RE.match(event_id)
+        master = cal.events.get(match["master"]) if match else None
+        if match is None or master is None or not master.get("recurrence"):
+            return None
+        occurrence = _occurrence(master, match["stamp"])
+        if occurrence is None:
+            return None
+        instance = copy.deepcopy(master)  # same etag, iCalUID, sequence and status as the master
+        del instance["recurrence"]
+        instance["id"] = event_id
+        instance["htmlLink"] = f"https://www.google.com/calendar/event?eid={event_id}"
+        instance["recurringEventId"] = master["id"]
+        instance["start"], instance["end"] = occurrence
+        instance["originalStartTime"] = copy.deepcopy(occurrence[0])
+        instance["_order"] = None  # not stored yet
+        return instance
+
+    def _live(self, cal: _Calendar, event_id: str, if_match: str | None) -> dict[str, Any]:
+        event = self._find(cal, event_id)
         if event is None:
             raise ApiError(404, "notFound", "Not Found")
         if event["status"] == "cancelled":
@@ -442,6 +719,13 @@ class FakeGoogleCalendar:
                            locationType="header", location="If-Match")
         return event
 
+    def _store(self, cal: _Calendar, event: dict[str, Any]) -> None:
+        if event.get("_order") is None:  # an instance becoming an exception
+            event["_order"] = next(_ORDER)
+        self._bump(event)
+        cal.events[event["id"]] = event
+        self._notify_change(cal)
+
     def _patch(self, cal: _Calendar, event_id: str, body: dict[str, Any], *, if_match: str | None,
                replace: bool) -> dict[str, Any]:
         event = self._live(cal, event_id, if_match)
@@ -449,25 +733,67 @@ class FakeGoogleCalendar:
             raise ApiError(400, "invalid", "Invalid resource id value.")
         if "eventType" in body and body["eventType"] != event["eventType"]:
             raise ApiError(400, "eventTypeRestriction", "The event type cannot be changed.")
-        for key in self._READ_ONLY:
+        for key in (*self._READ_ONLY, "recurringEventId", "originalStartTime"):
             body.pop(key, None)
         candidate = copy.deepcopy(event)
         if replace:
-            keep = {k: candidate[k] for k in (*self._READ_ONLY, "id", "eventType", "_order", "_seq", "sequence")
-                    if k in candidate}
+            kept = (*self._READ_ONLY, "id", "eventType", "_order", "_seq", "sequence", "recurringEventId",
+                    "originalStartTime")
+            keep = {k: candidate[k] for k in kept if k in candidate}
             candidate = {**keep, "status": "confirmed", **{k: v for k, v in body.items() if v is not None}}
         else:
             _merge(candidate, body)
         self._validate(candidate)
         candidate["sequence"] = int(candidate.get("sequence", 0)) + 1
-        self._bump(candidate)
-        cal.events[event_id] = candidate
+        self._store(cal, candidate)
         return self._public(candidate)
 
     def _delete(self, cal: _Calendar, event_id: str, *, if_match: str | None) -> None:
         event = self._live(cal, event_id, if_match)
         event["status"] = "cancelled"
-        self._bump(event)
+        self._store(cal, event)
+
+    # ------------------------------------------------------------------ push notifications
+    @staticmethod
+    def _channel_live(channel: dict[str, Any], now_ms: int) -> bool:
+        return not channel["stopped"] and int(channel["expiration"]) > now_ms
+
+    def _notify(self, channel: dict[str, Any], state: str) -> None:
+        """Queue one message for ``channel`` (caller holds the lock; delivery happens on the courier thread)."""
+        channel["messageNumber"] += 1
+        headers = {
+            "X-Goog-Channel-ID": channel["id"],
+            "X-Goog-Channel-Expiration": email.utils.formatdate(int(channel["expiration"]) / 1000, usegmt=True),
+            "X-Goog-Resource-ID": channel["resourceId"],
+            "X-Goog-Resource-URI": channel["resourceUri"],
+            "X-Goog-Resource-State": state,
+            "X-Goog-Message-Number": str(channel["messageNumber"]),
+        }
+        if "token" in channel:
+            headers["X-Goog-Channel-Token"] = channel["token"]
+        self._outbox.put(_Delivery(channel["address"], channel["id"], state, channel["messageNumber"], headers))
+
+    def _notify_change(self, cal: _Calendar) -> None:
+        now_ms = int(time.time() * 1000)
+        for channel in self.channels.values():
+            if (channel["user"], channel["calendarId"]) == (cal.owner, cal.calendar_id) and self._channel_live(
+                channel, now_ms
+            ):
+                self._notify(channel, "exists")
+
+    def _deliver_loop(self) -> None:
+        while (delivery := self._outbox.get()) is not None:
+            status: int | None
+            error: str | None
+            if self._closing.is_set():
+                status, error = None, "not delivered: the fake was stopping"
+            else:
+                status, error = _deliver(delivery, self.notification_timeout)
+            record = NotificationRecord(delivery.channel_id, delivery.resource_state, delivery.message_number,
+                                        status, error, dict(delivery.headers))
+            with self._notified:
+                self.notifications.append(record)
+                self._notified.notify_all()
 
     # ------------------------------------------------------------------ events.list
     def _list(self, user: str, cal: _Calendar, query: dict[str, list[str]]) -> dict[str, Any]:
@@ -513,13 +839,20 @@ class FakeGoogleCalendar:
         else:
             offset, snapshot = 0, self._seq
 
+        single_events = flag("singleEvents")
+        ical_uid = one("iCalUID")
+
         def keep(event: dict[str, Any]) -> bool:
             cancelled = event["status"] == "cancelled"
             if since is not None:
                 if event["_seq"] <= since:
                     return False
                 return cancelled or not event_types or event["eventType"] in event_types
-            if cancelled and not show_deleted:
+            # "Cancelled instances of recurring events (but not the underlying recurring event) will still
+            # be included if showDeleted and singleEvents are both False."
+            if cancelled and not show_deleted and (single_events or "recurringEventId" not in event):
+                return False
+            if ical_uid is not None and event.get("iCalUID") != ical_uid:
                 return False
             if event_types and event["eventType"] not in event_types:
                 return False
@@ -545,10 +878,10 @@ class FakeGoogleCalendar:
             return True
 
         matching = [e for e in cal.events.values() if keep(e)]
-        if flag("singleEvents") and any(e.get("recurrence") for e in matching):
+        if single_events and any(e.get("recurrence") for e in matching):
             raise ApiError(400, "notImplementedInFake", "The fake does not expand recurring events.")
         order_by = one("orderBy")
-        if order_by == "startTime" and not flag("singleEvents"):
+        if order_by == "startTime" and not single_events:
             raise ApiError(400, "invalid", "The requested ordering is not available for the particular query.")
         if order_by == "updated":
             matching.sort(key=lambda e: e["_seq"])
@@ -558,8 +891,11 @@ class FakeGoogleCalendar:
             matching.sort(key=lambda e: e["_order"])
 
         window = matching[offset: offset + max_results]
+        # of a cancelled exception "only the fields id, recurringEventId and originalStartTime are guaranteed"
         items = [
-            self._tombstone(e) if e["status"] == "cancelled" and since is not None else self._public(e)
+            self._tombstone(e)
+            if e["status"] == "cancelled" and (since is not None or "recurringEventId" in e)
+            else self._public(e)
             for e in window
         ]
         result: dict[str, Any] = {
@@ -641,18 +977,25 @@ class FakeGoogleCalendar:
                 raise ApiError(400, "invalid", "Invalid channel request.")
             if data["id"] in self.channels:
                 raise ApiError(400, "channelIdNotUnique", "Channel id not unique")
+            try:
+                expiration = int(data.get("expiration") or int(time.time() * 1000) + 7 * 86400 * 1000)
+            except (TypeError, ValueError) as exc:
+                raise ApiError(400, "invalid", "Invalid value for: expiration") from exc
             resource_id = secrets.token_urlsafe(12)
             channel = {
                 "kind": "api#channel",
                 "id": data["id"],
                 "resourceId": resource_id,
                 "resourceUri": f"{self.api_endpoint}calendars/{cal.calendar_id}/events?alt=json",
-                "expiration": str(data.get("expiration") or int(time.time() * 1000) + 7 * 86400 * 1000),
+                "expiration": str(expiration),
             }
             if "token" in data:
                 channel["token"] = data["token"]
-            self.channels[data["id"]] = {**channel, "address": data["address"], "user": user,
-                                         "calendarId": cal.calendar_id, "stopped": False}
+            record = {**channel, "address": data["address"], "user": user, "calendarId": cal.calendar_id,
+                      "stopped": False, "messageNumber": 0}
+            self.channels[data["id"]] = record
+            if self._channel_live(record, int(time.time() * 1000)):
+                self._notify(record, "sync")  # "sent when a new channel is created": message number 1
             return _Response(200, channel)
         elif len(segments) == 4:
             event_id = segments[3]
@@ -666,14 +1009,66 @@ class FakeGoogleCalendar:
                 return _Response(204)
         raise ApiError(404, "notFound", "Not Found")
 
-    def _take_fault(self) -> _Response | None:
+    def _take_faults(self) -> tuple[float, bool, _Response | None]:
+        """For one incoming API request: (delay, drop it?, injected error response)."""
         with self._lock:
+            delay = self._slow.pop(0) if self._slow else 0.0
+            if self._drops:
+                self._drops -= 1
+                return delay, True, None
             if not self._faults:
-                return None
+                return delay, False, None
             status, reason, message, retry_after = self._faults.pop(0)
         err = ApiError(status, reason, message)
         headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-        return _Response(status, err.body(), headers)
+        return delay, False, _Response(status, err.body(), headers)
+
+    def _pause(self, seconds: float) -> None:
+        """An injected wait that ``stop()`` cuts short, so no handler outlives the fake for long."""
+        self._closing.wait(seconds)
+
+    # ------------------------------------------------------------------ control namespace (/_fake/)
+    def _control_commands(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {
+            "add_refresh_token": lambda a: self.add_refresh_token(a["refresh_token"], a["user"]),
+            "issue_access_token": lambda a: {"access_token": self.issue_access_token(a["user"])},
+            "add_calendar": lambda a: self.add_calendar(a["user"], a["calendar"]),
+            "add_event": lambda a: self.add_event(a["user"], a["calendar"], a["body"]),
+            "add_events": lambda a: {"ids": self.add_events(a["items"])},
+            "edit_event": lambda a: self.edit_event(a["user"], a["calendar"], a["event_id"], a["changes"]),
+            "delete_event": lambda a: self.delete_event(a["user"], a["calendar"], a["event_id"]),
+            "events": lambda a: {"items": self.events(a["user"], a["calendar"],
+                                                      include_deleted=bool(a.get("include_deleted")))},
+            "expire_sync_tokens": lambda a: self.expire_sync_tokens(a["user"], a["calendar"]),
+            "set_latency": lambda a: self.set_latency(float(a["seconds"])),
+            "fail_next": lambda a: self.fail_next(
+                int(a["n"]), int(a["status"]), str(a["reason"]),
+                None if a.get("retry_after") is None else float(a["retry_after"]),
+            ),
+            "slow_next": lambda a: self.slow_next(int(a["n"]), float(a["seconds"])),
+            "drop_next": lambda a: self.drop_next(int(a["n"])),
+            "request_counts": lambda a: self.request_counts(),
+            "reset_counts": lambda a: self.reset_counts(),
+            "notifications": lambda a: {"items": [asdict(n) for n in self.notifications]},
+        }
+
+    def _control(self, method: str, command: str, body: bytes) -> _Response:
+        """``POST /_fake/<command>`` with a JSON object of arguments; answers the hook's result as JSON."""
+        handler = self._control_commands().get(command)
+        if handler is None:
+            return _Response(404, {"error": f"unknown control command {command!r}"})
+        if method != "POST":
+            return _Response(405, {"error": "control commands are POST"}, {"Allow": "POST"})
+        try:
+            args = json.loads(body or b"{}")
+            if not isinstance(args, dict):
+                raise ValueError("the body must be a JSON object")
+            result = handler(args)
+        except ApiError as err:
+            return _Response(err.status, err.body())
+        except (KeyError, TypeError, ValueError) as exc:
+            return _Response(400, {"error": f"bad arguments for {command}: {exc!r}"})
+        return _Response(200, {} if result is None else result)
 
     # ------------------------------------------------------------------ batch
     def _batch(self, headers: Any, body: bytes) -> _Response:
@@ -779,32 +1174,163 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if fake.latency:
-            time.sleep(fake.latency)
         path = urlsplit(self.path).path
+        if path.startswith(_CONTROL_PREFIX):
+            self._send(fake._control(self.command, path.removeprefix(_CONTROL_PREFIX), body))
+            return
+        if fake.latency:
+            fake._pause(fake.latency)
         try:
             if path == "/token" and self.command == "POST":
                 response = fake._token(body)
-            elif (fault := fake._take_fault()) is not None:
-                response = fault
-                with fake._lock:
-                    fake.requests.append(RequestRecord(self.command, path, None, fault.status))
-            elif path == "/batch/calendar/v3" and self.command == "POST":
-                response = fake._batch(self.headers, body)
-                with fake._lock:
-                    fake.requests.append(RequestRecord(self.command, path, None, response.status))
             else:
-                response = fake._dispatch(self.command, self.path, self.headers, body, in_batch=False)
+                delay, drop, fault = fake._take_faults()
+                if delay:
+                    fake._pause(delay)
+                if drop:
+                    with fake._lock:
+                        fake.requests.append(RequestRecord(self.command, path, None, 0))
+                    self.close_connection = True  # no status line at all: the client sees the socket close
+                    return
+                if fault is not None:
+                    response = fault
+                    with fake._lock:
+                        fake.requests.append(RequestRecord(self.command, path, None, fault.status))
+                elif path == "/batch/calendar/v3" and self.command == "POST":
+                    response = fake._batch(self.headers, body)
+                    with fake._lock:
+                        fake.requests.append(RequestRecord(self.command, path, None, response.status))
+                else:
+                    response = fake._dispatch(self.command, self.path, self.headers, body, in_batch=False)
         except ApiError as err:
             response = _Response(err.status, err.body(), dict(err.headers))
         except Exception as exc:  # noqa: BLE001 - a bug in the fake should be a visible 500
             response = _Response(500, ApiError(500, "backendError", f"fake crashed: {exc!r}").body())
+        self._send(response)
+
+    def _send(self, response: _Response) -> None:
         data, headers = response.encode()
-        self.send_response(response.status, _STATUS_TEXT.get(response.status))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        try:
+            self.send_response(response.status, _STATUS_TEXT.get(response.status))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. timed out on slow_next)
+            self.close_connection = True
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+
+# ---------------------------------------------------------------------- another process
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ControlError(Exception):
+    """A ``/_fake/`` control command was refused (unknown command, bad arguments, or an API error)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def call_control(base_url: str, command: str, args: dict[str, Any] | None = None, *, timeout: float = 60.0) -> Any:
+    """Run one test hook of the fake at ``base_url`` (``POST /_fake/<command>``) and return its JSON result."""
+    target = urlsplit(base_url)
+    conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port or 80, timeout=timeout)
+    try:
+        conn.request("POST", f"{_CONTROL_PREFIX}{command}", body=json.dumps(args or {}).encode(),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        payload = json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ControlError(response.status, payload)
+    return payload
+
+
+@dataclass
+class RemoteFakeGoogleCalendar:
+    """A fake served by another process (see ``serve_in_subprocess``), driven through ``control``."""
+
+    base_url: str
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"{self.base_url}/calendar/v3/"
+
+    @property
+    def batch_uri(self) -> str:
+        return f"{self.base_url}/batch/calendar/v3"
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+    def control(self, command: str, **args: Any) -> Any:
+        return call_control(self.base_url, command, args)
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(latency: float = 0.0, *, port: int = 0,
+                        startup_timeout: float = 30.0) -> Iterator[RemoteFakeGoogleCalendar]:
+    """Run ``python -m tests.fakes.google_calendar`` and yield a handle once it printed ``READY <base_url>``.
+
+    The process is terminated (then killed if need be) when the block ends.
+    """
+    command = [sys.executable, "-m", "tests.fakes.google_calendar", "--port", str(port), "--latency", repr(latency)]
+    with subprocess.Popen(command, cwd=_REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            first_line: list[str] = []
+            stdout = process.stdout
+            assert stdout is not None
+            reader = threading.Thread(target=lambda: first_line.append(stdout.readline()), daemon=True)
+            reader.start()
+            reader.join(startup_timeout)
+            ready, _, base_url = (first_line[0] if first_line else "").strip().partition(" ")
+            if ready != "READY" or not base_url:
+                raise RuntimeError(f"the fake did not start (exit code {process.poll()}, said {first_line!r})")
+            yield RemoteFakeGoogleCalendar(base_url)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.google_calendar",
+        description="Serve the fake Google Calendar API on 127.0.0.1 until SIGTERM/SIGINT; "
+        "prints 'READY <base_url>' once serving. Drive it with POST /_fake/<command>.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds every API and /token request waits")
+    parser.add_argument("--token-lifetime", type=int, default=3600, help="expires_in of issued access tokens")
+    args = parser.parse_args(argv)
+
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    fake = FakeGoogleCalendar(latency=args.latency, token_lifetime=args.token_lifetime).start(port=args.port)
+    try:
+        print(f"READY {fake.base_url}", flush=True)
+        while not done.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
