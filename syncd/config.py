@@ -699,6 +699,10 @@ class _Loader:
                 t.fail("ooo_rules", f"only used by {', '.join(_RULE_PROVIDERS)} accounts; "
                                     f"{provider} marks out-of-office events itself")
             rules = self.ooo_rules(t.table("ooo_rules"))
+        if provider == "google" and not (options.get("service_account_file") or options.get("credentials_file")
+                                         or (options.get("client_id") and options.get("client_secret"))):
+            t.fail("service_account_file", "missing: give a service account key (domain-wide delegation), or "
+                                           "client_id and client_secret for per-user refresh tokens")
         return AccountConfig(
             name=name,
             provider=provider,

@@ -1139,3 +1139,23 @@ def test_rotation_recent_window(tmp_path: Path) -> None:
     path.write_text('[daemon]\nrotation_recent_window = "soon"\n')
     with pytest.raises(ConfigError, match=r"daemon.rotation_recent_window: bad duration 'soon'"):
         load_config(path)
+
+
+def test_google_account_mistakes(files: Files) -> None:
+    google = "[[accounts]]\nname = 'g'\nprovider = 'google'\nservice_account_file = 'sa.json'\n"
+    assert files.error("[[accounts]]\nname = 'g'\nprovider = 'google'\n") == (
+        "syncd.toml: accounts[0].service_account_file: missing: give a service account key (domain-wide "
+        "delegation), or client_id and client_secret for per-user refresh tokens"
+    )
+    assert files.error(google + "batch_size = 5000\n") == (
+        "syncd.toml: accounts[0].batch_size: must be at most 1000, got 5000")
+    assert files.error(google + "batch_size = 0\n") == "syncd.toml: accounts[0].batch_size: must be at least 1, got 0"
+    assert files.error(google + "auto_decline = 'always'\n").startswith(
+        "syncd.toml: accounts[0].auto_decline: must be one of declineNone, declineAllConflictingInvitations")
+    assert files.error(google + "channel_ttl = 'soon'\n").startswith("syncd.toml: accounts[0].channel_ttl: ")
+    assert files.error(google + "push_url = 'hooks.example/g'\n") == (
+        "syncd.toml: accounts[0].push_url: expected an http:// or https:// URL"
+    )
+    config = files.load(google + "batch_size = 50\nchannel_ttl = '2d'\nproject_quota = 20000\n")
+    options = config.accounts["g"].options
+    assert (options["batch_size"], options["channel_ttl"], options["project_quota"]) == (50, timedelta(days=2), 20000)

@@ -441,3 +441,20 @@ def test_watch_and_stop(connector: GoogleConnector, calendar: str, fake: FakeGoo
     connector.stop_watch(calendar, "chan-1", watch.resource_id)
     assert fake.channels["chan-1"]["stopped"]
     connector.stop_watch(calendar, "chan-unknown", "nothing")  # unknown: not an error
+
+
+def test_event_types_refused_with_a_sync_token_falls_back_to_filtering_here(
+        connector: GoogleConnector, calendar: str, person: GooglePerson, fake: FakeGoogleCalendar,
+        window: SyncWindow) -> None:
+    trip = person.add(timed(5))
+    first = connector.changes(calendar, None, window)
+    fake.refuse_event_types_with_sync_token = True
+    with pytest.raises(CursorExpired):
+        connector.changes(calendar, first.cursor, window)
+    again = connector.changes(calendar, None, window)  # the caller lists again: unfiltered now
+    assert [e.event_id for e in again.events] == [trip]
+    meeting = person.add(timed(6), ooo=False)
+    later = person.add(timed(7))
+    changes = connector.changes(calendar, again.cursor, window)
+    assert [e.event_id for e in changes.events] == [later]
+    assert meeting not in changes.removed

@@ -83,6 +83,7 @@ import queue
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -365,6 +366,9 @@ class FakeGoogleCalendar:
         self.latency = latency
         self.token_lifetime = token_lifetime
         self.batch_limit = MAX_BATCH_PARTS
+        # Google's docs do not promise that eventTypes may be combined with syncToken; a test
+        # sets this to see the client cope when it is refused.
+        self.refuse_event_types_with_sync_token = False
         self.requests: list[RequestRecord] = []
         self.channels: dict[str, dict[str, Any]] = {}
         self.token_requests: list[dict[str, str]] = []
@@ -816,6 +820,8 @@ class FakeGoogleCalendar:
 
         if sync_token is not None:
             bad = [name for name in _SYNC_INCOMPATIBLE if name in query]
+            if self.refuse_event_types_with_sync_token and "eventTypes" in query:
+                bad.append("eventTypes")
             if bad:
                 raise ApiError(400, "invalid", f"Parameter {bad[0]} cannot be used with syncToken.",
                                locationType="parameter", location=bad[0])
@@ -1166,6 +1172,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_fake: FakeGoogleCalendar
     timeout = 10
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without this, Nagle's algorithm and the
+        # client's delayed ACK add ~40 ms to every response on loopback.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by stdlib
         pass
