@@ -97,6 +97,7 @@ class Daemon:
         self.poll_workers = poll_workers
         self.stopping = threading.Event()  # set by a signal: no new work starts
         self._stopped = False
+        runtime.push.wake = self._wake_poll  # a push notification: poll now, not at the next tick
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(poll_workers + 3)},
             job_defaults={"coalesce": True, "misfire_grace_time": 30},
@@ -186,6 +187,13 @@ class Daemon:
         links = self.rt.syncer.claim_due(limit=POLL_CLAIM)
         if links:
             self.rt.syncer.sync_many(links, stopping=self.stopping.is_set)
+
+    def _wake_poll(self) -> None:
+        if self.scheduler.running and not self.stopping.is_set():
+            try:
+                self.scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+            except LookupError:  # stopping: the job is gone
+                pass
 
     def _sweep(self) -> None:
         self.rt.service.advance_all()

@@ -46,6 +46,7 @@ MAX_ROUNDS = 4  # re-read + re-merge rounds after lost write races
 MAX_BACKOFF = timedelta(hours=1)
 PUSH_POLL_INTERVAL = timedelta(hours=1)  # the fallback poll of a link whose push channel is live
 BATCH = 500  # database-only actions per transaction
+LIST_CHUNK = 1000  # links listed together by `sync_many` (10 batch requests of 100 for Google)
 LOCAL_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock, rc.Relink, rc.Adopt, rc.Unlink)
 BLOCK_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock)
 
@@ -127,6 +128,16 @@ class LinkSyncer:
         """Pull many links at once: each account lists its calendars together (in batch
         requests where the provider has them); links with nothing to do are settled in one
         transaction; the others are synced one by one with what was listed for them."""
+        outcomes: list[LinkOutcome] = []
+        for n in range(0, len(link_ids), LIST_CHUNK):  # bounded memory: change sets are held until used
+            chunk = link_ids[n:n + LIST_CHUNK]
+            if stopping():
+                self._release(link_ids[n:])
+                break
+            outcomes += self._sync_chunk(chunk, stopping)
+        return outcomes
+
+    def _sync_chunk(self, link_ids: Sequence[int], stopping: Callable[[], bool]) -> list[LinkOutcome]:
         started = time.monotonic()
         snaps: dict[int, _Snapshot] = {}
         for chunk in _chunks(link_ids, BATCH):
@@ -146,7 +157,7 @@ class LinkSyncer:
                 outcomes.append(LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id))
                 self._observe(snap.account, True, share)
             else:
-                outcomes.append(self.sync_link(link_id, prefetched=listed.get(link_id)))
+                outcomes.append(self.sync_link(link_id, prefetched=listed.pop(link_id, None)))
         return outcomes
 
     def _release(self, link_ids: Sequence[int]) -> None:
@@ -199,24 +210,25 @@ class LinkSyncer:
             pairs = list(session.scalars(select(EventLinkRow).where(EventLinkRow.link_id.in_(chunk))))
             session.expunge_all()
             return blocks, pairs
-        blocks_of: dict[str, dict[str, rc.BlockView]] = {}
-        pairs_of: dict[int, list[rc.Pair]] = {}
-        for chunk in _chunks(list(candidates), BATCH):
+        idle = {}
+        for chunk in _chunks(list(candidates), BATCH):  # a chunk at a time: memory stays flat
             block_rows, pair_rows = self.db.read(lambda s, c=chunk: load(s, c))  # type: ignore[misc]
+            blocks_of: dict[str, dict[str, rc.BlockView]] = {}
+            pairs_of: dict[int, list[rc.Pair]] = {}
             for r in block_rows:
                 blocks_of.setdefault(r.user_id, {})[r.id] = rc.BlockView(r.id, block_content(r), r.updated_at,
                                                                           r.deleted_at is not None)
             for p in pair_rows:
                 pairs_of.setdefault(p.link_id, []).append(rc.Pair(p.block_id, p.event_id, p.etag, p.base_hash))
-        idle = {}
-        for link_id, snap in candidates.items():
-            changes = listed[link_id]
-            assert isinstance(changes, ChangeSet)
-            result = rc.plan(link=snap.link, blocks=blocks_of.get(snap.user_id, {}), pairs=pairs_of.get(link_id, []),
-                             changes=changes, window=self._window(snap.timezone), policy=self.policy,
-                             safety=self.safety, release_deletions=snap.release_deletions)
-            if not result.actions and not result.conflicts and not result.held_deletions:
-                idle[link_id] = snap
+            for link_id in chunk:
+                snap = candidates[link_id]
+                changes = listed[link_id]
+                assert isinstance(changes, ChangeSet)
+                result = rc.plan(link=snap.link, blocks=blocks_of.get(snap.user_id, {}),
+                                 pairs=pairs_of.get(link_id, []), changes=changes, window=self._window(snap.timezone),
+                                 policy=self.policy, safety=self.safety, release_deletions=snap.release_deletions)
+                if not result.actions and not result.conflicts and not result.held_deletions:
+                    idle[link_id] = snap
         return idle
 
     def _settle(self, idle: dict[int, _Snapshot], listed: dict[int, ChangeSet | Exception]) -> None:

@@ -400,3 +400,34 @@ def test_block_rows_keep_the_calendar_as_source(world: World, database: Database
     world.sync()
     with database.session() as session:
         assert session.scalars(select(BlockRow.source)).all() == ["calendar:gw/primary"]
+
+
+def test_recurring_ooo_both_ways(world: World) -> None:
+    from zoneinfo import ZoneInfo
+
+    first = (datetime.now(UTC) + timedelta(days=3)).date()
+    master = world.fake.add_event(ALICE, "primary", {
+        "summary": "Course", "eventType": "outOfOffice",
+        "start": {"dateTime": f"{first}T08:00:00", "timeZone": TZ},
+        "end": {"dateTime": f"{first}T12:00:00", "timeZone": TZ},
+        "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3"]})["id"]
+    world.sync()
+    blocks = world.service.list_blocks("alice")
+    assert len(blocks) == 3
+    starts = sorted(b.content.start for b in blocks)
+    assert starts[0] == datetime.combine(first, datetime.min.time().replace(hour=8), tzinfo=ZoneInfo(TZ))
+
+    # The helpdesk shortens the first occurrence: Google gets an exception for that instance only.
+    block = next(b for b in blocks if b.content.start == starts[0])
+    world.service.edit_block(block.id, OooContent(block.content.start, block.content.start + timedelta(hours=1),
+                                                  title="Course"))
+    [outcome] = world.sync()
+    assert outcome.ok, outcome.error
+    instance = f"{master}_{starts[0].astimezone(UTC):%Y%m%dT%H%M%SZ}"
+    exceptions = {e["id"]: e for e in world.fake.events(ALICE, "primary") if e.get("recurringEventId") == master}
+    assert datetime.fromisoformat(exceptions[instance]["end"]["dateTime"]) == starts[0] + timedelta(hours=1)
+
+    # The person cancels the last occurrence in Google: its block goes.
+    world.fake.delete_event(ALICE, "primary", f"{master}_{starts[2].astimezone(UTC):%Y%m%dT%H%M%SZ}")
+    world.sync()
+    assert sorted(b.content.start for b in world.service.list_blocks("alice")) == starts[:2]

@@ -253,11 +253,19 @@ def _parse_time(value: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _point_time(point: dict[str, Any]) -> datetime:
+    """An event's dateTime; without an offset it is read in the point's timeZone (as Google does)."""
+    dt = datetime.fromisoformat(str(point["dateTime"]).replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_zone(point) or UTC)
+    return dt
+
+
 def _edge(point: dict[str, Any] | None) -> datetime | None:
     if not point:
         return None
     if "dateTime" in point:
-        return _parse_time(point["dateTime"])
+        return _point_time(point)
     if "date" in point:
         return datetime.fromisoformat(point["date"]).replace(tzinfo=UTC)
     return None
@@ -323,11 +331,11 @@ def _occurrence(master: dict[str, Any], stamp: str) -> tuple[dict[str, Any], dic
     except ValueError:
         return None
     zone = _zone(start)
-    dtstart = _parse_time(start["dateTime"])
+    dtstart = _point_time(start)
     local_zone = zone or dtstart.tzinfo or UTC
     if not _is_occurrence(master["recurrence"], dtstart.astimezone(local_zone), instant):
         return None
-    duration: timedelta = _parse_time(end["dateTime"]) - dtstart
+    duration: timedelta = _point_time(end) - dtstart
     end_zone = _zone(end) or local_zone
     new_start: dict[str, Any] = {"dateTime": _rfc3339(instant.astimezone(local_zone))}
     new_end: dict[str, Any] = {"dateTime": _rfc3339((instant + duration).astimezone(end_zone))}
