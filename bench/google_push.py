@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,12 +27,7 @@ from syncd.config import load_config
 from syncd.daemon import Daemon, build_runtime
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.google_support import service_account_file
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import free_port
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edits", type=int)
     args = parser.parse_args(argv)
     edits = args.edits or (5 if args.quick else 30)
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, FakeGoogleCalendar() as fake:
         root = Path(tmp)
         sa = service_account_file(root, fake)

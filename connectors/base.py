@@ -102,6 +102,7 @@ class RemoteEvent:
     block_id: str | None = None  # ours, if syncd wrote it
     updated: datetime | None = None  # provider's last-modified, for the `newest` policy
     series_id: str | None = None  # the recurring series it is an occurrence of
+    read_only: bool = False  # the calendar's version always wins (e.g. a mailbox's automatic replies)
 
 
 @dataclass(frozen=True, slots=True)

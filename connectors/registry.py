@@ -31,6 +31,7 @@ class Connectors:
             "google": self._google,
             "local": self._local,
             "memory": self._memory,
+            "outlook": self._outlook,
         }
 
     def for_account(self, name: str) -> CalendarConnector:
@@ -67,6 +68,11 @@ class Connectors:
         from connectors.google import GoogleConnector, google_options
         return GoogleConnector(google_options(account.name, account.options, max_occurrences=self._max_occurrences),
                                refresh_tokens=self._refresh_tokens)
+
+    def _outlook(self, account: Any) -> CalendarConnector:
+        from connectors.outlook import OutlookConnector, outlook_options
+        return OutlookConnector(outlook_options(account.name, account.options, max_occurrences=self._max_occurrences),
+                                refresh_tokens=self._refresh_tokens)
 
     def _memory(self, account: Any) -> CalendarConnector:
         from connectors.memory import MemoryConnector

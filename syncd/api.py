@@ -18,7 +18,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Path, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -562,5 +563,35 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
                 metrics.push_refused.inc()
             raise ApiError(403, "forbidden", "unknown push channel or wrong channel token")
         return PlainTextResponse("")
+
+    @app.post("/v1/hooks/outlook", tags=["push"], status_code=202, response_class=PlainTextResponse,
+              responses={200: {"description": "the subscription validation handshake: the token echoed"}})
+    async def outlook_hook(request: Request, validation_token: Annotated[str | None, Query(
+            alias="validationToken")] = None) -> PlainTextResponse:
+        """Microsoft Graph change and lifecycle notifications, authenticated by each item's clientState."""
+        if validation_token is not None:
+            # The handshake when a subscription is made: echo the (URL-decoded) token at once.
+            return PlainTextResponse(validation_token, status_code=200)
+        try:
+            data = await request.json()
+            items = data.get("value") if isinstance(data, dict) else None
+        except ValueError:
+            items = None
+        if not isinstance(items, list):
+            raise ApiError(400, "bad_request", "expected a JSON object with a 'value' list of notifications")
+        await run_in_threadpool(_outlook_notifications, items)
+        return PlainTextResponse("", status_code=202)
+
+    def _outlook_notifications(items: list[Any]) -> None:
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            channel, token = str(item.get("subscriptionId") or ""), item.get("clientState")
+            token = token if isinstance(token, str) else None
+            lifecycle = item.get("lifecycleEvent")
+            accepted = push is not None and (
+                push.lifecycle(channel, token, str(lifecycle)) if lifecycle else push.notify(channel, token, "exists"))
+            if not accepted and metrics is not None:
+                metrics.push_refused.inc()  # a wrong clientState: ignored, counted, nothing synced
 
     return app

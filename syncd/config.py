@@ -100,6 +100,14 @@ PROVIDER_OPTIONS: Mapping[str, Mapping[str, type]] = {
         "certificate_file": str,
         "token_key": str,
         "automatic_replies": bool,
+        "scope": str,
+        "auth": str,
+        "batch_size": int,
+        "workers": int,
+        "summary": str,
+        "push_url": str,
+        "push_poll_interval": timedelta,
+        "channel_ttl": timedelta,
     },
     "memory": {},
 }
@@ -113,7 +121,8 @@ SECRET_KEYS = frozenset({"password", "client_secret", "secret", "token", "token_
 _URL_KEYS = frozenset({"url", "api_endpoint", "batch_uri", "authority", "graph_url", "token_uri", "push_url"})
 # Option limits: (minimum, maximum) for numbers.
 _INT_LIMITS = {"batch_size": (1, 1000), "workers": (1, 64), "project_quota": (1, 10**9), "user_quota": (1, 10**9)}
-_CHOICES = {"auto_decline": ("declineNone", "declineAllConflictingInvitations",
+_PROVIDER_INT_LIMITS = {("outlook", "batch_size"): (1, 20)}  # Graph's $batch takes 20 requests
+_CHOICES = {"auth": ("app", "delegated"), "auto_decline": ("declineNone", "declineAllConflictingInvitations",
                              "declineOnlyNewConflictingInvitations")}
 _FILE_KEYS = frozenset({"root", "ca_bundle", "service_account_file", "credentials_file", "certificate_file"})
 
@@ -671,7 +680,7 @@ class _Loader:
                 options[key] = resolved.boolean(key)
                 continue
             if kind is int:
-                low, high = _INT_LIMITS.get(key, (0, 10**9))
+                low, high = _PROVIDER_INT_LIMITS.get((provider, key), _INT_LIMITS.get(key, (0, 10**9)))
                 number = resolved.integer(key, minimum=low)
                 if number > high:
                     t.fail(key, f"must be at most {high}, got {number}")
@@ -703,6 +712,14 @@ class _Loader:
                                          or (options.get("client_id") and options.get("client_secret"))):
             t.fail("service_account_file", "missing: give a service account key (domain-wide delegation), or "
                                            "client_id and client_secret for per-user refresh tokens")
+        if provider == "outlook":
+            for key in ("tenant_id", "client_id"):
+                if not options.get(key) and not (key == "tenant_id" and options.get("authority")):
+                    t.fail(key, "missing (from the app registration in Microsoft Entra ID)")
+            if options.get("auth", "app") == "app" and not (options.get("client_secret")
+                                                            or options.get("certificate_file")):
+                t.fail("client_secret", "missing: give client_secret (or client_secret_env) or certificate_file "
+                                        "for app-only sign-in, or set auth = \"delegated\"")
         return AccountConfig(
             name=name,
             provider=provider,

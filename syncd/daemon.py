@@ -124,9 +124,9 @@ class Daemon:
         if rt.push.accounts():
             self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
                                    max_instances=1, next_run_time=datetime.now(UTC))
-        self.scheduler.start()
         if self.serve_api:
-            self._start_api()
+            self._start_api()  # first: opening a Graph subscription needs the hook to answer already
+        self.scheduler.start()
         users = len(rt.service.user_ids())
         links = len(rt.syncer.link_ids())
         # What exists now lives as long as the process: keep the collector from re-scanning it,

@@ -181,6 +181,32 @@ class PushChannels:
         return len(open_)
 
     # -- receiving -------------------------------------------------------------------------
+    def lifecycle(self, channel_id: str, token: str | None, event: str) -> bool:
+        """A Graph lifecycle notification: renew, re-create, or catch up on what was missed."""
+        if not channel_id or token is None:
+            return False
+        now = self.service.clock()
+
+        def work(session: Session) -> bool:
+            row = session.get(PushChannelRow, channel_id)
+            if row is None or not hmac.compare_digest(row.token_digest, digest(token)):
+                return False
+            if event == "reauthorizationRequired":
+                row.expires_at = now  # renewed on the next pass (a new subscription replaces it)
+            elif event == "subscriptionRemoved":
+                session.delete(row)  # opened again on the next pass
+            elif event == "missed":
+                # Notifications were lost: list the calendar from scratch rather than trust the cursor.
+                session.execute(update(CalendarLinkRow).where(CalendarLinkRow.id == row.link_id)
+                                .values(cursor=None, next_poll_at=now))
+            else:
+                log.info("push channel %s: lifecycle event %r ignored", channel_id, event)
+            return True
+        ok = self.db.run(work, what="recording a lifecycle notification")
+        if ok and event == "missed":
+            self.wake()
+        return ok
+
     def notify(self, channel_id: str, token: str | None, state: str | None, resource_id: str | None = None) -> bool:
         """A notification arrived. False when it is not ours (unknown channel, wrong token)."""
         if not channel_id or token is None:

@@ -196,7 +196,7 @@ def plan(
     def resolve(block: BlockView, event: RemoteEvent) -> Action:
         """Both changed, differently (or no base says which side changed)."""
         winner: Literal["calendar", "helpdesk"]
-        if not can_push:
+        if not can_push or event.read_only:
             winner = "calendar"
         elif not can_pull:
             winner = "helpdesk"
@@ -215,6 +215,10 @@ def plan(
     for pair in pairs:
         block = blocks.get(pair.block_id)
         event = events.get(pair.event_id)
+        # A read-only event is never written: its calendar's version wins.
+        read_only = event is not None and event.read_only
+        can_push = link.direction in ("two-way", "push") and not read_only
+        can_pull = link.direction in ("two-way", "pull") or (read_only and link.direction != "push")
         block_gone = block is None or block.deleted
         if pair.event_id in removed:
             event_gone = True
@@ -228,6 +232,9 @@ def plan(
 
         if block_gone and event_gone:
             result.actions.append(Unlink(pair.block_id, pair.event_id))
+        elif block_gone and read_only and can_pull:
+            assert event is not None
+            result.actions.append(UpdateBlock(pair.block_id, event, undelete=True))  # its calendar wins
         elif block_gone:
             if event_changed and can_pull:
                 assert event is not None
@@ -261,8 +268,13 @@ def plan(
             elif block_changed:
                 if can_push:
                     result.actions.append(UpdateEvent(block.id, event.event_id, event.etag))
+                elif read_only and can_pull:
+                    result.actions.append(UpdateBlock(block.id, event))  # never written: its version stands
             elif event.etag != pair.etag:
                 result.actions.append(Relink(block.id, event))
+
+    can_pull = link.direction in ("two-way", "pull")
+    can_push = link.direction in ("two-way", "push")
 
     # 2. Events we have not linked: our own writes (echo / crash), or new OOO in the calendar.
     adopted: set[str] = set()

@@ -66,6 +66,16 @@ class CredentialVault:
             raise AuthError(f"the stored refresh token of {subject} cannot be decrypted with accounts.{account}'s "
                             "token_key (the key changed?); store the token again with `syncd credentials set`") from exc
 
+    def replace_refresh_token(self, account: str, subject: str, token: str) -> None:
+        """Keep the token a provider issued in place of the one just used (Entra ID rotates them)."""
+        ciphertext = self._cipher(account).encrypt(token.encode()).decode()
+
+        def work(session: Session) -> None:
+            row = session.get(CredentialRow, (account, subject.lower()))
+            if row is not None:
+                row.ciphertext, row.updated_at = ciphertext, self.clock()
+        self.db.run(work, what="storing a rotated refresh token")
+
     def store(self, account: str, user: str, token: str) -> str:
         """Encrypt and keep ``token`` for ``user`` (an id or email); their links are polled soon."""
         token = token.strip()

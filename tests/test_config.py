@@ -101,6 +101,9 @@ root = "calendars"
 [[accounts]]
 name = "m365"
 provider = "outlook"
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "00000000-0000-0000-0000-000000000000"
+client_secret = "s3cret"
 """
 
 

@@ -4,7 +4,6 @@ library and the fake Google server (and, for push, the daemon with its HTTP API)
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from tests.conftest import make_config, user
 from tests.connector_contract import all_day, timed
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.google_support import ALICE, GooglePerson, service_account_file
+from tests.support import free_port
 
 TZ = "Europe/Stockholm"
 
@@ -272,14 +272,9 @@ calendars = [{{ account = "workspace" }}]
     assert "reauth_required" in status.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def test_push_notification_triggers_a_sync(fake: FakeGoogleCalendar, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     hook = f"http://127.0.0.1:{port}/v1/hooks/google"
     from syncd.config import load_config
     config = load_config(_config_file(tmp_path, fake, extra_account=f'push_url = "{hook}"',

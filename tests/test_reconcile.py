@@ -382,3 +382,31 @@ def test_safety_valve_ignores_helpdesk_deletions() -> None:
     result = run(blocks=blocks, pairs=pairs)
     assert result.held_deletions == 0
     assert result.actions == [DeleteEvent(f"b{i}", f"e{i}", "t1") for i in range(4)]
+
+
+# -- read-only events (a mailbox's automatic replies) ----------------------------------------------
+
+
+def read_only(c: OooContent = BASE, *, etag: str = "t1") -> RemoteEvent:
+    return RemoteEvent("e1", etag, c, read_only=True, updated=NOW)
+
+
+def test_a_read_only_event_is_never_written_its_version_stands() -> None:
+    # edited in the helpdesk, unchanged in the mailbox: the block goes back
+    result = run(blocks=[block(c=MINE)], pairs=[pair()], events=[read_only()])
+    assert result.actions == [UpdateBlock("b1", read_only())]
+    # both changed: the mailbox wins whatever the policy
+    both = run(blocks=[block(c=MINE, updated=NOW + HOUR)], pairs=[pair()], events=[read_only(THEIRS, etag="t2")],
+               policy="helpdesk")
+    assert [type(a) for a in both.actions] == [UpdateBlock]
+    assert both.conflicts and both.conflicts[0].winner == "calendar"
+
+
+def test_a_read_only_event_brings_its_deleted_block_back() -> None:
+    result = run(blocks=[block(deleted=True)], pairs=[pair()], events=[read_only()])
+    assert result.actions == [UpdateBlock("b1", read_only(), undelete=True)]
+
+
+def test_a_read_only_event_is_not_pulled_into_a_push_only_link() -> None:
+    result = run(blocks=[block(c=MINE)], pairs=[pair()], events=[read_only()], direction="push")
+    assert not any(isinstance(a, (UpdateEvent, UpdateBlock)) for a in result.actions)

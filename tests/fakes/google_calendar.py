@@ -79,12 +79,8 @@ import email.utils
 import http.client
 import itertools
 import json
-import queue
 import re
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -92,14 +88,30 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
+
+from tests.fakes.http_support import (
+    CONTROL_PREFIX,
+    BackgroundServer,
+    Courier,
+    FakeRequestHandler,
+    FaultQueues,
+    LoopbackServer,
+    RequestRecord,
+    Response,
+    call_control,
+    count_requests,
+    handler_for,
+    json_object,
+    ready_subprocess,
+    reason_phrase,
+    serve_until_signalled,
+)
+from tests.fakes.http_support import ControlError as ControlError  # re-exported: raised by call_control
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -108,7 +120,6 @@ _CLIENT_ID_RE = re.compile(r"^[a-v0-9]{5,1024}$")
 # an occurrence of a recurring event: master id (base32hex, so no "_"), then the original start
 _INSTANCE_ID_RE = re.compile(r"^(?P<master>[^_]+)_(?P<stamp>\d{8}(?:T\d{6}Z)?)$")
 _RECURRENCE_PREFIXES = ("RRULE:", "EXRULE:", "RDATE", "EXDATE")
-_CONTROL_PREFIX = "/_fake/"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 NOTIFICATION_TIMEOUT = 5.0  # seconds the delivery thread waits on a receiver
 _SYNC_INCOMPATIBLE = (
@@ -129,21 +140,6 @@ _REASON_DOMAIN = {
     "timeRangeEmpty": "calendar",
     "eventTypeRestriction": "calendar",
     "fullSyncRequired": "calendar",
-}
-_STATUS_TEXT = {
-    200: "OK",
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    410: "Gone",
-    412: "Precondition Failed",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
 }
 
 
@@ -174,17 +170,6 @@ class ApiError(Exception):
 
 
 @dataclass
-class RequestRecord:
-    """One API request (or batch part) the fake answered; ``status`` 0 means it was dropped."""
-
-    method: str
-    path: str
-    user: str | None
-    status: int
-    in_batch: bool = False
-
-
-@dataclass
 class NotificationRecord:
     """One push notification the fake tried to deliver to a channel's address."""
 
@@ -205,23 +190,8 @@ class _Delivery:
     headers: dict[str, str]
 
 
-@dataclass
-class _Response:
-    status: int
-    body: Any = None  # dict -> JSON, bytes -> raw, None -> empty
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def encode(self) -> tuple[bytes, dict[str, str]]:
-        headers = dict(self.headers)
-        if isinstance(self.body, bytes):
-            data = self.body
-        elif self.body is None:
-            data = b""
-        else:
-            data = json.dumps(self.body).encode()
-            headers.setdefault("Content-Type", "application/json; charset=UTF-8")
-        headers["Content-Length"] = str(len(data))
-        return data, headers
+class _Response(Response):
+    json_content_type = "application/json; charset=UTF-8"
 
 
 @dataclass
@@ -346,7 +316,7 @@ def _occurrence(master: dict[str, Any], stamp: str) -> tuple[dict[str, Any], dic
     return new_start, new_end
 
 
-def _deliver(delivery: _Delivery, timeout: float) -> tuple[int | None, str | None]:
+def _post_notification(delivery: _Delivery, timeout: float) -> tuple[int | None, str | None]:
     """POST one notification; only plain-HTTP loopback receivers are ever contacted."""
     target = urlsplit(delivery.address)
     if target.scheme != "http" or target.hostname not in _LOOPBACK_HOSTS:
@@ -364,7 +334,25 @@ def _deliver(delivery: _Delivery, timeout: float) -> tuple[int | None, str | Non
         conn.close()
 
 
-class FakeGoogleCalendar:
+class _Endpoints:
+    """The URLs a client is configured with, derived from the fake's ``base_url``."""
+
+    base_url: str
+
+    @property
+    def api_endpoint(self) -> str:
+        return f"{self.base_url}/calendar/v3/"
+
+    @property
+    def batch_uri(self) -> str:
+        return f"{self.base_url}/batch/calendar/v3"
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+
+class FakeGoogleCalendar(_Endpoints):
     """Google Calendar v3 over HTTP on 127.0.0.1, with hooks for tests."""
 
     #: fields that clients may not set/alter
@@ -387,64 +375,28 @@ class FakeGoogleCalendar:
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> user
         self._revoked_refresh: set[str] = set()
         self._denied_subjects: set[str] = set()
-        self._faults: list[tuple[int, str, str, float | None]] = []
-        self._slow: list[float] = []  # one delay per upcoming API request
-        self._drops = 0  # upcoming API requests to answer by closing the connection
+        self._faults = FaultQueues()  # API requests only, never /token
         self.notification_timeout = NOTIFICATION_TIMEOUT
-        self.notifications: list[NotificationRecord] = []
-        self._notified = threading.Condition()
-        self._outbox: queue.Queue[_Delivery | None] = queue.Queue()
+        self._courier: Courier[_Delivery, NotificationRecord] = Courier(self._deliver, "fake-google-push")
+        self.notifications = self._courier.records
         self._closing = threading.Event()  # set by stop(): wakes injected sleeps, skips deliveries
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._courier: threading.Thread | None = None
+        self._serving: BackgroundServer | None = None
         self.base_url = ""
 
     # ------------------------------------------------------------------ lifecycle
-    @property
-    def api_endpoint(self) -> str:
-        return f"{self.base_url}/calendar/v3/"
-
-    @property
-    def batch_uri(self) -> str:
-        return f"{self.base_url}/batch/calendar/v3"
-
-    @property
-    def token_uri(self) -> str:
-        return f"{self.base_url}/token"
-
     def start(self, port: int = 0) -> FakeGoogleCalendar:
-        fake = self
-
-        class Handler(_Handler):
-            server_fake = fake
-
         self._closing.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-google-calendar", daemon=True
-        )
-        self._thread.start()
-        self._courier = threading.Thread(target=self._deliver_loop, name="fake-google-push", daemon=True)
+        self._serving = BackgroundServer(LoopbackServer(port, handler_for(_Handler, self)), "fake-google-calendar")
+        self.base_url = f"http://127.0.0.1:{self._serving.port}"
         self._courier.start()
         return self
 
     def stop(self) -> None:
         self._closing.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._courier is not None:
-            self._outbox.put(None)
-            self._courier.join(timeout=self.notification_timeout + 1)
-            self._courier = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
+        self._courier.stop(timeout=self.notification_timeout + 1)
 
     def __enter__(self) -> FakeGoogleCalendar:
         return self.start()
@@ -488,22 +440,18 @@ class FakeGoogleCalendar:
     def fail_next(self, n: int, status: int, reason: str, retry_after: float | None = None,
                   message: str | None = None) -> None:
         """The next ``n`` HTTP requests to the API (not /token) fail with ``status``/``reason``."""
-        with self._lock:
-            for _ in range(n):
-                self._faults.append((status, reason, message or reason, retry_after))
+        self._faults.add_failures(n, status, reason, message or reason, retry_after)
 
     def slow_next(self, n: int, seconds: float) -> None:
         """The next ``n`` HTTP requests to the API (not /token) wait ``seconds`` before being handled."""
-        with self._lock:
-            self._slow.extend([seconds] * n)
+        self._faults.add_delays(n, seconds)
 
     def drop_next(self, n: int) -> None:
         """The next ``n`` HTTP requests to the API (not /token) get no response: the connection is closed.
 
         A dropped request does not use up a pending ``fail_next`` fault.
         """
-        with self._lock:
-            self._drops += n
+        self._faults.add_drops(n)
 
     def set_latency(self, seconds: float) -> None:
         """Every API and /token request waits ``seconds`` (the /_fake/ control calls never do)."""
@@ -512,13 +460,7 @@ class FakeGoogleCalendar:
     def request_count(self, method: str | None = None, path_contains: str = "", *,
                       include_batch_parts: bool = False) -> int:
         with self._lock:
-            return sum(
-                1
-                for r in self.requests
-                if (method is None or r.method == method)
-                and path_contains in r.path
-                and (include_batch_parts or not r.in_batch)
-            )
+            return count_requests(self.requests, method, path_contains, include_batch_parts=include_batch_parts)
 
     def request_counts(self) -> dict[str, int]:
         """Top-level API requests (a batch counts once, dropped ones too), batch parts, and /token calls."""
@@ -539,10 +481,7 @@ class FakeGoogleCalendar:
 
     def wait_notifications(self, n: int, timeout: float = 5.0) -> list[NotificationRecord]:
         """Wait until at least ``n`` deliveries were attempted; a copy of ``notifications``."""
-        with self._notified:
-            if not self._notified.wait_for(lambda: len(self.notifications) >= n, timeout=timeout):
-                raise TimeoutError(f"{len(self.notifications)} of {n} notifications after {timeout:g}s")
-            return list(self.notifications)
+        return self._courier.wait_for(n, timeout)
 
     # ------------------------------------------------------------------ test hooks: the human editing
     def add_calendar(self, user: str, calendar_id: str) -> None:
@@ -783,7 +722,7 @@ class FakeGoogleCalendar:
         }
         if "token" in channel:
             headers["X-Goog-Channel-Token"] = channel["token"]
-        self._outbox.put(_Delivery(channel["address"], channel["id"], state, channel["messageNumber"], headers))
+        self._courier.put(_Delivery(channel["address"], channel["id"], state, channel["messageNumber"], headers))
 
     def _notify_change(self, cal: _Calendar) -> None:
         now_ms = int(time.time() * 1000)
@@ -793,19 +732,16 @@ class FakeGoogleCalendar:
             ):
                 self._notify(channel, "exists")
 
-    def _deliver_loop(self) -> None:
-        while (delivery := self._outbox.get()) is not None:
-            status: int | None
-            error: str | None
-            if self._closing.is_set():
-                status, error = None, "not delivered: the fake was stopping"
-            else:
-                status, error = _deliver(delivery, self.notification_timeout)
-            record = NotificationRecord(delivery.channel_id, delivery.resource_state, delivery.message_number,
-                                        status, error, dict(delivery.headers))
-            with self._notified:
-                self.notifications.append(record)
-                self._notified.notify_all()
+    def _deliver(self, delivery: _Delivery) -> NotificationRecord:
+        """Runs on the courier thread; a stopping fake records what it no longer sends."""
+        status: int | None
+        error: str | None
+        if self._closing.is_set():
+            status, error = None, "not delivered: the fake was stopping"
+        else:
+            status, error = _post_notification(delivery, self.notification_timeout)
+        return NotificationRecord(delivery.channel_id, delivery.resource_state, delivery.message_number,
+                                  status, error, dict(delivery.headers))
 
     # ------------------------------------------------------------------ events.list
     def _list(self, user: str, cal: _Calendar, query: dict[str, list[str]]) -> dict[str, Any]:
@@ -963,12 +899,9 @@ class FakeGoogleCalendar:
 
         def payload() -> dict[str, Any]:
             try:
-                value = json.loads(body or b"{}")
+                return json_object(body)
             except ValueError as exc:
                 raise ApiError(400, "parseError", "Parse Error") from exc
-            if not isinstance(value, dict):
-                raise ApiError(400, "parseError", "Parse Error")
-            return value
 
         if segments == ["channels", "stop"] and method == "POST":
             data = payload()
@@ -1023,19 +956,17 @@ class FakeGoogleCalendar:
                 return _Response(204)
         raise ApiError(404, "notFound", "Not Found")
 
-    def _take_faults(self) -> tuple[float, bool, _Response | None]:
+    def _take_faults(self, path: str) -> tuple[float, bool, _Response | None]:
         """For one incoming API request: (delay, drop it?, injected error response)."""
-        with self._lock:
-            delay = self._slow.pop(0) if self._slow else 0.0
-            if self._drops:
-                self._drops -= 1
-                return delay, True, None
-            if not self._faults:
-                return delay, False, None
-            status, reason, message, retry_after = self._faults.pop(0)
-        err = ApiError(status, reason, message)
-        headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-        return delay, False, _Response(status, err.body(), headers)
+        slow = self._faults.take_delay(path)
+        delay = slow.seconds if slow else 0.0
+        if self._faults.take_drop(path):
+            return delay, True, None
+        fault = self._faults.take_failure(path)
+        if fault is None:
+            return delay, False, None
+        err = ApiError(fault.status, fault.code, fault.message)
+        return delay, False, _Response(fault.status, err.body(), fault.retry_after_headers())
 
     def _pause(self, seconds: float) -> None:
         """An injected wait that ``stop()`` cuts short, so no handler outlives the fake for long."""
@@ -1074,10 +1005,7 @@ class FakeGoogleCalendar:
         if method != "POST":
             return _Response(405, {"error": "control commands are POST"}, {"Allow": "POST"})
         try:
-            args = json.loads(body or b"{}")
-            if not isinstance(args, dict):
-                raise ValueError("the body must be a JSON object")
-            result = handler(args)
+            result = handler(json_object(body))
         except ApiError as err:
             return _Response(err.status, err.body())
         except (KeyError, TypeError, ValueError) as exc:
@@ -1115,7 +1043,7 @@ class FakeGoogleCalendar:
             inner_bytes = inner_body.encode() if isinstance(inner_body, str) else b""
             result = self._dispatch(method, target, hdrs, inner_bytes, in_batch=True)
             data, resp_headers = result.encode()
-            status_line = f"HTTP/1.1 {result.status} {_STATUS_TEXT.get(result.status, 'Status')}"
+            status_line = f"HTTP/1.1 {result.status} {reason_phrase(result.status)}"
             header_lines = "".join(f"{k}: {v}\r\n" for k, v in resp_headers.items())
             response_id = content_id
             if response_id.startswith("<") and response_id.endswith(">"):
@@ -1176,27 +1104,14 @@ class _CaseInsensitive(dict[str, str]):
         return super().get(key.lower(), default)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeRequestHandler):
     server_fake: FakeGoogleCalendar
     timeout = 10
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes: without this, Nagle's algorithm and the
-        # client's delayed ACK add ~40 ms to every response on loopback.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by stdlib
-        pass
-
-    def _handle(self) -> None:
+    def respond(self, path: str, body: bytes) -> None:
         fake = self.server_fake
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        path = urlsplit(self.path).path
-        if path.startswith(_CONTROL_PREFIX):
-            self._send(fake._control(self.command, path.removeprefix(_CONTROL_PREFIX), body))
+        if path.startswith(CONTROL_PREFIX):
+            self.send(fake._control(self.command, path.removeprefix(CONTROL_PREFIX), body))
             return
         if fake.latency:
             fake._pause(fake.latency)
@@ -1204,7 +1119,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/token" and self.command == "POST":
                 response = fake._token(body)
             else:
-                delay, drop, fault = fake._take_faults()
+                delay, drop, fault = fake._take_faults(path)
                 if delay:
                     fake._pause(delay)
                 if drop:
@@ -1226,69 +1141,15 @@ class _Handler(BaseHTTPRequestHandler):
             response = _Response(err.status, err.body(), dict(err.headers))
         except Exception as exc:  # noqa: BLE001 - a bug in the fake should be a visible 500
             response = _Response(500, ApiError(500, "backendError", f"fake crashed: {exc!r}").body())
-        self._send(response)
-
-    def _send(self, response: _Response) -> None:
-        data, headers = response.encode()
-        try:
-            self.send_response(response.status, _STATUS_TEXT.get(response.status))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. timed out on slow_next)
-            self.close_connection = True
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+        self.send(response)
 
 
 # ---------------------------------------------------------------------- another process
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class ControlError(Exception):
-    """A ``/_fake/`` control command was refused (unknown command, bad arguments, or an API error)."""
-
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"{status}: {body}")
-        self.status = status
-        self.body = body
-
-
-def call_control(base_url: str, command: str, args: dict[str, Any] | None = None, *, timeout: float = 60.0) -> Any:
-    """Run one test hook of the fake at ``base_url`` (``POST /_fake/<command>``) and return its JSON result."""
-    target = urlsplit(base_url)
-    conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port or 80, timeout=timeout)
-    try:
-        conn.request("POST", f"{_CONTROL_PREFIX}{command}", body=json.dumps(args or {}).encode(),
-                     headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        payload = json.loads(response.read() or b"{}")
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise ControlError(response.status, payload)
-    return payload
-
-
 @dataclass
-class RemoteFakeGoogleCalendar:
+class RemoteFakeGoogleCalendar(_Endpoints):
     """A fake served by another process (see ``serve_in_subprocess``), driven through ``control``."""
 
     base_url: str
-
-    @property
-    def api_endpoint(self) -> str:
-        return f"{self.base_url}/calendar/v3/"
-
-    @property
-    def batch_uri(self) -> str:
-        return f"{self.base_url}/batch/calendar/v3"
-
-    @property
-    def token_uri(self) -> str:
-        return f"{self.base_url}/token"
 
     def control(self, command: str, **args: Any) -> Any:
         return call_control(self.base_url, command, args)
@@ -1301,27 +1162,9 @@ def serve_in_subprocess(latency: float = 0.0, *, port: int = 0,
 
     The process is terminated (then killed if need be) when the block ends.
     """
-    command = [sys.executable, "-m", "tests.fakes.google_calendar", "--port", str(port), "--latency", repr(latency)]
-    with subprocess.Popen(command, cwd=_REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          text=True) as process:
-        try:
-            first_line: list[str] = []
-            stdout = process.stdout
-            assert stdout is not None
-            reader = threading.Thread(target=lambda: first_line.append(stdout.readline()), daemon=True)
-            reader.start()
-            reader.join(startup_timeout)
-            ready, _, base_url = (first_line[0] if first_line else "").strip().partition(" ")
-            if ready != "READY" or not base_url:
-                raise RuntimeError(f"the fake did not start (exit code {process.poll()}, said {first_line!r})")
-            yield RemoteFakeGoogleCalendar(base_url)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    args = ["--port", str(port), "--latency", repr(latency)]
+    with ready_subprocess("tests.fakes.google_calendar", args, startup_timeout=startup_timeout) as ready:
+        yield RemoteFakeGoogleCalendar(ready[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1334,22 +1177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every API and /token request waits")
     parser.add_argument("--token-lifetime", type=int, default=3600, help="expires_in of issued access tokens")
     args = parser.parse_args(argv)
-
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    fake = FakeGoogleCalendar(latency=args.latency, token_lifetime=args.token_lifetime).start(port=args.port)
-    try:
-        print(f"READY {fake.base_url}", flush=True)
-        while not done.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    return 0
+    fake = FakeGoogleCalendar(latency=args.latency, token_lifetime=args.token_lifetime)
+    return serve_until_signalled(lambda: fake.start(port=args.port), fake.stop, lambda: f"READY {fake.base_url}")
 
 
 if __name__ == "__main__":

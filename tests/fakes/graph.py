@@ -107,11 +107,9 @@ import copy
 import hashlib
 import html
 import json
-import queue
 import re
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import sys
@@ -125,14 +123,27 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import trustme
 from dateutil import rrule
+
+from tests.fakes import http_support
+from tests.fakes.http_support import (
+    BackgroundServer,
+    Courier,
+    FakeRequestHandler,
+    FaultQueues,
+    LoopbackServer,
+    Response,
+    count_requests,
+    handler_for,
+    json_object,
+    serve_until_signalled,
+)
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_DEFAULT_SCOPE = f"{GRAPH_RESOURCE}/.default"
@@ -179,27 +190,6 @@ WINDOWS_ZONES = {
     "Arabian Standard Time": "Asia/Dubai",
     "Israel Standard Time": "Asia/Jerusalem",
     "South Africa Standard Time": "Africa/Johannesburg",
-}
-
-_STATUS_TEXT = {
-    200: "OK",
-    201: "Created",
-    202: "Accepted",
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    410: "Gone",
-    412: "Precondition Failed",
-    424: "Failed Dependency",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
 }
 
 # event properties a client may write, and the read-only ones it may echo back (ignored)
@@ -288,15 +278,10 @@ class _OAuthError(Exception):
 
 
 @dataclass
-class RequestRecord:
+class RequestRecord(http_support.RequestRecord):
     """One request the fake answered. ``kind`` is ``graph``, ``batch`` (the envelope), ``token`` or
     ``discovery``; batch parts are ``graph`` records with ``in_batch`` set; ``status`` 0 = dropped."""
 
-    method: str
-    path: str
-    user: str | None
-    status: int
-    in_batch: bool = False
     kind: str = "graph"
 
 
@@ -331,23 +316,8 @@ class ValidationAttempt:
     detail: str = ""
 
 
-@dataclass
-class _Response:
-    status: int
-    body: Any = None  # dict -> JSON, bytes -> raw, None -> empty
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def encode(self) -> tuple[bytes, dict[str, str]]:
-        headers = dict(self.headers)
-        if isinstance(self.body, bytes):
-            data = self.body
-        elif self.body is None:
-            data = b""
-        else:
-            data = json.dumps(self.body).encode()
-            headers.setdefault("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
-        headers["Content-Length"] = str(len(data))
-        return data, headers
+class _Response(Response):
+    json_content_type = "application/json; odata.metadata=minimal; charset=utf-8"
 
 
 @dataclass
@@ -371,17 +341,6 @@ class _RefreshToken:
     client_id: str | None
     family: str
     revoked: int | None = None  # AADSTS code when revoked
-
-
-@dataclass
-class _Fault:
-    where: str
-    path_contains: str
-    status: int = 0
-    code: str = ""
-    message: str = ""
-    retry_after: float | None = None
-    seconds: float = 0.0
 
 
 @dataclass
@@ -529,6 +488,17 @@ def _strip_html(text: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", text)).strip()
 
 
+def _json_body(body: bytes) -> dict[str, Any]:
+    """A request's JSON object, or the 400 Graph answers for anything else."""
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from exc
+    if not isinstance(value, dict):
+        raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
+    return value
+
+
 def _header(headers: Any, name: str) -> str | None:
     value = headers.get(name)
     if value is None and isinstance(headers, dict):
@@ -573,24 +543,19 @@ class FakeGraph:
         self.requests: list[RequestRecord] = []
         self.token_requests: list[dict[str, str]] = []
         self.subscriptions: dict[str, dict[str, Any]] = {}
-        self.notifications: list[NotificationDelivery] = []
         self.validations: list[ValidationAttempt] = []
         self._lock = threading.RLock()
-        self._notified = threading.Condition()
         self._seq = 0
         self._apps: dict[str, _App] = {client_id: _App(client_id, secret=client_secret)}
         self._mailboxes: dict[str, _Mailbox] = {}
         self._by_object_id: dict[str, str] = {}
         self._access_tokens: dict[str, _Grant] = {}
         self._refresh_tokens: dict[str, _RefreshToken] = {}
-        self._fails: list[_Fault] = []
-        self._slows: list[_Fault] = []
-        self._drops: list[_Fault] = []
-        self._outbox: queue.Queue[_Outgoing | None] = queue.Queue()
+        self._faults = FaultQueues()
+        self._courier: Courier[_Outgoing, NotificationDelivery] = Courier(self._deliver, "fake-graph-notifier")
+        self.notifications = self._courier.records
         self._stopping = threading.Event()
-        self._server: _TLSServer | None = None
-        self._thread: threading.Thread | None = None
-        self._sender: threading.Thread | None = None
+        self._serving: BackgroundServer | None = None
         self._ca_dir: str | None = None
         self.ca_bundle_path = ""
         self.base_url = ""
@@ -616,36 +581,18 @@ class FakeGraph:
         ca.cert_pem.write_to_path(self.ca_bundle_path)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_cert.configure_cert(context)
-        fake = self
-
-        class Handler(_Handler):
-            server_fake = fake
-
-        server = _TLSServer(("127.0.0.1", self.port), Handler, context)
-        self._server = server
-        self.base_url = f"https://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-graph", daemon=True
-        )
-        self._thread.start()
+        self._serving = BackgroundServer(_TLSServer(self.port, handler_for(_Handler, self), context), "fake-graph")
+        self.base_url = f"https://127.0.0.1:{self._serving.port}"
         self._stopping.clear()
-        self._sender = threading.Thread(target=self._deliver_loop, name="fake-graph-notifier", daemon=True)
-        self._sender.start()
+        self._courier.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._sender is not None:
-            self._stopping.set()  # queued notifications are dropped, not delivered
-            self._outbox.put(None)
-            self._sender.join(timeout=10)
-            self._sender = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
+        self._stopping.set()  # queued notifications are dropped, not delivered
+        self._courier.stop(timeout=10)
         if self._ca_dir is not None:
             shutil.rmtree(self._ca_dir, ignore_errors=True)
             self._ca_dir = None
@@ -846,7 +793,7 @@ class FakeGraph:
                 "clientState": sub.get("clientState"),
                 "lifecycleEvent": lifecycle_event,
             }
-            self._outbox.put(_Outgoing(url, {"value": [item]}, lifecycle=True))
+            self._courier.put(_Outgoing(url, {"value": [item]}, lifecycle=True))
             return True
 
     def expire_subscription(self, subscription_id: str) -> None:
@@ -856,14 +803,7 @@ class FakeGraph:
 
     def wait_notifications(self, n: int, timeout: float = 5.0) -> list[NotificationDelivery]:
         """Block until at least ``n`` notification deliveries are recorded (raises TimeoutError)."""
-        deadline = time.monotonic() + timeout
-        with self._notified:
-            while len(self.notifications) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{len(self.notifications)} of {n} notifications after {timeout}s")
-                self._notified.wait(left)
-            return list(self.notifications)
+        return self._courier.wait_for(n, timeout)
 
     # ------------------------------------------------------------------------------------ hooks: faults / log
     def fail_next(self, n: int, status: int, code: str, retry_after: float | None = None, *,
@@ -875,22 +815,18 @@ class FakeGraph:
         envelope), ``token`` = the token endpoint (``code`` is the OAuth ``error``).
         """
         self._check_where(where, ("request", "part", "any", "token"))
-        with self._lock:
-            for _ in range(n):
-                self._fails.append(_Fault(where, path_contains, status=status, code=code,
-                                          message=message or f"Injected {status} {code}", retry_after=retry_after))
+        self._faults.add_failures(n, status, code, message or f"Injected {status} {code}", retry_after,
+                                  where=where, path_contains=path_contains)
 
     def slow_next(self, n: int, seconds: float, *, where: str = "request", path_contains: str = "") -> None:
         """The next ``n`` top-level requests (``request``) or token requests (``token``) take ``seconds`` longer."""
         self._check_where(where, ("request", "token"))
-        with self._lock:
-            self._slows.extend(_Fault(where, path_contains, seconds=seconds) for _ in range(n))
+        self._faults.add_delays(n, seconds, where=where, path_contains=path_contains)
 
     def drop_next(self, n: int, *, where: str = "request", path_contains: str = "") -> None:
         """The next ``n`` top-level (or token) requests get the connection closed without an answer."""
         self._check_where(where, ("request", "token"))
-        with self._lock:
-            self._drops.extend(_Fault(where, path_contains) for _ in range(n))
+        self._faults.add_drops(n, where=where, path_contains=path_contains)
 
     @staticmethod
     def _check_where(where: str, allowed: tuple[str, ...]) -> None:
@@ -903,23 +839,12 @@ class FakeGraph:
         envelopes; batch parts are added with ``include_batch_parts`` or counted alone with
         ``only_batch_parts``. ``kind`` may also be ``token`` or ``discovery``."""
         with self._lock:
-            total = 0
-            for r in self.requests:
-                if method is not None and r.method != method:
-                    continue
-                if path_contains not in r.path:
-                    continue
-                if kind == "graph":
-                    if r.kind not in ("graph", "batch"):
-                        continue
-                    if r.in_batch and not (include_batch_parts or only_batch_parts):
-                        continue
-                    if only_batch_parts and not r.in_batch:
-                        continue
-                elif r.kind != kind:
-                    continue
-                total += 1
-            return total
+            if kind == "graph":
+                return count_requests((r for r in self.requests if r.kind in ("graph", "batch")), method,
+                                      path_contains, include_batch_parts=include_batch_parts,
+                                      only_batch_parts=only_batch_parts)
+            return count_requests((r for r in self.requests if r.kind == kind), method, path_contains,
+                                  include_batch_parts=True)
 
     def request_counts(self) -> dict[str, int]:
         with self._lock:
@@ -1413,26 +1338,21 @@ class FakeGraph:
                 "clientState": sub.get("clientState"),
                 "tenantId": self.tenant_id,
             }
-            self._outbox.put(_Outgoing(sub["notificationUrl"], {"value": [item]}, lifecycle=False))
+            self._courier.put(_Outgoing(sub["notificationUrl"], {"value": [item]}, lifecycle=False))
 
-    def _deliver_loop(self) -> None:
-        while True:
-            job = self._outbox.get()
-            if job is None:
-                return
-            if self._stopping.is_set():
-                continue
-            record = NotificationDelivery(job.url, job.payload, job.lifecycle)
-            data = json.dumps(job.payload).encode()
-            for attempt in range(1 + max(0, self.notification_retries)):
-                record.attempts = attempt + 1
-                status, error = self._post(job.url, data, "application/json", self.notification_timeout)
-                record.status, record.error = status, error
-                if record.delivered or self._stopping.wait(self.notification_retry_delay):
-                    break
-            with self._notified:
-                self.notifications.append(record)
-                self._notified.notify_all()
+    def _deliver(self, job: _Outgoing) -> NotificationDelivery | None:
+        """Runs on the courier thread: POST with retries; a stopping fake drops what is still queued."""
+        if self._stopping.is_set():
+            return None
+        record = NotificationDelivery(job.url, job.payload, job.lifecycle)
+        data = json.dumps(job.payload).encode()
+        for attempt in range(1 + max(0, self.notification_retries)):
+            record.attempts = attempt + 1
+            status, error = self._post(job.url, data, "application/json", self.notification_timeout)
+            record.status, record.error = status, error
+            if record.delivered or self._stopping.wait(self.notification_retry_delay):
+                break
+        return record
 
     def _post(self, url: str, data: bytes, content_type: str, timeout: float) -> tuple[int | None, str | None]:
         request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": content_type})
@@ -1491,23 +1411,15 @@ class FakeGraph:
                              headers=challenge)
         return grant
 
-    def _take(self, faults: list[_Fault], accept: tuple[str, ...], path: str) -> _Fault | None:
-        for index, fault in enumerate(faults):
-            if fault.where in accept and fault.path_contains in path:
-                return faults.pop(index)
-        return None
-
     def _dispatch(self, method: str, target: str, headers: Any, body: bytes, *, in_batch: bool) -> _Response:
         """One Graph call (top-level or a batch part); ``target`` starts with /v1.0/."""
         parts = urlsplit(target)
         path = parts.path
         user: str | None = None
         try:
-            with self._lock:
-                fault = self._take(self._fails, ("part", "any") if in_batch else ("request", "any"), path)
+            fault = self._faults.take_failure(path, ("part", "any") if in_batch else ("request", "any"))
             if fault is not None:
-                headers_out = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-                raise GraphError(fault.status, fault.code, fault.message, headers=headers_out)
+                raise GraphError(fault.status, fault.code, fault.message, headers=fault.retry_after_headers())
             rest = path.removeprefix("/v1.0").strip("/")
             segments = [unquote(s) for s in rest.split("/")] if rest else []
             query = {k.lower(): v for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -1553,13 +1465,7 @@ class FakeGraph:
             zone(tz_pref)
 
         def payload() -> dict[str, Any]:
-            try:
-                value = json.loads(body or b"{}")
-            except ValueError as exc:
-                raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from exc
-            if not isinstance(value, dict):
-                raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
-            return value
+            return _json_body(body)
 
         def tz_headers(response: _Response) -> _Response:
             applied = []
@@ -1898,12 +1804,7 @@ class FakeGraph:
         return parsed
 
     def _create_subscription(self, grant: _Grant, body: bytes) -> _Response:
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from exc
-        if not isinstance(data, dict):
-            raise GraphError(400, "BadRequest", "The request body must be a JSON object.")
+        data = _json_body(body)
         for required in ("changeType", "notificationUrl", "resource", "expirationDateTime"):
             if not data.get(required):
                 raise GraphError(400, "InvalidRequest", f"The property '{required}' is required.")
@@ -2056,7 +1957,7 @@ class FakeGraph:
             entry: dict[str, Any] = {"id": part["id"], "status": result.status}
             entry_headers = dict(result.headers)
             if result.body is not None:
-                entry_headers.setdefault("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
+                entry_headers.setdefault("Content-Type", _Response.json_content_type)
                 entry["body"] = result.body
             entry["headers"] = entry_headers
             responses.append(entry)
@@ -2244,9 +2145,7 @@ class FakeGraph:
     # ------------------------------------------------------------------------------------ control namespace
     def _control(self, command: str, body: bytes) -> _Response:
         try:
-            args = json.loads(body or b"{}")
-            if not isinstance(args, dict):
-                raise ValueError("arguments must be a JSON object")
+            args = json_object(body, name="arguments")
             handler = _CONTROL.get(command)
             if handler is None:
                 return _Response(404, {"error": f"unknown command {command!r}", "commands": sorted(_CONTROL)})
@@ -2295,17 +2194,13 @@ _CONTROL: dict[str, Callable[[FakeGraph, dict[str, Any]], Any]] = {
 }
 
 
-class _TLSServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 context: ssl.SSLContext) -> None:
+class _TLSServer(LoopbackServer):
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext) -> None:
         self.ssl_context = context
-        super().__init__(address, handler)
+        super().__init__(port, handler)
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle stall between headers and body
         # the TLS handshake happens in the handler thread, so a slow client cannot stall accept()
         return self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
@@ -2316,43 +2211,15 @@ class _TLSServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeRequestHandler):
     server_fake: FakeGraph
     timeout = 30
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by stdlib
-        pass
-
-    def _send(self, response: _Response) -> None:
-        data, headers = response.encode()
-        self.send_response(response.status, _STATUS_TEXT.get(response.status))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _handle(self) -> None:
+    def respond(self, path: str, body: bytes) -> None:
         fake = self.server_fake
-        body = self._read_body()
-        path = urlsplit(self.path).path
         segments = [s for s in path.split("/") if s]
         if segments[:1] == ["_fake"] and len(segments) == 2 and self.command == "POST":
-            self._send(fake._control(segments[1], body))
+            self.send(fake._control(segments[1], body))
             return
         if fake.latency:
             time.sleep(fake.latency)
@@ -2360,9 +2227,8 @@ class _Handler(BaseHTTPRequestHandler):
         if segments[:1] != ["v1.0"]:
             kind = "token" if segments[1:] == ["oauth2", "v2.0", "token"] else "discovery"
         where = "token" if kind == "token" else "request"
-        with fake._lock:
-            drop = fake._take(fake._drops, (where,), path) if kind != "discovery" else None
-            slow = fake._take(fake._slows, (where,), path) if kind != "discovery" and drop is None else None
+        drop = fake._faults.take_drop(path, (where,)) if kind != "discovery" else None
+        slow = fake._faults.take_delay(path, (where,)) if kind != "discovery" and drop is None else None
         if drop is not None:
             with fake._lock:
                 fake.requests.append(RequestRecord(self.command, path, None, 0, False, kind))
@@ -2376,16 +2242,14 @@ class _Handler(BaseHTTPRequestHandler):
             response = err.response()
         except Exception as exc:  # noqa: BLE001 - a bug in the fake should be a visible 500
             response = GraphError(500, "InternalServerError", f"fake crashed: {exc!r}").response()
-        self._send(response)
+        self.send(response)
 
     def _route(self, fake: FakeGraph, kind: str, segments: list[str], path: str, body: bytes) -> _Response:
         if kind == "token":
-            with fake._lock:
-                fault = fake._take(fake._fails, ("token",), path)
+            fault = fake._faults.take_failure(path, ("token",))
             if fault is not None:
-                headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
                 response = _OAuthError(fault.status, fault.code, 50000, fault.message).response()
-                response.headers.update(headers)
+                response.headers.update(fault.retry_after_headers())
             elif self.command != "POST":
                 response = _OAuthError(405, "invalid_request", 900561, "The endpoint only accepts POST requests.") \
                     .response()
@@ -2408,11 +2272,10 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.requests.append(RequestRecord(self.command, path, None, response.status, False, "discovery"))
             return response
         if segments == ["v1.0", "$batch"] and self.command == "POST":
-            with fake._lock:
-                fault = fake._take(fake._fails, ("request",), path)
+            fault = fake._faults.take_failure(path, ("request",))
             if fault is not None:
-                headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-                response = GraphError(fault.status, fault.code, fault.message, headers=headers).response()
+                response = GraphError(fault.status, fault.code, fault.message,
+                                      headers=fault.retry_after_headers()).response()
             else:
                 try:
                     with fake._lock:
@@ -2424,8 +2287,6 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.requests.append(RequestRecord(self.command, path, None, response.status, False, "batch"))
             return response
         return fake._dispatch(self.command, self.path, self.headers, body, in_batch=False)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -2439,21 +2300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fake = FakeGraph(tenant_id=args.tenant_id, client_id=args.client_id, client_secret=args.client_secret,
                      latency=args.latency, token_lifetime=args.token_lifetime, port=args.port)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    fake.start()
-    try:
-        print(f"READY {fake.base_url} {fake.ca_bundle_path}", flush=True)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    return 0
+    return serve_until_signalled(fake.start, fake.stop, lambda: f"READY {fake.base_url} {fake.ca_bundle_path}")
 
 
 if __name__ == "__main__":
