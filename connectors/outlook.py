@@ -17,7 +17,7 @@ a new round (a full listing) starts once a week, not every day. Delta items neve
 extended properties, so our events are recognised through syncd's stored links. ``@removed``
 items and events that stop being OOO are removals, but Graph also reports an event *moved*
 out of the span as ``@removed``; the connector therefore only reports ids it listed before, and
-reads each of them once more (in a ``$batch``) to tell a move from a deletion. An expired
+reads each of them once more to tell a move from a deletion. An expired
 cursor (``410``, ``syncStateNotFound``, ``resyncRequired``) means a full listing. Recurring
 series arrive as their occurrences and exceptions, each with its own id.
 
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import http.client
 import json
 import logging
 import threading
@@ -333,6 +334,19 @@ def _token_failure(result: Mapping[str, Any], who: str) -> SyncdError:
     return AuthError(f"outlook: {who} cannot sign in ({error}: {description}); "
                      + ("store a new refresh token with `syncd credentials set`" if who != "the app" else
                         "check tenant_id, client_id and the client secret or certificate"))
+
+
+def _stale(exc: BaseException) -> bool:
+    """Whether a connection error is a kept-alive connection the server had closed."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # requests wraps urllib3's error, which wraps the socket's
+        if seen is None:
+            return False
+        if isinstance(seen, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
+            return True
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = seen.__cause__ or seen.__context__ or inner
+    return False
 
 
 @dataclass
@@ -785,8 +799,7 @@ class OutlookConnector(CalendarConnector):
             if gate is not None:
                 gate.acquire()
             try:
-                response = self._session().request(method, target, params=params, json=json_body, headers=sent,
-                                                   timeout=self.options.timeout)
+                response = self._send(method, target, params, json_body, sent)
             except _NETWORK_ERRORS as exc:
                 raise TransientError(f"outlook: {what}: {type(exc).__name__}; will retry") from exc
             finally:
@@ -805,6 +818,20 @@ class OutlookConnector(CalendarConnector):
             if response.ok:
                 return _Answer(response.status_code, body if body is not None else {}, response.headers)
             raise translate(response.status_code, body, response.headers, what)
+        raise AssertionError("unreachable")
+
+    def _send(self, method: str, url: str, params: Mapping[str, str] | None, json_body: Any,
+              headers: Mapping[str, str]) -> requests.Response:
+        """One HTTP request; once more on a new connection if a kept-alive one was closed by the
+        server meanwhile. Replays are safe: a POST carries its transactionId, PATCH and DELETE
+        an etag, and the rest only read."""
+        for attempt in range(2):
+            try:
+                return self._session().request(method, url, params=params, json=json_body, headers=headers,
+                                               timeout=self.options.timeout)
+            except requests.ConnectionError as exc:
+                if attempt or isinstance(exc, requests.ConnectTimeout) or not _stale(exc):
+                    raise
         raise AssertionError("unreachable")
 
     def close(self) -> None:

@@ -550,8 +550,11 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
         return next(link for link in service.links() if link["id"] == link_id)
 
     # -- push notifications from calendar providers ---------------------------------------
-    @app.post("/v1/hooks/google", tags=["push"], status_code=200, response_class=PlainTextResponse,
-              responses={403: {"description": "unknown channel or wrong channel token"}})
+    text_body = {"text/plain": {"schema": {"type": "string"}}}
+
+    @app.post("/v1/hooks/google", tags=["push"], status_code=200,
+              responses={200: {"description": "accepted", "content": text_body},
+                         403: {"model": ErrorBody, "description": "unknown channel or wrong channel token"}})
     def google_hook(x_goog_channel_id: Annotated[str, Header()] = "",
                     x_goog_channel_token: Annotated[str | None, Header()] = None,
                     x_goog_resource_state: Annotated[str | None, Header()] = None,
@@ -564,8 +567,10 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
             raise ApiError(403, "forbidden", "unknown push channel or wrong channel token")
         return PlainTextResponse("")
 
-    @app.post("/v1/hooks/outlook", tags=["push"], status_code=202, response_class=PlainTextResponse,
-              responses={200: {"description": "the subscription validation handshake: the token echoed"}})
+    @app.post("/v1/hooks/outlook", tags=["push"], status_code=202,
+              responses={202: {"description": "accepted", "content": text_body},
+                         200: {"description": "the subscription validation handshake: the token echoed",
+                               "content": text_body}})
     async def outlook_hook(request: Request, validation_token: Annotated[str | None, Query(
             alias="validationToken")] = None) -> PlainTextResponse:
         """Microsoft Graph change and lifecycle notifications, authenticated by each item's clientState."""

@@ -307,3 +307,13 @@ def test_many_mailboxes_are_listed_in_batches(fake: FakeGraph, window: SyncWindo
     assert all(not isinstance(r, Exception) for r in again)
     assert [n for n, r in enumerate(again) if r.events] == [7]  # type: ignore[union-attr]
     assert fake.request_count("POST", "$batch") == 4  # one part throttled: sent again alone in a batch
+
+
+def test_a_dropped_connection_is_retried_once(connector: OutlookConnector, calendar: str, fake: FakeGraph,
+                                              window: SyncWindow) -> None:
+    connector.changes(calendar, None, window)  # a kept-alive connection now exists
+    fake.drop_next(1)
+    assert connector.changes(calendar, None, window).full
+    fake.drop_next(2)
+    with pytest.raises(TransientError):
+        connector.changes(calendar, None, window)
