@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
+import requests
 
 from connectors.base import EventDraft, PollRequest, SyncWindow
 from connectors.outlook import (
@@ -317,3 +320,45 @@ def test_a_dropped_connection_is_retried_once(connector: OutlookConnector, calen
     fake.drop_next(2)
     with pytest.raises(TransientError):
         connector.changes(calendar, None, window)
+
+
+class _CountingSession(requests.Session):
+    """A requests session that records how many requests were in flight at once."""
+
+    def __init__(self, counter: dict[str, int], lock: threading.Lock) -> None:
+        super().__init__()
+        self.counter, self.lock = counter, lock
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        with self.lock:
+            self.counter["now"] += 1
+            self.counter["max"] = max(self.counter["max"], self.counter["now"])
+        try:
+            return super().request(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.counter["now"] -= 1
+
+
+def test_at_most_four_requests_run_against_one_mailbox(fake: FakeGraph, mailbox: str) -> None:
+    counter, lock = {"now": 0, "max": 0}, threading.Lock()
+
+    def session() -> requests.Session:
+        made = _CountingSession(counter, lock)
+        made.trust_env = False
+        made.verify = fake.ca_bundle_path
+        return made
+    connector = OutlookConnector(OutlookOptions(**options_for(fake)), session_factory=session)
+    try:
+        calendar = connector.address(mailbox, "primary")
+        connector.get(calendar, "warm-up")  # the app's token, outside the count below
+        counter["max"] = 0
+        fake.slow_next(12, 0.2, path_contains="/events/")
+        threads = [threading.Thread(target=connector.get, args=(calendar, f"e{n}")) for n in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        connector.close()
+    assert 1 < counter["max"] <= 4
