@@ -42,7 +42,6 @@ and the user's budget (`connectors.quota.Quota`), and carries ``quotaUser``.
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 import http.client
 import json
@@ -77,6 +76,7 @@ from connectors.base import (
     SyncWindow,
     Watch,
 )
+from connectors.httputil import retry_after
 from connectors.quota import Quota
 from syncd.errors import (
     AuthError,
@@ -387,27 +387,13 @@ def _reason(err: HttpError) -> str:
         return ""
 
 
-def _retry_after(headers: Mapping[str, Any]) -> float | None:
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(str(value))
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def translate(err: HttpError, what: str) -> SyncdError:
     """A Google API error as one of ours (the message names the call and Google's reason)."""
     status = int(err.resp.status)
     reason = _reason(err)
     text = f"google: {what}: HTTP {status}{f' {reason}' if reason else ''}"
     if status == 429 or (status == 403 and reason in _RATE_REASONS):
-        return RateLimited(f"{text} (rate limited)", retry_after=_retry_after(err.resp))
+        return RateLimited(f"{text} (rate limited)", retry_after=retry_after(err.resp))
     if status == 401:
         return AuthError(f"{text}: credentials rejected; check the service account's delegation or the "
                          "user's refresh token")

@@ -38,6 +38,7 @@ import recurring_ical_events
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from connectors.base import EventDraft, OooRules, RemoteEvent, SyncWindow
+from connectors.ical_fast import read_simple
 from syncd.errors import BadEventData, NotFound
 from syncd.ooo import OooContent, all_day_content, timed_content, zone
 
@@ -50,7 +51,10 @@ __all__ = [
     "format_instant",
     "is_ooo",
     "new_event_bytes",
+    "instant_time",
     "occurrence_id",
+    "pack_ids",
+    "unpack_ids",
     "override_occurrence",
     "parse_ooo_events",
     "remove_event",
@@ -129,6 +133,43 @@ def split_event_id(event_id: str) -> tuple[str, str | None]:
     if sep and uid and _INSTANT_RE.match(tail):
         return uid, tail
     return event_id, None
+
+
+def pack_ids(ids: tuple[str, ...]) -> list[object]:
+    """Event ids (for a cursor) with the occurrences of one series as ``[uid, instant, ...]``: a series with
+    hundreds of occurrences should not repeat its UID hundreds of times in the cursor."""
+    packed: list[object] = []
+    series: dict[str, list[str]] = {}
+    for event_id in ids:
+        uid, instant = split_event_id(event_id)
+        if instant is None:
+            packed.append(event_id)
+            continue
+        if uid not in series:
+            series[uid] = [uid]
+            packed.append(series[uid])
+        series[uid].append(instant)
+    return packed
+
+
+def unpack_ids(packed: object) -> tuple[str, ...]:
+    if not isinstance(packed, list):
+        raise ValueError("ids")
+    ids: list[str] = []
+    for item in packed:
+        if isinstance(item, str):
+            ids.append(item)
+        elif isinstance(item, list) and item and all(isinstance(i, str) for i in item):
+            ids.extend(f"{item[0]}/{instant}" for instant in item[1:])
+        else:
+            raise ValueError("ids")
+    return tuple(ids)
+
+
+def instant_time(instant: str) -> datetime:
+    if len(instant) == 8:
+        return datetime.strptime(instant, "%Y%m%d").replace(tzinfo=UTC)
+    return datetime.strptime(instant, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 # -- time zones ----------------------------------------------------------------------------
@@ -764,14 +805,20 @@ def parse_ooo_events(
     fallback_uid: str = "event",
     limits: ExpansionLimits | None = None,
     only_uid: str | None = None,
+    fast: bool = True,
 ) -> ParsedObject:
     """The OOO events of one iCalendar object that overlap ``window``.
 
     Raises `BadEventData` when the bytes are not iCalendar at all; a bad event (broken
     DTSTART or RRULE, unknown TZID, no length) skips that UID and adds a line to ``problems``.
     ``fallback_uid`` names events without a UID (the object's file name, say); ``only_uid``
-    looks at one UID and leaves the others unexpanded.
+    looks at one UID and leaves the others unexpanded. Simple one-event objects are read by
+    `connectors.ical_fast` (the same answer, ~20x faster); ``fast=False`` always uses icalendar.
     """
+    simple = read_simple(data, window, rules, etag=etag, fallback_updated=fallback_updated,
+                         fallback_uid=fallback_uid) if fast else None
+    if simple is not None and (only_uid is None or simple.uids == [only_uid]):
+        return ParsedObject(events=simple.events, uids=simple.uids, outside=simple.outside)
     limits = limits or ExpansionLimits()
     cal = _load(data)
     result = ParsedObject()

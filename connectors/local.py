@@ -93,39 +93,8 @@ def _window_key(window: SyncWindow) -> tuple[str, str, str]:
             window.timezone)
 
 
-def _pack_ids(ids: tuple[str, ...]) -> list[object]:
-    """Event ids with the occurrences of one series as ``[uid, instant, ...]``: a series with
-    hundreds of occurrences should not repeat its UID hundreds of times in the cursor."""
-    packed: list[object] = []
-    series: dict[str, list[str]] = {}
-    for event_id in ids:
-        uid, instant = ical.split_event_id(event_id)
-        if instant is None:
-            packed.append(event_id)
-            continue
-        if uid not in series:
-            series[uid] = [uid]
-            packed.append(series[uid])
-        series[uid].append(instant)
-    return packed
-
-
-def _unpack_ids(packed: object) -> tuple[str, ...]:
-    if not isinstance(packed, list):
-        raise ValueError("ids")
-    ids: list[str] = []
-    for item in packed:
-        if isinstance(item, str):
-            ids.append(item)
-        elif isinstance(item, list) and item and all(isinstance(i, str) for i in item):
-            ids.extend(f"{item[0]}/{instant}" for instant in item[1:])
-        else:
-            raise ValueError("ids")
-    return tuple(ids)
-
-
 def _dump_cursor(window: SyncWindow, entries: dict[str, _Entry]) -> str:
-    files = {name: [e.etag, _pack_ids(e.ids), *([1] if e.racy else [])] for name, e in entries.items()}
+    files = {name: [e.etag, ical.pack_ids(e.ids), *([1] if e.racy else [])] for name, e in entries.items()}
     return json.dumps({"v": _CURSOR_VERSION, "w": list(_window_key(window)), "f": files}, separators=(",", ":"))
 
 
@@ -138,7 +107,7 @@ def _load_cursor(cursor: str) -> tuple[tuple[str, str, str], dict[str, _Entry]]:
         window = (str(w[0]), str(w[1]), str(w[2]))
         entries = {}
         for name, item in raw["f"].items():
-            entries[str(name)] = _Entry(str(item[0]), _unpack_ids(item[1]), len(item) > 2 and bool(item[2]))
+            entries[str(name)] = _Entry(str(item[0]), ical.unpack_ids(item[1]), len(item) > 2 and bool(item[2]))
         return window, entries
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise CursorExpired(f"local calendar cursor cannot be read ({exc}); list again from scratch") from exc
@@ -157,12 +126,6 @@ def _stem(name: str) -> str:
 
 def _racy(st: os.stat_result, listed_ns: int) -> bool:
     return st.st_mtime_ns >= listed_ns - _RACY_NS
-
-
-def _instant_time(instant: str) -> datetime:
-    if len(instant) == 8:
-        return datetime.strptime(instant, "%Y%m%d").replace(tzinfo=UTC)
-    return datetime.strptime(instant, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 class LocalConnector(CalendarConnector):
@@ -466,7 +429,7 @@ class LocalConnector(CalendarConnector):
             now = datetime.now(UTC)
             window = SyncWindow(now - timedelta(days=30), now + timedelta(days=365), "UTC")
         if instant is not None:
-            at = _instant_time(instant)
+            at = ical.instant_time(instant)
             if not window.start <= at < window.end:
                 window = SyncWindow(at - timedelta(days=2), at + timedelta(days=2), window.timezone)
         return window
@@ -563,7 +526,7 @@ class LocalConnector(CalendarConnector):
         """The event as the file now says it (parsed back), with the file's new etag."""
         start, end = draft.content.start, draft.content.end
         if instant is not None:
-            at = _instant_time(instant)
+            at = ical.instant_time(instant)
             start, end = min(start, at), max(end, at)
         window = SyncWindow(start - timedelta(days=2), end + timedelta(days=2), draft.timezone)
         found = self._event_in(calendar, name, event_id, window, ical.split_event_id(event_id)[0]

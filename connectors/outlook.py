@@ -42,9 +42,7 @@ run against one mailbox at once, as Exchange Online allows.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
-import http.client
 import json
 import logging
 import threading
@@ -62,6 +60,7 @@ import requests
 
 from connectors import ical
 from connectors.base import CalendarConnector, ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
+from connectors.httputil import retry_after, stale_connection
 from syncd.errors import (
     AuthError,
     BadEventData,
@@ -286,28 +285,11 @@ def _error_code(body: Any) -> str:
     return ""
 
 
-def _retry_after(headers: Mapping[str, Any]) -> float | None:
-    value = None
-    for key, item in headers.items():
-        if str(key).lower() == "retry-after":
-            value = item
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        try:
-            when = email.utils.parsedate_to_datetime(str(value))
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def translate(status: int, body: Any, headers: Mapping[str, Any], what: str) -> SyncdError:
     code = _error_code(body)
     text = f"outlook: {what}: HTTP {status}{f' {code}' if code else ''}"
     if status in (429, 503) or code in ("TooManyRequests", "ApplicationThrottled", "MailboxConcurrency"):
-        return RateLimited(f"{text} (throttled)", retry_after=_retry_after(headers))
+        return RateLimited(f"{text} (throttled)", retry_after=retry_after(headers))
     if status == 410 or code in _EXPIRED_CODES:
         return CursorExpired(f"{text}: delta link expired; listing again")
     if status == 401:
@@ -334,19 +316,6 @@ def _token_failure(result: Mapping[str, Any], who: str) -> SyncdError:
     return AuthError(f"outlook: {who} cannot sign in ({error}: {description}); "
                      + ("store a new refresh token with `syncd credentials set`" if who != "the app" else
                         "check tenant_id, client_id and the client secret or certificate"))
-
-
-def _stale(exc: BaseException) -> bool:
-    """Whether a connection error is a kept-alive connection the server had closed."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # requests wraps urllib3's error, which wraps the socket's
-        if seen is None:
-            return False
-        if isinstance(seen, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)):
-            return True
-        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        seen = seen.__cause__ or seen.__context__ or inner
-    return False
 
 
 @dataclass
@@ -830,7 +799,7 @@ class OutlookConnector(CalendarConnector):
                 return self._session().request(method, url, params=params, json=json_body, headers=headers,
                                                timeout=self.options.timeout)
             except requests.ConnectionError as exc:
-                if attempt or isinstance(exc, requests.ConnectTimeout) or not _stale(exc):
+                if attempt or isinstance(exc, requests.ConnectTimeout) or not stale_connection(exc):
                     raise
         raise AssertionError("unreachable")
 

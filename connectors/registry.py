@@ -28,6 +28,7 @@ class Connectors:
         self._lock = threading.Lock()
         self._built: dict[str, CalendarConnector] = dict(overrides or {})
         self._factories: dict[str, Callable[[Any], CalendarConnector]] = {
+            "caldav": self._caldav,
             "google": self._google,
             "local": self._local,
             "memory": self._memory,
@@ -63,6 +64,13 @@ class Connectors:
         from connectors.local import LocalConnector
         return LocalConnector(Path(account.options["root"]), account.ooo_rules,
                               max_occurrences=self._max_occurrences)
+
+    def _caldav(self, account: Any) -> CalendarConnector:
+        from connectors.caldav import CalDAVConnector
+        options = account.options
+        return CalDAVConnector(options["url"], options.get("username") or None, options.get("password") or None,
+                               ca_bundle=options.get("ca_bundle") or None, rules=account.ooo_rules,
+                               max_occurrences=self._max_occurrences, account=account.name)
 
     def _google(self, account: Any) -> CalendarConnector:
         from connectors.google import GoogleConnector, google_options

@@ -423,9 +423,15 @@ _LIVE_PERIODS = select(_blocks.id, _blocks.user_id, _blocks.start, _blocks.end, 
 
 
 def set_content(row: BlockRow, content: OooContent) -> None:
-    row.start, row.end, row.all_day = content.start, content.end, content.all_day
-    row.start_date, row.end_date, row.timezone = content.start_date, content.end_date, content.timezone
-    row.title = content.title
+    for column, value in content_columns(content).items():
+        setattr(row, column, value)
+
+
+def content_columns(content: OooContent) -> dict[str, Any]:
+    """A block's columns that hold its content."""
+    return {"start": content.start, "end": content.end, "all_day": content.all_day,
+            "start_date": content.start_date, "end_date": content.end_date, "timezone": content.timezone,
+            "title": content.title}
 
 
 def _check_revision(row: BlockRow, expected: int | None) -> None:
