@@ -78,13 +78,20 @@ class StatusRecorder:
             select(BlockRow).where(BlockRow.user_id == user_id, BlockRow.deleted_at.is_(None))
         ))
 
+    def live_periods(self, session: Session, user_id: str) -> list[av.Period]:
+        """The periods of the user's live blocks: four columns, not ORM objects (a user with a
+        long import has thousands, and every edit evaluates them)."""
+        rows = session.execute(select(BlockRow.id, BlockRow.start, BlockRow.end, BlockRow.title)
+                               .where(BlockRow.user_id == user_id, BlockRow.deleted_at.is_(None)))
+        return [av.Period(block_id, start, end, title) for block_id, start, end, title in rows]
+
     def load(self, session: Session, user: UserRow, now: datetime) -> tuple[UserStatusRow, av.StatusState]:
         """The user's status row, locked for this transaction (created on first use)."""
         row = session.scalars(
             select(UserStatusRow).where(UserStatusRow.user_id == user.id).with_for_update()
         ).one_or_none()
         if row is None:
-            periods = periods_of(self.live_blocks(session, user.id))
+            periods = self.live_periods(session, user.id)
             state = av.initial_state(periods, self.policy(user), now)
             row = UserStatusRow(user_id=user.id)
             self._store(row, state, periods, self.policy(user))
@@ -100,16 +107,24 @@ class StatusRecorder:
         row = session.get(UserStatusRow, user.id)
         if row is not None:
             return state_of(row)
-        return av.initial_state(periods_of(self.live_blocks(session, user.id)), self.policy(user), now)
+        return av.initial_state(self.live_periods(session, user.id), self.policy(user), now)
 
     def policy(self, user: UserRow) -> av.StatusPolicy:
         return policy_of(user, self.away_outside_working_hours)
+
+    def advance_due(self, session: Session, user: UserRow, now: datetime) -> list[av.StatusChange]:
+        """`advance`, but only if a boundary has come since the last evaluation (before an
+        edit: nothing else can have changed the status, and the blocks need not be read)."""
+        row, _state = self.load(session, user, now)
+        if row.next_boundary_at is None or row.next_boundary_at > now:
+            return []
+        return self.advance(session, user, now)
 
     def advance(self, session: Session, user: UserRow, now: datetime, *, ended_early: bool = False,
                 manual: av.Status | None = None, by: str | None = None) -> list[av.StatusChange]:
         """Bring the user's status up to ``now`` (after an edit, a boundary, or a restart)."""
         row, state = self.load(session, user, now)
-        periods = periods_of(self.live_blocks(session, user.id))
+        periods = self.live_periods(session, user.id)
         policy = self.policy(user)
         evaluation = av.advance(state, periods, policy, max(now, state.evaluated_at), ended_early=ended_early)
         changes = list(evaluation.changes)

@@ -37,6 +37,7 @@ from syncd.errors import (
     SyncdError,
     TransientError,
 )
+from syncd.ooo import OooContent
 from syncd.service import Syncd, block_content, content_columns, set_content
 
 __all__ = ["LinkOutcome", "LinkSyncer"]
@@ -113,15 +114,27 @@ class LinkSyncer:
         """One pass over every enabled link, then a push pass so blocks pulled from one
         calendar reach the user's other calendars in the same run."""
         outcomes = self.sync_many(self.link_ids(user_ids))
-        changed_users = {o.user_id for o in outcomes if o.blocks_changed}
+        changed = [o for o in outcomes if o.blocks_changed]
         for _ in range(2):
-            if not changed_users:
+            if not changed:
                 break
-            pushed = [self.sync_link(link_id, pull=False) for link_id in self.link_ids(sorted(changed_users))]
+            pushed = [self.sync_link(link_id, pull=False) for link_id in self._to_push(changed)]
             by_id = {o.link_id: o for o in pushed}
             outcomes = [_merge(o, by_id.get(o.link_id)) for o in outcomes]
-            changed_users = {o.user_id for o in pushed if o.blocks_changed}
+            changed = [o for o in pushed if o.blocks_changed]
         return outcomes
+
+    def _to_push(self, changed: Sequence[LinkOutcome]) -> list[int]:
+        """The links that must hear of blocks other links changed: every link of those users,
+        except a link that was the only one to change its user's blocks (it is in step)."""
+        changers: dict[str, set[int]] = {}
+        for outcome in changed:
+            changers.setdefault(outcome.user_id, set()).add(outcome.link_id)
+        links = self.link_ids(sorted(changers))
+        users = self.db.read(lambda s: {link: user for link, user in s.execute(
+            select(CalendarLinkRow.id, CalendarLinkRow.user_id).where(CalendarLinkRow.id.in_(links)))})
+        return [link for link in links
+                if not (len(changers[users[link]]) == 1 and link in changers[users[link]])]
 
     def sync_many(self, link_ids: Sequence[int], *,
                   stopping: Callable[[], bool] = lambda: False) -> list[LinkOutcome]:
@@ -204,11 +217,12 @@ class LinkSyncer:
         if not candidates:
             return {}
 
-        def load(session: Session, chunk: Sequence[int]) -> tuple[list[BlockRow], list[EventLinkRow]]:
+        def load(session: Session, chunk: Sequence[int]) -> tuple[list[Any], list[Any]]:
             users = {candidates[i].user_id for i in chunk}
-            blocks = list(session.scalars(select(BlockRow).where(BlockRow.user_id.in_(users))))
-            pairs = list(session.scalars(select(EventLinkRow).where(EventLinkRow.link_id.in_(chunk))))
-            session.expunge_all()
+            blocks = list(session.execute(select(*BLOCK_COLUMNS).where(BlockRow.user_id.in_(users))))
+            pairs = list(session.execute(select(EventLinkRow.link_id, EventLinkRow.block_id, EventLinkRow.event_id,
+                                                EventLinkRow.etag, EventLinkRow.base_hash)
+                                         .where(EventLinkRow.link_id.in_(chunk))))
             return blocks, pairs
         idle = {}
         for chunk in _chunks(list(candidates), BATCH):  # a chunk at a time: memory stays flat
@@ -216,8 +230,7 @@ class LinkSyncer:
             blocks_of: dict[str, dict[str, rc.BlockView]] = {}
             pairs_of: dict[int, list[rc.Pair]] = {}
             for r in block_rows:
-                blocks_of.setdefault(r.user_id, {})[r.id] = rc.BlockView(r.id, block_content(r), r.updated_at,
-                                                                          r.deleted_at is not None)
+                blocks_of.setdefault(r.user_id, {})[r.id] = _block_view(r)
             for p in pair_rows:
                 pairs_of.setdefault(p.link_id, []).append(rc.Pair(p.block_id, p.event_id, p.etag, p.base_hash))
             for link_id in chunk:
@@ -384,10 +397,12 @@ class LinkSyncer:
         raise TransientError(f"events kept changing while syncing ({MAX_ROUNDS} rounds); will retry")
 
     def _load(self, session: Session, snap: _Snapshot) -> tuple[dict[str, rc.BlockView], list[rc.Pair]]:
-        rows = session.scalars(select(BlockRow).where(BlockRow.user_id == snap.user_id))
-        blocks = {r.id: rc.BlockView(r.id, block_content(r), r.updated_at, r.deleted_at is not None) for r in rows}
-        pairs = [rc.Pair(p.block_id, p.event_id, p.etag, p.base_hash) for p in session.scalars(
-            select(EventLinkRow).where(EventLinkRow.link_id == snap.link.id))]
+        # Columns, not ORM objects: a calendar with thousands of events loads them every pass.
+        rows = session.execute(select(*BLOCK_COLUMNS).where(BlockRow.user_id == snap.user_id))
+        blocks = {r.id: _block_view(r) for r in rows}
+        pairs = [rc.Pair(*p) for p in session.execute(
+            select(EventLinkRow.block_id, EventLinkRow.event_id, EventLinkRow.etag, EventLinkRow.base_hash)
+            .where(EventLinkRow.link_id == snap.link.id))]
         return blocks, pairs
 
     def _execute_all(self, connector: CalendarConnector, snap: _Snapshot, actions: Sequence[rc.Action],
@@ -508,7 +523,7 @@ class LinkSyncer:
         """Transitions due before this edit are published with their own time, not the edit's."""
         user = session.get(UserRow, snap.user_id)
         assert user is not None
-        self.service.recorder.advance(session, user, now)
+        self.service.recorder.advance_due(session, user, now)
 
     def _block_changed(self, session: Session, snap: _Snapshot, now: datetime) -> None:
         user = session.get(UserRow, snap.user_id)
@@ -601,6 +616,16 @@ class LinkSyncer:
         # ±10 % so a thousand links configured at once do not poll in lockstep.
         return interval * self.rng.uniform(0.9, 1.1)
 
+
+
+BLOCK_COLUMNS = (BlockRow.id, BlockRow.user_id, BlockRow.start, BlockRow.end, BlockRow.all_day, BlockRow.start_date,
+                 BlockRow.end_date, BlockRow.timezone, BlockRow.title, BlockRow.updated_at, BlockRow.deleted_at)
+
+
+def _block_view(r: Any) -> rc.BlockView:
+    content = OooContent(start=r.start, end=r.end, all_day=r.all_day, start_date=r.start_date, end_date=r.end_date,
+                         timezone=r.timezone, title=r.title)
+    return rc.BlockView(r.id, content, r.updated_at, r.deleted_at is not None)
 
 
 def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
