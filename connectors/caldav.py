@@ -492,9 +492,10 @@ class CalDAVConnector(CalendarConnector):
             href = self._hrefs.get(collection, {}).get(uid)
         if href is not None:
             return href
-        own = self._own_href(collection, uid)
-        if self._get_object(self._absolute(collection, own)) is not None:
-            return own
+        if uid.startswith("syncd-"):  # ours: named after the UID, so no search is needed
+            own = self._own_href(collection, uid)
+            if self._get_object(self._absolute(collection, own)) is not None:
+                return own
         body = ('<?xml version="1.0" encoding="utf-8"?>'
                 '<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
                 '<d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR">'
