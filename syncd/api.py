@@ -267,6 +267,9 @@ class LinkOut(BaseModel):
     failures: int
     held_deletions: int
     next_poll: str | None
+    owner: str | None = Field(description="the replica syncing it now, or the one that synced it last")
+    syncing: bool = Field(description="a replica holds its lease now")
+    lag_s: float | None = Field(description="seconds since its last successful sync")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

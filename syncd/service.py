@@ -160,11 +160,18 @@ class Syncd:
         """Every calendar link with its sync state, for `syncd links` and the API."""
         def work(session: Session) -> list[dict[str, Any]]:
             rows = session.scalars(select(CalendarLinkRow).order_by(CalendarLinkRow.user_id, CalendarLinkRow.id))
+            now = self.clock()
             return [{"id": r.id, "user": r.user_id, "account": r.account, "calendar": r.calendar,
                      "direction": r.direction, "enabled": r.enabled, "sync_ooo": r.sync_ooo, "state": r.state,
                      "last_sync": format_utc(r.last_sync_at), "last_success": format_utc(r.last_success_at),
                      "last_error": r.last_error, "failures": r.failures, "held_deletions": r.held_deletions,
-                     "next_poll": format_utc(r.next_poll_at)} for r in rows]
+                     "next_poll": format_utc(r.next_poll_at),
+                     # the replica syncing it now (or that synced it last), and how stale its data is
+                     "owner": r.lease_owner,
+                     "syncing": r.lease_expires is not None and r.lease_expires > now,
+                     "lag_s": None if r.last_success_at is None
+                     else round((now - r.last_success_at).total_seconds(), 1)}
+                    for r in rows]
         return self.db.run(work)
 
     def release_deletions(self, link_id: int) -> str:

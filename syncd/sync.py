@@ -11,7 +11,10 @@ crash mid-way replays the change set rather than losing it.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -45,6 +48,7 @@ __all__ = ["LinkOutcome", "LinkSyncer"]
 log = logging.getLogger("syncd.sync")
 MAX_ROUNDS = 4  # re-read + re-merge rounds after lost write races
 MAX_BACKOFF = timedelta(hours=1)
+LEASE_TTL = timedelta(seconds=60)  # a replica that dies loses its links to the others after this
 PUSH_POLL_INTERVAL = timedelta(hours=1)  # the fallback poll of a link whose push channel is live
 BATCH = 2000  # database-only actions per transaction (each one re-evaluates the user's status)
 LIST_CHUNK = 1000  # links listed together by `sync_many` (10 batch requests of 100 for Google)
@@ -80,6 +84,7 @@ class _Snapshot:
     name: str
     email: str = ""
     pushed: bool = False  # a live push channel tells us about changes: poll less often
+    started_at: datetime | None = None  # a poll asked for after this (a notification) is kept
 
 
 @dataclass
@@ -90,8 +95,12 @@ class _Round:
 
 class LinkSyncer:
     def __init__(self, service: Syncd, connectors: Connectors, *, rng: random.Random | None = None,
-                 observe: Callable[[str, bool, float], None] | None = None) -> None:
+                 observe: Callable[[str, bool, float], None] | None = None, replica: str | None = None,
+                 lease_ttl: timedelta = LEASE_TTL) -> None:
         self.observe = observe  # (provider, ok, seconds) after each pull: the metrics
+        # Who holds a link's lease: several replicas share one PostgreSQL database.
+        self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease_ttl = lease_ttl
         self.service = service
         self.db = service.db
         self.connectors = connectors
@@ -142,12 +151,13 @@ class LinkSyncer:
         requests where the provider has them); links with nothing to do are settled in one
         transaction; the others are synced one by one with what was listed for them."""
         outcomes: list[LinkOutcome] = []
-        for n in range(0, len(link_ids), LIST_CHUNK):  # bounded memory: change sets are held until used
-            chunk = link_ids[n:n + LIST_CHUNK]
-            if stopping():
-                self._release(link_ids[n:])
-                break
-            outcomes += self._sync_chunk(chunk, stopping)
+        with self._holding(link_ids):  # claimed links stay ours while we work on them
+            for n in range(0, len(link_ids), LIST_CHUNK):  # bounded memory: change sets are held until used
+                chunk = link_ids[n:n + LIST_CHUNK]
+                if stopping():
+                    self._release(link_ids[n:])
+                    break
+                outcomes += self._sync_chunk(chunk, stopping)
         return outcomes
 
     def _sync_chunk(self, link_ids: Sequence[int], stopping: Callable[[], bool]) -> list[LinkOutcome]:
@@ -170,19 +180,21 @@ class LinkSyncer:
                 outcomes.append(LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id))
                 self._observe(snap.account, True, share)
             else:
-                outcomes.append(self.sync_link(link_id, prefetched=listed.pop(link_id, None)))
+                outcomes.append(self.sync_link(link_id, prefetched=listed.pop(link_id, None),
+                                               started_at=snap.started_at if snap is not None else None))
         return outcomes
 
     def _release(self, link_ids: Sequence[int]) -> None:
         now = self.service.clock()
         self.db.run(lambda s: s.execute(update(CalendarLinkRow).where(CalendarLinkRow.id.in_(link_ids))
-                                        .values(next_poll_at=now)), what="releasing links")
+                                        .values(next_poll_at=now, lease_expires=None)), what="releasing links")
 
     def _snapshots(self, session: Session, link_ids: Sequence[int]) -> dict[int, _Snapshot]:
         rows = session.execute(select(CalendarLinkRow, UserRow).join(UserRow, UserRow.id == CalendarLinkRow.user_id)
                                .where(CalendarLinkRow.id.in_(link_ids)))
         pushed = self._pushed(session, link_ids)
-        return {link.id: _snapshot_of(link, user, pushed) for link, user in rows}
+        now = self.service.clock()
+        return {link.id: _snapshot_of(link, user, pushed, now) for link, user in rows}
 
     def _list_many(self, snaps: Sequence[_Snapshot]) -> dict[int, ChangeSet | Exception]:
         by_account: dict[str, list[_Snapshot]] = {}
@@ -252,40 +264,64 @@ class LinkSyncer:
 
         def work(session: Session, chunk: Sequence[int]) -> None:
             now = self.service.clock()
+            query = select(CalendarLinkRow).where(CalendarLinkRow.id.in_(chunk))
+            if self.db.dialect == "postgresql":
+                query = query.with_for_update()  # a notification arriving now must not be overwritten
+            current = {row.id: row for row in session.scalars(query)}
             rows = []
             for link_id in chunk:
                 changes = listed[link_id]
                 assert isinstance(changes, ChangeSet)
+                planned = now + self._jittered(self._interval(idle[link_id]))
+                row = current.get(link_id)
                 rows.append({"id": link_id, "last_sync_at": now, "last_success_at": now, "failures": 0,
                              "last_error": None, "state": "ok", "held_deletions": 0, "release_deletions": False,
-                             "cursor": changes.cursor,
-                             "next_poll_at": now + self._jittered(self._interval(idle[link_id]))})
+                             "cursor": changes.cursor, "lease_expires": None,
+                             "next_poll_at": planned if row is None else _next_poll(row, idle[link_id], planned)})
+            session.expunge_all()
             session.execute(update(CalendarLinkRow), rows)
         for chunk in _chunks(list(idle), BATCH * 4):
             self.db.run(lambda s, c=chunk: work(s, c), what="saving polled links")  # type: ignore[misc]
 
-    def claim_due(self, limit: int = 50, lease: timedelta = timedelta(minutes=10)) -> list[int]:
-        """Links whose poll is due, marked as taken so a second worker does not start them too."""
+    def claim_due(self, limit: int = 50) -> list[int]:
+        """Links whose poll is due and that no replica holds, leased to this one.
+
+        The lease expires after ``lease_ttl`` unless renewed (`sync_many` renews it while it
+        works), so the links of a replica that died are taken over by the others. On
+        PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets replicas claim at once without waiting
+        on each other or taking the same link."""
         def work(session: Session) -> list[int]:
             now = self.service.clock()
+            free = CalendarLinkRow.lease_expires.is_(None) | (CalendarLinkRow.lease_expires <= now)
             query = (select(CalendarLinkRow).where(
                 CalendarLinkRow.enabled.is_(True), CalendarLinkRow.sync_ooo.is_(True),
-                CalendarLinkRow.next_poll_at.is_not(None), CalendarLinkRow.next_poll_at <= now)
+                CalendarLinkRow.next_poll_at.is_not(None), CalendarLinkRow.next_poll_at <= now, free)
                 .order_by(CalendarLinkRow.next_poll_at).limit(limit))
             if self.db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = list(session.scalars(query))
             for row in rows:
-                row.next_poll_at = now + lease  # re-polled after the lease if this worker dies
+                row.lease_owner, row.lease_expires = self.replica, now + self.lease_ttl
             return [row.id for row in rows]
         return self.db.run(work, what="claiming links")
 
-    def sync_link(self, link_id: int, *, pull: bool = True,
-                  prefetched: ChangeSet | Exception | None = None) -> LinkOutcome:
+    def _renew(self, link_ids: Sequence[int]) -> None:
+        now = self.service.clock()
+        self.db.run(lambda s: s.execute(
+            update(CalendarLinkRow).where(CalendarLinkRow.id.in_(link_ids),
+                                          CalendarLinkRow.lease_owner == self.replica,
+                                          CalendarLinkRow.lease_expires.is_not(None))
+            .values(lease_expires=now + self.lease_ttl)), what="renewing leases")
+
+    def _holding(self, link_ids: Sequence[int]) -> _LeaseKeeper:
+        return _LeaseKeeper(self, list(link_ids))
+
+    def sync_link(self, link_id: int, *, pull: bool = True, prefetched: ChangeSet | Exception | None = None,
+                  started_at: datetime | None = None) -> LinkOutcome:
         """Sync one link; ``prefetched`` is its change set (or the error listing it raised)
-        when `sync_many` already listed it with others."""
+        when `sync_many` already listed it with others, at ``started_at``."""
         started = time.monotonic()
-        outcome = self._sync_link(link_id, pull=pull, prefetched=prefetched)
+        outcome = self._sync_link(link_id, pull=pull, prefetched=prefetched, started_at=started_at)
         if pull:
             self._observe(outcome.account, outcome.ok, time.monotonic() - started)
         return outcome
@@ -300,8 +336,11 @@ class LinkSyncer:
         daemon = self.service.config.daemon
         return SyncWindow(now - daemon.sync_window_past, now + daemon.sync_window_future, timezone)
 
-    def _sync_link(self, link_id: int, *, pull: bool, prefetched: ChangeSet | Exception | None) -> LinkOutcome:
+    def _sync_link(self, link_id: int, *, pull: bool, prefetched: ChangeSet | Exception | None,
+                   started_at: datetime | None = None) -> LinkOutcome:
         snap = self.db.run(lambda s: self._snapshot(s, link_id))
+        if started_at is not None:
+            snap.started_at = started_at  # the listing began then: a poll asked for since is kept
         outcome = LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id)
         try:
             connector = self.connectors.for_account(snap.account)
@@ -338,7 +377,7 @@ class LinkSyncer:
             raise ConfigError(f"no link {link_id}")
         user = session.get(UserRow, row.user_id)
         assert user is not None
-        return _snapshot_of(row, user, self._pushed(session, [row.id]))
+        return _snapshot_of(row, user, self._pushed(session, [row.id]), self.service.clock())
 
     def _pushed(self, session: Session, link_ids: Sequence[int]) -> set[int]:
         now = self.service.clock()
@@ -559,7 +598,8 @@ class LinkSyncer:
                 log.info("link %s: recovered after %d failed attempt(s)", snap.name, snap.failures)
             row.last_sync_at = row.last_success_at = now
             row.failures, row.last_error = 0, None
-            row.next_poll_at = now + self._jittered(self._interval(snap))
+            row.next_poll_at = _next_poll(row, snap, now + self._jittered(self._interval(snap)))
+            row.lease_expires = None
             if result.held_deletions:
                 if row.state != "held" or row.held_deletions != result.held_deletions:
                     log.warning("link %s: held %d deletions (the calendar suddenly lacks most of this user's "
@@ -601,6 +641,7 @@ class LinkSyncer:
             row.state, row.last_error, row.last_sync_at = state, message, now
             row.failures += 1
             row.next_poll_at = now + max(self._jittered(delay), at_least)
+            row.lease_expires = None
         self.db.run(work, what=f"saving link {snap.name}")
 
     def _interval(self, snap: _Snapshot) -> timedelta:
@@ -632,11 +673,48 @@ def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _snapshot_of(row: CalendarLinkRow, user: UserRow, pushed: set[int]) -> _Snapshot:
+def _snapshot_of(row: CalendarLinkRow, user: UserRow, pushed: set[int], now: datetime) -> _Snapshot:
     view = rc.LinkView(row.id, cast(rc.Direction, row.direction), f"calendar:{row.account}/{row.calendar}")
     return _Snapshot(view, user.id, user.timezone, row.account, row.calendar, row.cursor, row.release_deletions,
                      row.state, row.failures, f"{user.id}/{row.account}/{row.calendar}", user.email.lower(),
-                     row.id in pushed)
+                     row.id in pushed, now)
+
+
+def _next_poll(row: CalendarLinkRow, snap: _Snapshot, planned: datetime) -> datetime:
+    """When to poll next: as planned, unless a poll was asked for (a push notification)
+    while this sync ran, which it may have missed."""
+    asked = row.next_poll_at
+    if asked is not None and snap.started_at is not None and asked > snap.started_at:
+        return min(asked, planned)
+    return planned
+
+
+class _LeaseKeeper:
+    """Renews this replica's leases on ``link_ids`` every third of the lease's life while a
+    `sync_many` runs, so a long pass does not lose its links to another replica."""
+
+    def __init__(self, syncer: LinkSyncer, link_ids: list[int]) -> None:
+        self.syncer, self.link_ids = syncer, link_ids
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="syncd-leases", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        if self.link_ids:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _run(self) -> None:
+        every = max(0.5, self.syncer.lease_ttl.total_seconds() / 3)
+        while not self.done.wait(every):
+            try:
+                self.syncer._renew(self.link_ids)
+            except SyncdError as exc:  # the database is away: the lease may lapse; syncing goes on
+                log.warning("renewing leases failed: %s", exc)
 
 
 def _event_id_of(action: rc.Action) -> str:

@@ -1,0 +1,144 @@
+"""Link leases: several replicas share one database, and each link is synced by one at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from connectors.base import ChangeSet, SyncWindow
+from connectors.memory import MemoryConnector
+from connectors.registry import Connectors
+from store.db import Database
+from store.models import CalendarLinkRow
+from syncd.ooo import timed_content
+from syncd.sync import LinkSyncer
+from tests.conftest import Clock, Harness, user
+
+HarnessFactory = Callable[..., Harness]
+
+
+def replicas(h: Harness, *names: str, ttl: timedelta = timedelta(seconds=60)) -> list[LinkSyncer]:
+    connectors = Connectors(h.service.config.accounts, overrides={"mem": h.calendars})
+    return [LinkSyncer(h.service, connectors, replica=name, lease_ttl=ttl) for name in names]
+
+
+def everyone_due(h: Harness) -> None:
+    with h.service.db.session() as session:
+        session.execute(update(CalendarLinkRow).values(next_poll_at=h.clock()))
+
+
+def test_replicas_claim_disjoint_links(harness_factory: HarnessFactory) -> None:
+    h = harness_factory([user(f"u{n}", "work") for n in range(6)])
+    everyone_due(h)
+    a, b = replicas(h, "a", "b")
+    first = a.claim_due(limit=4)
+    second = b.claim_due(limit=4)
+    assert len(first) == 4 and len(second) == 2
+    assert not set(first) & set(second)
+    assert b.claim_due() == [] and a.claim_due() == []  # all leased
+    owners = {link["id"]: link["owner"] for link in h.service.links()}
+    assert {owners[i] for i in first} == {"a"} and {owners[i] for i in second} == {"b"}
+
+
+def test_a_dead_replicas_links_are_taken_over_after_the_ttl(harness_factory: HarnessFactory, clock: Clock) -> None:
+    h = harness_factory([user("alice", "work"), user("bob", "work")])
+    everyone_due(h)
+    a, b = replicas(h, "a", "b")
+    taken = a.claim_due()
+    assert len(taken) == 2
+    clock.advance(timedelta(seconds=59))
+    assert b.claim_due() == []
+    clock.advance(timedelta(seconds=2))  # "a" died: its leases ran out
+    assert sorted(b.claim_due()) == sorted(taken)
+
+
+def test_a_lease_is_renewed_while_its_sync_runs(harness_factory: HarnessFactory, clock: Clock) -> None:
+    h = harness_factory([user("alice", "work")])
+    everyone_due(h)
+    a, b = replicas(h, "a", "b")
+    [link] = a.claim_due()
+    clock.advance(timedelta(seconds=50))
+    a._renew([link])
+    b._renew([link])  # not b's: nothing happens
+    clock.advance(timedelta(seconds=50))
+    assert b.claim_due() == []  # renewed 50 s ago, good for 60
+    with h.service.db.session() as session:
+        row = session.get(CalendarLinkRow, link)
+        assert row is not None and row.lease_owner == "a"
+
+
+def test_a_finished_sync_frees_the_link_and_records_its_owner(harness_factory: HarnessFactory) -> None:
+    h = harness_factory([user("alice", "work")])
+    h.calendars.add("work", timed_content(h.clock() + timedelta(days=1), h.clock() + timedelta(days=2)))
+    everyone_due(h)
+    [a] = replicas(h, "replica-a")
+    [link] = a.claim_due()
+    [outcome] = a.sync_many([link])
+    assert outcome.ok
+    [shown] = h.service.links()
+    assert shown["owner"] == "replica-a" and not shown["syncing"] and shown["lag_s"] == 0
+    with h.service.db.session() as session:
+        row = session.get(CalendarLinkRow, link)
+        assert row is not None and row.lease_expires is None and row.next_poll_at is not None
+        assert row.next_poll_at > h.clock()
+
+
+class _Notified(MemoryConnector):
+    """A calendar that changes (and says so) while syncd is listing it: the listing runs a hook."""
+
+    def __init__(self, hook: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hook = hook
+
+    def changes(self, calendar: str, cursor: str | None, window: SyncWindow) -> ChangeSet:
+        listed = super().changes(calendar, cursor, window)
+        self.hook()
+        return listed
+
+
+def test_a_notification_during_a_sync_is_not_lost(harness_factory: HarnessFactory, clock: Clock) -> None:
+    h = harness_factory([user("alice", "work")])
+    everyone_due(h)
+
+    def notified() -> None:  # what PushChannels.notify does, a moment after the listing began
+        clock.advance(timedelta(seconds=1))
+        with h.service.db.session() as session:
+            session.execute(update(CalendarLinkRow).values(next_poll_at=clock()))
+    calendar = _Notified(notified, clock=clock)
+    syncer = LinkSyncer(h.service, Connectors(h.service.config.accounts, overrides={"mem": calendar}), replica="a")
+    [link] = syncer.claim_due()
+    syncer.sync_many([link])
+    with h.service.db.session() as session:
+        due = session.scalars(select(CalendarLinkRow.next_poll_at)).one()
+    assert due is not None and due <= clock()  # polled again at once, not in five minutes
+
+
+def test_replicas_racing_on_postgresql_never_share_a_link(harness_factory: HarnessFactory, database: Database) -> None:
+    h = harness_factory([user(f"u{n}", "work") for n in range(40)])
+    everyone_due(h)
+    syncers = replicas(h, *(f"r{n}" for n in range(4)))
+    claimed: dict[str, list[int]] = {}
+
+    def claim(syncer: LinkSyncer) -> None:
+        claimed[syncer.replica] = syncer.claim_due(limit=15)
+    threads = [threading.Thread(target=claim, args=(s,)) for s in syncers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [link for links in claimed.values() for link in links]
+    assert len(every) == len(set(every)) == 40
+
+
+def test_leases_use_aware_instants(harness_factory: HarnessFactory) -> None:
+    h = harness_factory([user("alice", "work")])
+    everyone_due(h)
+    [a] = replicas(h, "a")
+    a.claim_due()
+    with h.service.db.session() as session:
+        expires = session.scalars(select(CalendarLinkRow.lease_expires)).one()
+    assert expires is not None and expires.tzinfo is not None and expires > datetime(2000, 1, 1, tzinfo=UTC)
