@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     clist = creds.add_parser("list", help="whose tokens are stored (never the tokens)")
     clist.add_argument("account", nargs="?")
     creds.add_parser("new-key", help="print a new random token_key")
+
+    secrets_cmd = sub.add_parser("secrets", help="the keys stored secrets are encrypted with").add_subparsers(
+        dest="secrets", required=True, metavar="ACTION")
+    secrets_cmd.add_parser("rotate", help="re-encrypt every stored secret with each account's first token_key")
     return parser
 
 
@@ -163,6 +167,11 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _links(rt, args)
             case "credentials":
                 return _credentials(rt, args)
+            case "secrets":
+                count = rt.vault.rotate()
+                print(f"re-encrypted {count} stored secret(s) with each account's first token_key; "
+                      "the old keys can now be removed from the config")
+                return 0
         raise Bug(f"unhandled command {args.command}")
     finally:
         rt.close()
@@ -270,6 +279,10 @@ def _links(rt: Any, args: argparse.Namespace) -> int:
         name = f"{row['user']}/{row['account']}/{row['calendar']}"
         line = (f"{row['id']:>4}  {name:<{width}}  {row['direction']:<7}  {row['state']:<15}  "
                 f"last success {row['last_success'] or 'never'}")
+        if row["lag_s"] is not None:
+            line += f"  lag {row['lag_s']:.0f}s"
+        if row["owner"]:
+            line += f"  {'syncing on' if row['syncing'] else 'last synced by'} {row['owner']}"
         if row["last_error"]:
             line += f"  error: {row['last_error']}"
         print(line)

@@ -7,6 +7,7 @@ that "Mon-Fri off" means those days in the user's zone, DST included.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, replace
@@ -93,15 +94,8 @@ class OooContent:
     def fingerprint(self) -> str:
         """Stable hash of the meaning (not the bytes): the base of the three-way merge."""
         if self.all_day:
-            key: dict[str, object] = {
-                "all_day": True,
-                "start_date": self.start_date.isoformat() if self.start_date else None,
-                "end_date": self.end_date.isoformat() if self.end_date else None,
-            }
-        else:
-            key = {"start": format_utc(self.start), "end": format_utc(self.end)}
-        key["title"] = (self.title or "").strip()
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+            return _fingerprint(True, self.start_date, self.end_date, (self.title or "").strip())
+        return _fingerprint(False, self.start, self.end, (self.title or "").strip())
 
     def in_zone(self, tz_name: str) -> OooContent:
         """Re-anchor an all-day period's dates in another zone (a user's)."""
@@ -113,6 +107,18 @@ class OooContent:
     def with_end(self, end: datetime) -> OooContent:
         """The period cut off at ``end``; an all-day period becomes timed (it no longer fills whole days)."""
         return replace(self, end=end.astimezone(UTC), all_day=False, start_date=None, end_date=None, timezone=None)
+
+
+@functools.lru_cache(maxsize=65536)  # every pass compares every block of a user with its base
+def _fingerprint(all_day: bool, first: date | datetime | None, last: date | datetime | None, title: str) -> str:
+    if all_day:
+        key: dict[str, object] = {"all_day": True, "start_date": first.isoformat() if first else None,
+                                  "end_date": last.isoformat() if last else None}
+    else:
+        assert isinstance(first, datetime) and isinstance(last, datetime)
+        key = {"start": format_utc(first), "end": format_utc(last)}
+    key["title"] = title
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def timed_content(start: datetime, end: datetime, title: str | None = None) -> OooContent:

@@ -9,15 +9,17 @@ reported by ``syncd status`` — and the user's queue moves on.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, aliased
 
 from store.db import Database
@@ -72,8 +74,29 @@ class Publisher:
         with self._pass:
             report = DeliveryReport()
             for name, sink in self.sinks.items():
-                report += self._deliver_sink(name, sink)
+                with self._sink_claim(name) as ours:
+                    if ours:
+                        report += self._deliver_sink(name, sink)
             return report
+
+    @contextlib.contextmanager
+    def _sink_claim(self, sink: str) -> Iterator[bool]:
+        """On PostgreSQL, where several replicas share the outbox, one replica at a time
+        delivers a sink (a session advisory lock, released if that replica dies): events are
+        sent once, and in order per user. The others skip the sink for this pass."""
+        if self.db.dialect != "postgresql":
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(f"syncd-sink:{sink}".encode()).digest()[:8], "big", signed=True)
+        with self.db.engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    conn.commit()
 
     def drain(self, rounds: int = 20) -> DeliveryReport:
         """Deliver until nothing more is due now (used by `syncd sync --once`)."""

@@ -4,6 +4,11 @@ Each account that uses refresh tokens has a key (``token_key`` / ``token_key_env
 config table): a Fernet key, i.e. 32 random bytes in URL-safe base64, as printed by
 ``syncd credentials new-key``. Only ciphertext reaches the database; a token is decrypted
 when the connector needs it and never logged.
+
+Rotation: put the new key first and the old ones after it, comma-separated
+(``token_key = "NEW,OLD"``); tokens encrypted with any of them still decrypt, new ones use the
+first, and ``syncd secrets rotate`` re-encrypts every stored token with the first key, after
+which the old keys can be dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -27,12 +32,15 @@ def new_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def _fernet(account: str, key: str) -> Fernet:
+def _fernet(account: str, keys: str) -> MultiFernet:
+    """The account's keys: the first encrypts, all of them decrypt (during a rotation)."""
+    parts = [k.strip() for k in keys.split(",") if k.strip()]
     try:
-        return Fernet(key.encode())
+        return MultiFernet([Fernet(k.encode()) for k in parts])
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"accounts.{account}: token_key is not a valid key (32 bytes, URL-safe base64); "
-                          "make one with `syncd credentials new-key`") from exc
+        raise ConfigError(f"accounts.{account}: token_key is not a valid key (32 bytes, URL-safe base64; "
+                          "several separated by commas while rotating); make one with "
+                          "`syncd credentials new-key`") from exc
 
 
 class CredentialVault:
@@ -42,10 +50,10 @@ class CredentialVault:
         self.db = db
         self.clock = clock
         self._keys = dict(keys)  # account -> key text
-        self._fernets: dict[str, Fernet] = {}
+        self._fernets: dict[str, MultiFernet] = {}
         self._lock = threading.Lock()
 
-    def _cipher(self, account: str) -> Fernet:
+    def _cipher(self, account: str) -> MultiFernet:
         with self._lock:
             cipher = self._fernets.get(account)
             if cipher is None:
@@ -102,6 +110,22 @@ class CredentialVault:
                                                                CredentialRow.subject == email))
             return bool(getattr(done, "rowcount", 0))
         return self.db.run(work, what="removing credentials")
+
+    def rotate(self) -> int:
+        """Re-encrypt every stored token with its account's first key; how many were."""
+        def work(session: Session) -> int:
+            count = 0
+            for row in session.scalars(select(CredentialRow)):
+                try:
+                    row.ciphertext = self._cipher(row.account).rotate(row.ciphertext.encode()).decode()
+                except InvalidToken as exc:
+                    raise ConfigError(f"the stored token of {row.subject} ({row.account}) decrypts with none of "
+                                      f"accounts.{row.account}'s token keys; add the old key after the new one "
+                                      "and run `syncd secrets rotate` again") from exc
+                row.updated_at = self.clock()
+                count += 1
+            return count
+        return self.db.run(work, what="re-encrypting credentials")
 
     def subjects(self, account: str | None = None) -> list[tuple[str, str, datetime]]:
         """(account, email, stored at) of every stored token; never the token itself."""

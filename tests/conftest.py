@@ -3,6 +3,7 @@ controllable clock; a ready service over memory calendars."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -129,3 +130,36 @@ def harness_factory(database: Database, clock: Clock) -> Callable[..., Harness]:
         syncer = LinkSyncer(service, Connectors(config.accounts, overrides={"mem": memory}))
         return Harness(service, syncer, memory, clock)
     return build
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is not ours to judge
+            self.lines.append(str(record.msg))
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs() -> Iterator[None]:
+    """Every test: whatever syncd logs (INFO and up, tracebacks included) shows no known secret."""
+    from tests.known_secrets import SECRETS
+
+    handler = _Lines()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    leaked = sorted({secret for line in handler.lines for secret in SECRETS if secret in line})
+    assert not leaked, f"a log line shows a secret ({len(leaked)} value(s)); first: " + next(
+        line for line in handler.lines if any(secret in line for secret in leaked))

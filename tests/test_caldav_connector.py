@@ -16,7 +16,7 @@ import pytest
 
 from connectors.base import EventDraft, SyncWindow
 from connectors.caldav import CalDAVConnector
-from syncd.errors import AuthError, CursorExpired, PreconditionFailed, TransientError
+from syncd.errors import AuthError, CursorExpired, PreconditionFailed, SyncdError, TransientError
 from syncd.ooo import OooContent
 from tests.caldav_servers import CalDAVPerson, CalDAVServer, server, vcalendar, vevent
 from tests.connector_contract import TZ, ConnectorContract, timed
@@ -112,7 +112,7 @@ def test_an_event_with_a_broken_period_is_skipped_with_one_log_line(
         first = connector.changes(calendar, None, window)
         connector.changes(calendar, None, window)
     assert [e.event_id for e in first.events] == [good]
-    assert len([r for r in caplog.records if "broken" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if r.name == "syncd.caldav" and "broken" in r.getMessage()]) == 1
 
 
 def test_a_server_rewrite_changes_nothing_syncd_cares_about(connector: CalDAVConnector, calendar: str,
@@ -154,7 +154,8 @@ class Gate:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
-        self.mode = "pass"  # pass | no-sync (501 for sync-collection) | 401 | 500
+        self.mode = "pass"  # pass | no-sync (501 for sync-collection) | 401 | 500 | hostile
+        self.hostile = b""  # what a hostile server answers every REPORT with
         self.seen: list[str] = []  # "METHOD path" of every request
         self.client = httpx.Client(timeout=30)
         gate = self
@@ -190,6 +191,8 @@ class Gate:
             return 401, {"WWW-Authenticate": 'Basic realm="x"'}, b""
         if self.mode == "500":
             return 500, {}, b"down"
+        if self.mode == "hostile" and method == "REPORT":
+            return 207, {"Content-Type": "application/xml"}, self.hostile
         if self.mode == "no-sync" and method == "REPORT" and b"sync-collection" in body:
             return 501, {}, b"not implemented"
         forwarded = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
@@ -278,3 +281,31 @@ def test_a_listing_fetches_changed_objects_in_one_report(gate: Gate, caldav: Cal
     # the sync report, and one multiget where the report does not carry the bodies: never a GET each
     assert all(request.startswith("REPORT ") for request in gate.seen)
     assert len(gate.seen) == (1 if caldav.kind == "radicale" else 2)
+
+
+_XXE = (b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b'<d:multistatus xmlns:d="DAV:"><d:sync-token>&x;</d:sync-token><d:response><d:href>/e.ics</d:href>'
+        b'<d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop></d:propstat></d:response></d:multistatus>')
+_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+           + b"".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">'.encode()
+                      for p, c in zip("bcdefgh", "cdefghi", strict=True))
+           + b']><d:multistatus xmlns:d="DAV:"><d:sync-token>&i;</d:sync-token></d:multistatus>')
+
+
+@pytest.mark.parametrize("body", [_XXE, _LAUGHS], ids=["external-entity", "billion-laughs"])
+def test_hostile_xml_is_not_expanded(gate: Gate, caldav: CalDAVServer, calendar: str, window: SyncWindow,
+                                     body: bytes) -> None:
+    gate.mode, gate.hostile = "hostile", body
+    path = calendar.split("/", 3)[3]
+    connector = CalDAVConnector(gate.url, caldav.username, caldav.password)
+    try:
+        try:
+            changes = connector.changes(gate.url + path, None, window)
+        except Exception as exc:  # noqa: BLE001 - failing is fine, as long as it is ours and says why
+            assert isinstance(exc, SyncdError), repr(exc)
+            return
+    finally:
+        connector.close()
+    cursor = changes.cursor or ""
+    assert "root:" not in cursor and "lollollol" not in cursor  # nothing was read or expanded
+    assert len(cursor) < 10_000

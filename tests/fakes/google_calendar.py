@@ -112,6 +112,7 @@ from tests.fakes.http_support import (
     serve_until_signalled,
 )
 from tests.fakes.http_support import ControlError as ControlError  # re-exported: raised by call_control
+from tests.known_secrets import register
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -434,6 +435,7 @@ class FakeGoogleCalendar(_Endpoints):
         with self._lock:
             token = "ya29.fake-" + secrets.token_urlsafe(16)
             self._access_tokens[token] = user
+            register(token)
             return token
 
     # ------------------------------------------------------------------ test hooks: faults/log

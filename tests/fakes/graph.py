@@ -144,6 +144,7 @@ from tests.fakes.http_support import (
     json_object,
     serve_until_signalled,
 )
+from tests.known_secrets import register
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_DEFAULT_SCOPE = f"{GRAPH_RESOURCE}/.default"
@@ -920,6 +921,7 @@ class FakeGraph:
         token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0." + _b64url(secrets.token_bytes(24)) + ".fake"
         self._access_tokens[token] = _Grant("user" if user else "app", client_id, user,
                                             time.time() + self.token_lifetime)
+        register(token)
         return token
 
     # ------------------------------------------------------------------------------------ events: writes
