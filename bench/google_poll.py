@@ -23,20 +23,14 @@ The last line printed is one JSON object with them.
 
 from __future__ import annotations
 
-import argparse
 import json
-import resource
 import sys
 import tempfile
-import time
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors.google import GoogleConnector
-from syncd.config import load_config
-from syncd.daemon import Runtime, build_runtime
+from bench.pollbench import Provider, arguments, measure, report
 from tests.fakes.google_calendar import RemoteFakeGoogleCalendar, serve_in_subprocess
 from tests.google_support import private_key_pem
 
@@ -79,17 +73,6 @@ def write_config(root: Path, fake: RemoteFakeGoogleCalendar, users: int) -> Path
     return path
 
 
-def cycle(rt: Runtime, fake: RemoteFakeGoogleCalendar, link_ids: list[int]) -> tuple[float, dict[str, int], int]:
-    fake.control("reset_counts")
-    started = time.perf_counter()
-    outcomes = rt.syncer.sync_many(link_ids)
-    elapsed = time.perf_counter() - started
-    failed = [o for o in outcomes if not o.ok]
-    if failed:
-        print(f"  {len(failed)} link(s) failed, e.g. {failed[0].name}: {failed[0].error}", file=sys.stderr)
-    return elapsed, fake.control("request_counts"), sum(o.actions for o in outcomes)
-
-
 def edit_some(fake: RemoteFakeGoogleCalendar, ids: list[list[str]], share: float, round_: int,
               now: datetime) -> int:
     step = max(1, round(1 / share))
@@ -104,59 +87,16 @@ def edit_some(fake: RemoteFakeGoogleCalendar, ids: list[list[str]], share: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1,000 users: finishes in about a minute")
-    parser.add_argument("--users", type=int)
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every HTTP request")
-    parser.add_argument("--changed", type=float, default=0.01, help="share of users who edit an event")
-    args = parser.parse_args(argv)
-    users = args.users or (1000 if args.quick else 10_000)
-    now = datetime.now(UTC)
+    args = arguments(__doc__ or "", argv, "users")
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, serve_in_subprocess(0.0) as fake:
-        root = Path(tmp)
-        print(f"seeding {users} users with 2 OOO events each", flush=True)
-        ids = seed(fake, users, now)
-        rt = build_runtime(load_config(write_config(root, fake, users)))
-        try:
-            rt.service.prepare()
-            link_ids = rt.syncer.link_ids()
-            started = time.perf_counter()
-            outcomes = rt.syncer.sync_many(link_ids)
-            first_sync = time.perf_counter() - started
-            assert all(o.ok for o in outcomes), next(o.error for o in outcomes if not o.ok)
-            print(f"first sync (no latency, {users} service-account sign-ins): {first_sync:.1f} s", flush=True)
-
-            fake.control("set_latency", seconds=args.latency)
-            changed = edit_some(fake, ids, args.changed, 0, now)
-            cycle_s, counts, actions = cycle(rt, fake, link_ids)
-            print(f"batched cycle, {changed} users changed, {args.latency * 1000:.0f} ms latency: {cycle_s:.2f} s, "
-                  f"{counts['requests']} HTTP requests ({counts['batch_parts']} batch parts), {actions} changes "
-                  "applied", flush=True)
-
-            connector = rt.connectors.for_account("workspace")
-            assert isinstance(connector, GoogleConnector)
-            connector.options = replace(connector.options, batch_size=1)
-            edit_some(fake, ids, args.changed, 1, now)
-            unbatched_s, unbatched, _ = cycle(rt, fake, link_ids)
-            print(f"unbatched cycle: {unbatched_s:.2f} s, {unbatched['requests']} HTTP requests", flush=True)
-        finally:
-            rt.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: {peak:.1f} MB")
-    print(json.dumps({
-        "users": users,
-        "changed_users": changed,
-        "latency_ms": round(args.latency * 1000),
-        "first_sync_s": round(first_sync, 2),
-        "cycle_s": round(cycle_s, 3),
-        "requests": counts["requests"],
-        "batch_parts": counts["batch_parts"],
-        "requests_per_user": round(counts["requests"] / users, 4),
-        "unbatched_cycle_s": round(unbatched_s, 2),
-        "unbatched_requests": unbatched["requests"],
-        "peak_rss_mb": round(peak, 1),
-    }))
-    return 0
+        provider = Provider(
+            fake=fake, account="workspace", people="users", requests_key="requests",
+            first_sync_note=f"no latency, {args.users} service-account sign-ins",
+            seed=lambda users, now: seed(fake, users, now),
+            edit=lambda ids, share, round_, now: edit_some(fake, ids, share, round_, now),
+            write_config=lambda root, users: write_config(root, fake, users),
+            counts_detail=lambda counts: f"({counts['batch_parts']} batch parts)")
+        return report(measure(provider, Path(tmp), args))
 
 
 if __name__ == "__main__":

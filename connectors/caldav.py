@@ -531,19 +531,11 @@ class CalDAVConnector(CalendarConnector):
 
     def _window_for(self, collection: str, instant: str | None = None) -> SyncWindow:
         with self._lock:
-            window = self._windows.get(collection)
-        if window is None:
-            now = datetime.now(UTC)
-            window = SyncWindow(now - timedelta(days=30), now + timedelta(days=365), "UTC")
-        if instant is not None:
-            at = ical.instant_time(instant)
-            if not window.start <= at < window.end:
-                window = SyncWindow(at - timedelta(days=2), at + timedelta(days=2), window.timezone)
-        return window
+            last = self._windows.get(collection)
+        return ical.lookup_window(last, instant)
 
     def _everything(self, collection: str) -> SyncWindow:
-        tz = self._window_for(collection).timezone
-        return SyncWindow(datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC), tz)
+        return ical.all_of_time(self._window_for(collection).timezone)
 
     def _event_in(self, collection: str, href: str, window: SyncWindow, uid: str,
                   match: Any) -> RemoteEvent | None:

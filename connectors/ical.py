@@ -51,7 +51,9 @@ __all__ = [
     "format_instant",
     "is_ooo",
     "new_event_bytes",
+    "all_of_time",
     "instant_time",
+    "lookup_window",
     "occurrence_id",
     "pack_ids",
     "unpack_ids",
@@ -170,6 +172,25 @@ def instant_time(instant: str) -> datetime:
     if len(instant) == 8:
         return datetime.strptime(instant, "%Y%m%d").replace(tzinfo=UTC)
     return datetime.strptime(instant, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def lookup_window(last: SyncWindow | None, instant: str | None = None) -> SyncWindow:
+    """The window to read one event in: the calendar's last listed window (or the default
+    one), moved to the occurrence's instant when that lies outside it."""
+    window = last
+    if window is None:
+        now = datetime.now(UTC)
+        window = SyncWindow(now - timedelta(days=30), now + timedelta(days=365), "UTC")
+    if instant is not None:
+        at = instant_time(instant)
+        if not window.start <= at < window.end:
+            window = SyncWindow(at - timedelta(days=2), at + timedelta(days=2), window.timezone)
+    return window
+
+
+def all_of_time(timezone: str) -> SyncWindow:
+    """All of time, for looking up one single event wherever it was moved."""
+    return SyncWindow(datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC), timezone)
 
 
 # -- time zones ----------------------------------------------------------------------------

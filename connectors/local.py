@@ -424,20 +424,10 @@ class LocalConnector(CalendarConnector):
 
     # -- finding events ------------------------------------------------------------------------
     def _window_for(self, calendar: str, instant: str | None = None) -> SyncWindow:
-        window = self._windows.get(calendar)
-        if window is None:
-            now = datetime.now(UTC)
-            window = SyncWindow(now - timedelta(days=30), now + timedelta(days=365), "UTC")
-        if instant is not None:
-            at = ical.instant_time(instant)
-            if not window.start <= at < window.end:
-                window = SyncWindow(at - timedelta(days=2), at + timedelta(days=2), window.timezone)
-        return window
+        return ical.lookup_window(self._windows.get(calendar), instant)
 
     def _everything(self, calendar: str) -> SyncWindow:
-        """All of time, for looking up one single event wherever it was moved."""
-        tz = self._window_for(calendar).timezone
-        return SyncWindow(datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC), tz)
+        return ical.all_of_time(self._window_for(calendar).timezone)
 
     def _event_in(
         self, calendar: str, name: str, event_id: str, window: SyncWindow, uid: str | None = None
