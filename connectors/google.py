@@ -49,8 +49,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -67,7 +66,6 @@ from googleapiclient.http import BatchHttpRequest, HttpRequest
 
 from connectors import ical
 from connectors.base import (
-    CalendarConnector,
     ChangeSet,
     EventDraft,
     OooRules,
@@ -77,6 +75,7 @@ from connectors.base import (
     Watch,
 )
 from connectors.httputil import retry_after
+from connectors.peruser import PerUserConnector
 from connectors.quota import Quota
 from syncd.errors import (
     AuthError,
@@ -439,7 +438,7 @@ class _Listing:
     done: bool = False
 
 
-class GoogleConnector(CalendarConnector):
+class GoogleConnector(PerUserConnector):
     """Thread-safe: the daemon's poll workers share one instance per account."""
 
     provider = "google"
@@ -459,7 +458,8 @@ class GoogleConnector(CalendarConnector):
         self._zones: dict[str, str] = {}  # address -> the user's zone seen in the last listing
         self._filter_types = True  # False once Google refused eventTypes with a sync token
         self._service_account: service_account.Credentials | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        super().__init__()
+        self.workers, self.account = options.workers, options.account
         self._service = build("calendar", "v3", http=httplib2.Http(), static_discovery=True, cache_discovery=False,
                               client_options={"api_endpoint": options.api_endpoint})
         # Made once: each `events()` call builds every method and its docstring again (~4 ms).
@@ -477,26 +477,10 @@ class GoogleConnector(CalendarConnector):
                               "client_id and client_secret (per-user refresh tokens)")
 
     # -- addresses ---------------------------------------------------------------------------
-    def address(self, owner: str, calendar: str) -> str:
-        return f"{owner}/{calendar}"
-
-    @staticmethod
-    def _split(address: str) -> tuple[str, str]:
-        owner, sep, calendar = address.partition("/")
-        if not sep or "@" not in owner or not calendar:
-            raise ConfigError(f"google calendar {address!r}: expected <user email>/<calendar id>")
-        return owner, calendar
-
     def _zone(self, address: str, fallback: str = "UTC") -> str:
         return self._zones.get(address, fallback)
 
     # -- reading -----------------------------------------------------------------------------
-    def changes(self, calendar: str, cursor: str | None, window: SyncWindow) -> ChangeSet:
-        result = self.changes_many([PollRequest(calendar, cursor, window)])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
     def changes_many(self, requests: Sequence[PollRequest]) -> list[ChangeSet | Exception]:
         results: list[ChangeSet | Exception | None] = [None] * len(requests)
         listings: list[tuple[int, _Listing]] = []
@@ -523,15 +507,6 @@ class GoogleConnector(CalendarConnector):
                               strict=True):
             results[i] = outcome
         return [r if r is not None else TransientError("google: listing did not finish") for r in results]
-
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
-        if len(items) <= 1 or self.options.workers <= 1:
-            return iter([fn(item) for item in items])
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.options.workers,
-                                                thread_name_prefix=f"google-{self.options.account}")
-        return self._pool.map(fn, items)
 
     def _warm(self, owner: str) -> SyncdError | None:
         try:
@@ -950,10 +925,7 @@ class GoogleConnector(CalendarConnector):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+        self._close_pool()
         with self._lock:
             https, self._https = self._https, []
         for connection in https:

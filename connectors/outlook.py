@@ -48,8 +48,7 @@ import logging
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -59,8 +58,9 @@ import msal
 import requests
 
 from connectors import ical
-from connectors.base import CalendarConnector, ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
+from connectors.base import ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
 from connectors.httputil import retry_after, stale_connection
+from connectors.peruser import PerUserConnector
 from syncd.errors import (
     AuthError,
     BadEventData,
@@ -337,7 +337,7 @@ class _Listing:
     pages: int = 0
 
 
-class OutlookConnector(CalendarConnector):
+class OutlookConnector(PerUserConnector):
     """Thread-safe: the daemon's poll workers share one instance per account."""
 
     provider = "outlook"
@@ -363,7 +363,8 @@ class OutlookConnector(CalendarConnector):
         self._zones: dict[str, str] = {}
         self._user_tokens: dict[str, tuple[str, float]] = {}  # delegated: email -> (token, expires)
         self._user_locks: dict[str, threading.Lock] = {}
-        self._pool: ThreadPoolExecutor | None = None
+        super().__init__()
+        self.workers, self.account = options.workers, options.account
         self._app_session = self._session_factory()
         self._sessions.append(self._app_session)
         authority = options.authority or DEFAULT_AUTHORITY.format(tenant=options.tenant_id)
@@ -404,16 +405,6 @@ class OutlookConnector(CalendarConnector):
         return self.options.client_secret
 
     # -- addresses -----------------------------------------------------------------------------
-    def address(self, owner: str, calendar: str) -> str:
-        return f"{owner}/{calendar}"
-
-    @staticmethod
-    def _split(address: str) -> tuple[str, str]:
-        owner, sep, calendar = address.partition("/")
-        if not sep or "@" not in owner or not calendar:
-            raise ConfigError(f"outlook calendar {address!r}: expected <user email>/<calendar id>")
-        return owner, calendar
-
     def _events_path(self, owner: str, calendar_id: str) -> str:
         user = f"/users/{quote(owner)}"
         return f"{user}/events" if calendar_id == "primary" else f"{user}/calendars/{quote(calendar_id)}/events"
@@ -430,12 +421,6 @@ class OutlookConnector(CalendarConnector):
         return ", ".join(parts)
 
     # -- reading -------------------------------------------------------------------------------
-    def changes(self, calendar: str, cursor: str | None, window: SyncWindow) -> ChangeSet:
-        result = self.changes_many([PollRequest(calendar, cursor, window)])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
     def changes_many(self, requests_: Sequence[PollRequest]) -> list[ChangeSet | Exception]:
         results: list[ChangeSet | Exception | None] = [None] * len(requests_)
         listings: list[tuple[int, _Listing]] = []
@@ -454,15 +439,6 @@ class OutlookConnector(CalendarConnector):
         for (i, _), outcome in zip(pending, self._map(self._finish, [lst for _, lst in pending]), strict=True):
             results[i] = outcome
         return [r if r is not None else TransientError("outlook: listing did not finish") for r in results]
-
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
-        if len(items) <= 1 or self.options.workers <= 1:
-            return iter([fn(item) for item in items])
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.options.workers,
-                                                thread_name_prefix=f"outlook-{self.options.account}")
-        return self._pool.map(fn, items)
 
     def _start(self, request: PollRequest) -> _Listing:
         owner, calendar_id = self._split(request.calendar)
@@ -804,11 +780,9 @@ class OutlookConnector(CalendarConnector):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        self._close_pool()
         with self._lock:
-            pool, self._pool = self._pool, None
             sessions, self._sessions = self._sessions, []
-        if pool is not None:
-            pool.shutdown(wait=True)
         for session in sessions:
             session.close()
 
