@@ -99,6 +99,7 @@ from tests.fakes.http_support import (
     BackgroundServer,
     Courier,
     FakeRequestHandler,
+    Fault,
     FaultQueues,
     LoopbackServer,
     RequestRecord,
@@ -443,6 +444,16 @@ class FakeGoogleCalendar(_Endpoints):
                   message: str | None = None) -> None:
         """The next ``n`` HTTP requests to the API (not /token) fail with ``status``/``reason``."""
         self._faults.add_failures(n, status, reason, message or reason, retry_after)
+
+    def fault_rate(self, rate: float, seed: int = 0) -> None:
+        """A share ``rate`` of API requests fail at random from now on: 429 and 403 rate limits
+        (with Retry-After), 500, 503, or a dropped connection. ``0`` stops it."""
+        self._faults.set_random(rate, (
+            Fault(status=429, code="rateLimitExceeded", message="Rate Limit Exceeded", retry_after=1),
+            Fault(status=403, code="userRateLimitExceeded", message="User Rate Limit Exceeded", retry_after=1),
+            Fault(status=500, code="backendError", message="Backend Error"),
+            Fault(status=503, code="backendError", message="Backend Error"),
+        ), seed=seed)
 
     def slow_next(self, n: int, seconds: float) -> None:
         """The next ``n`` HTTP requests to the API (not /token) wait ``seconds`` before being handled."""

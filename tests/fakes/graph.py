@@ -136,6 +136,7 @@ from tests.fakes.http_support import (
     BackgroundServer,
     Courier,
     FakeRequestHandler,
+    Fault,
     FaultQueues,
     LoopbackServer,
     Response,
@@ -818,6 +819,15 @@ class FakeGraph:
         self._check_where(where, ("request", "part", "any", "token"))
         self._faults.add_failures(n, status, code, message or f"Injected {status} {code}", retry_after,
                                   where=where, path_contains=path_contains)
+
+    def fault_rate(self, rate: float, seed: int = 0) -> None:
+        """A share ``rate`` of Graph requests (and batch parts) fail at random from now on: 429
+        with Retry-After, 503, 500, or a dropped connection. ``0`` stops it."""
+        self._faults.set_random(rate, (
+            Fault(status=429, code="TooManyRequests", message="Too many requests", retry_after=1),
+            Fault(status=503, code="ServiceUnavailable", message="Service unavailable", retry_after=1),
+            Fault(status=500, code="generalException", message="General exception"),
+        ), seed=seed)
 
     def slow_next(self, n: int, seconds: float, *, where: str = "request", path_contains: str = "") -> None:
         """The next ``n`` top-level requests (``request``) or token requests (``token``) take ``seconds`` longer."""

@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import queue
+import random
 import signal
 import socket
 import ssl
@@ -137,6 +138,25 @@ class FaultQueues:
         self._fails: list[Fault] = []
         self._slows: list[Fault] = []
         self._drops: list[Fault] = []
+        # random faults on top of the queues: (rate, rng, failures to pick from, share of drops)
+        self._random: tuple[float, random.Random, tuple[Fault, ...], float] | None = None
+
+    def set_random(self, rate: float, failures: tuple[Fault, ...], *, drops: float = 0.25, seed: int = 0) -> None:
+        """From now on a share ``rate`` of API requests fail at random (with one of ``failures``,
+        or, for a share ``drops`` of them, by a dropped connection); ``rate = 0`` stops it."""
+        with self._lock:
+            self._random = (rate, random.Random(seed), failures, drops) if rate > 0 else None
+
+    def _roll(self, accept: tuple[str, ...], drop: bool) -> Fault | None:
+        with self._lock:
+            if self._random is None or not ({"request", "part", "any"} & set(accept)):
+                return None
+            rate, rng, failures, drops = self._random
+            if rng.random() >= rate:
+                return None
+            if rng.random() < drops:
+                return Fault() if drop else None
+            return None if drop else rng.choice(failures)
 
     def add_failures(self, n: int, status: int, code: str, message: str, retry_after: float | None = None, *,
                      where: str = "request", path_contains: str = "") -> None:
@@ -153,13 +173,13 @@ class FaultQueues:
             self._drops.extend(Fault(where, path_contains) for _ in range(n))
 
     def take_failure(self, path: str, accept: tuple[str, ...] = ("request",)) -> Fault | None:
-        return self._take(self._fails, path, accept)
+        return self._take(self._fails, path, accept) or self._roll(accept, drop=False)
 
     def take_delay(self, path: str, accept: tuple[str, ...] = ("request",)) -> Fault | None:
         return self._take(self._slows, path, accept)
 
     def take_drop(self, path: str, accept: tuple[str, ...] = ("request",)) -> Fault | None:
-        return self._take(self._drops, path, accept)
+        return self._take(self._drops, path, accept) or self._roll(accept, drop=True)
 
     def _take(self, faults: list[Fault], path: str, accept: tuple[str, ...]) -> Fault | None:
         with self._lock:
