@@ -369,8 +369,13 @@ class Syncd:
         """Publish automatic transitions whose instant has come (the boundary timer)."""
         def work(session: Session) -> int:
             now = self.clock()
-            due = list(session.scalars(select(UserStatusRow.user_id).where(
-                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now).limit(limit)))
+            query = select(UserStatusRow.user_id).where(
+                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now).limit(limit)
+            if self.db.dialect == "postgresql":
+                # Replicas share the work: each takes users the others are not evaluating now. The
+                # row lock also makes a transition published once, not once per replica.
+                query = query.with_for_update(skip_locked=True)
+            due = list(session.scalars(query))
             changes = 0
             for user_id in due:
                 user = session.get(UserRow, user_id)

@@ -142,3 +142,24 @@ def test_leases_use_aware_instants(harness_factory: HarnessFactory) -> None:
     with h.service.db.session() as session:
         expires = session.scalars(select(CalendarLinkRow.lease_expires)).one()
     assert expires is not None and expires.tzinfo is not None and expires > datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def test_a_boundary_is_published_once_whatever_the_number_of_replicas(harness_factory: HarnessFactory,
+                                                                     clock: Clock, database: Database) -> None:
+    from store.models import StatusLogRow
+    from syncd.service import Syncd
+
+    h = harness_factory([user(f"u{n}") for n in range(30)])
+    end = clock() + timedelta(minutes=30)
+    for n in range(30):
+        h.service.add_block(f"u{n}", timed_content(clock() - timedelta(hours=1), end))
+    clock.set(end + timedelta(seconds=1))
+    services = [Syncd(h.service.config, database, clock=clock) for _ in range(3)]
+    threads = [threading.Thread(target=s.advance_due) for s in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with database.session() as session:
+        ended = list(session.scalars(select(StatusLogRow.user_id).where(StatusLogRow.reason == "ooo_ended")))
+    assert sorted(ended) == sorted(f"u{n}" for n in range(30))  # each user's end once, by whichever replica
