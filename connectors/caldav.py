@@ -54,7 +54,7 @@ from lxml import etree
 
 from connectors import ical
 from connectors.base import CalendarConnector, ChangeSet, EventDraft, OooRules, RemoteEvent, SyncWindow
-from connectors.httputil import retry_after, stale_connection
+from connectors.httputil import read_body, retry_after, stale_connection
 from syncd.errors import (
     AuthError,
     BadEventData,
@@ -195,7 +195,7 @@ class CalDAVConnector(CalendarConnector):
         for attempt in range(2):
             try:
                 response = self._session().request(method, url, data=data, headers=dict(headers or {}),
-                                                   timeout=self.timeout)
+                                                   timeout=self.timeout, stream=True)
                 break
             except requests.ConnectionError as exc:
                 if attempt == 0 and not isinstance(exc, requests.ConnectTimeout) and stale_connection(exc):
@@ -204,7 +204,11 @@ class CalDAVConnector(CalendarConnector):
                                      "will retry") from exc
             except _NETWORK_ERRORS as exc:
                 raise TransientError(f"caldav: {what}: {type(exc).__name__}; will retry") from exc
-        answer = _Answer(response.status_code, response.content, response.headers)
+        try:
+            body = read_body(response, f"caldav: {what}")
+        except (*_NETWORK_ERRORS, requests.exceptions.ChunkedEncodingError) as exc:
+            raise TransientError(f"caldav: {what}: the answer was cut off ({type(exc).__name__}); will retry") from exc
+        answer = _Answer(response.status_code, body, response.headers)
         if answer.status in ok:
             return answer
         raise self._translate(answer, what)

@@ -8,7 +8,30 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["retry_after", "stale_connection"]
+from syncd.errors import ConnectorError
+
+__all__ = ["MAX_BODY", "read_body", "retry_after", "stale_connection"]
+
+MAX_BODY = 64 * 1024 * 1024  # no calendar answer is this big; a bigger one is refused, not read
+
+
+def read_body(response: Any, what: str, limit: int = MAX_BODY) -> bytes:
+    """The body of a streamed ``requests`` response, refusing one larger than ``limit`` before
+    it is read: a broken or hostile server must not take the daemon's memory."""
+    declared = str(response.headers.get("Content-Length") or "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise ConnectorError(f"{what}: the server sent {int(declared) // 2**20} MB; answers over "
+                             f"{limit // 2**20} MB are refused")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            raise ConnectorError(f"{what}: the server's answer passed {limit // 2**20} MB; refused")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def retry_after(headers: Mapping[str, Any]) -> float | None:

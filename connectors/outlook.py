@@ -59,7 +59,7 @@ import requests
 
 from connectors import ical
 from connectors.base import ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
-from connectors.httputil import retry_after, stale_connection
+from connectors.httputil import read_body, retry_after, stale_connection
 from connectors.peruser import PerUserConnector
 from syncd.errors import (
     AuthError,
@@ -751,9 +751,13 @@ class OutlookConnector(PerUserConnector):
                 if gate is not None:
                     gate.release()
             body: Any = None
-            if response.content:
+            try:
+                raw = read_body(response, f"outlook: {what}")
+            except (*_NETWORK_ERRORS, requests.exceptions.ChunkedEncodingError) as exc:
+                raise TransientError(f"outlook: {what}: the answer was cut off; will retry") from exc
+            if raw:
                 try:
-                    body = response.json()
+                    body = json.loads(raw)
                 except ValueError:
                     body = None
                     if response.ok:
@@ -772,7 +776,7 @@ class OutlookConnector(PerUserConnector):
         an etag, and the rest only read."""
         for attempt in range(2):
             try:
-                return self._session().request(method, url, params=params, json=json_body, headers=headers,
+                return self._session().request(method, url, params=params, json=json_body, headers=headers, stream=True,
                                                timeout=self.options.timeout)
             except requests.ConnectionError as exc:
                 if attempt or isinstance(exc, requests.ConnectTimeout) or not stale_connection(exc):

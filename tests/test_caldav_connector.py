@@ -193,6 +193,8 @@ class Gate:
             return 500, {}, b"down"
         if self.mode == "hostile" and method == "REPORT":
             return 207, {"Content-Type": "application/xml"}, self.hostile
+        if self.mode == "huge" and method == "REPORT":
+            return 207, {"Content-Type": "application/xml"}, b"<d:multistatus xmlns:d='DAV:'>" + b" " * (200 << 20)
         if self.mode == "no-sync" and method == "REPORT" and b"sync-collection" in body:
             return 501, {}, b"not implemented"
         forwarded = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
@@ -309,3 +311,15 @@ def test_hostile_xml_is_not_expanded(gate: Gate, caldav: CalDAVServer, calendar:
     cursor = changes.cursor or ""
     assert "root:" not in cursor and "lollollol" not in cursor  # nothing was read or expanded
     assert len(cursor) < 10_000
+
+
+def test_a_200_mb_answer_is_refused_not_read(gate: Gate, caldav: CalDAVServer, calendar: str,
+                                            window: SyncWindow) -> None:
+    gate.mode = "huge"
+    path = calendar.split("/", 3)[3]
+    connector = CalDAVConnector(gate.url, caldav.username, caldav.password)
+    try:
+        with pytest.raises(SyncdError, match="MB"):
+            connector.changes(gate.url + path, None, window)
+    finally:
+        connector.close()
