@@ -323,3 +323,18 @@ def test_a_200_mb_answer_is_refused_not_read(gate: Gate, caldav: CalDAVServer, c
             connector.changes(gate.url + path, None, window)
     finally:
         connector.close()
+
+
+def test_a_million_recurrences_are_bounded_and_the_rest_syncs(connector: CalDAVConnector, calendar: str,
+                                                              caldav: CalDAVServer, person: CalDAVPerson,
+                                                              window: SyncWindow) -> None:
+    if caldav.kind == "radicale":
+        pytest.skip("Radicale refuses to store such a series (400), so it cannot serve one")
+    good = person.add(timed(3))
+    start = datetime.now(UTC).replace(microsecond=0)
+    caldav.put_event(calendar, "flood", vevent("flood", start, start + timedelta(seconds=1),
+                                               extra_lines=["RRULE:FREQ=SECONDLY;COUNT=1000000"]))
+    listed = connector.changes(calendar, None, window)
+    flood = [e for e in listed.events if e.event_id.startswith("flood/")]
+    assert good in {e.event_id for e in listed.events}
+    assert 0 < len(flood) <= 1000  # max_occurrences per series
