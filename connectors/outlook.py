@@ -489,9 +489,10 @@ class OutlookConnector(PerUserConnector):
                     self._take_page(listing, part.get("body") or {})
                     continue
                 failure = translate(status, part.get("body"), headers, f"listing {listing.request.calendar}")
-                if isinstance(failure, RateLimited) and (failure.retry_after or 0) <= SHORT_RETRY:
-                    retry[key] = listing  # throttled alone: only this request is sent again
-                    wait = max(wait, failure.retry_after or 0.5)
+                if (status == 429 and isinstance(failure, RateLimited) and failure.retry_after is not None
+                        and failure.retry_after <= SHORT_RETRY):
+                    retry[key] = listing  # throttled alone, briefly: only this request is sent again
+                    wait = max(wait, failure.retry_after)
                 elif status == 401:
                     continue  # `_finish` asks alone, with a fresh token
                 else:

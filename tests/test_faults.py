@@ -109,3 +109,64 @@ def test_outlook_under_faults_converges(graph: FakeGraph, database: Database) ->
         _scenario(service, LinkSyncer(service, connectors), people, graph.fault_rate, ooo_of)
     finally:
         connectors.close()
+
+
+def test_a_failing_provider_neither_delays_the_others_nor_floods_the_log(
+        google: FakeGoogleCalendar, graph: FakeGraph, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import time
+
+    from syncd.config import load_config
+    from syncd.daemon import Daemon, build_runtime
+
+    sa = service_account_file(tmp_path, google)
+    config = tmp_path / "syncd.toml"
+    mailboxes = [f"m{n}@down.example.com" for n in range(3)]
+    config.write_text(f"""
+[daemon]
+database_url = "sqlite:///{tmp_path / 'syncd.db'}"
+poll_interval = "1s"
+[[accounts]]
+name = "gw"
+provider = "google"
+service_account_file = "{sa}"
+api_endpoint = "{google.api_endpoint}"
+batch_uri = "{google.batch_uri}"
+[[accounts]]
+name = "m365"
+provider = "outlook"
+tenant_id = "{graph.tenant_id}"
+client_id = "{graph.client_id}"
+client_secret = "{graph.client_secret}"
+authority = "{graph.authority}"
+graph_url = "{graph.graph_url}"
+ca_bundle = "{graph.ca_bundle_path}"
+""" + "".join(f'[[users]]\nid = "g{n}"\nemail = "g{n}@example.com"\ntimezone = "{TZ}"\n'
+              'calendars = [{ account = "gw" }]\n' for n in range(3))
+        + "".join(f'[[users]]\nid = "m{n}"\nemail = "{mailboxes[n]}"\ntimezone = "{TZ}"\n'
+                  'calendars = [{ account = "m365" }]\n' for n in range(3)))
+    for mailbox in mailboxes:  # Microsoft 365 is down for these mailboxes
+        graph.block_mailbox(mailbox, status=503, code="ServiceUnavailable")
+    rt = build_runtime(load_config(config))
+    daemon = Daemon(rt, serve_api=False)
+    with caplog.at_level(logging.INFO, logger="syncd"):
+        daemon.start()
+        try:
+            successes: dict[str, set[str]] = {f"g{n}": set() for n in range(3)}
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                for link in rt.service.links():
+                    if link["user"] in successes and link["last_success"]:
+                        successes[link["user"]].add(link["last_success"])
+                time.sleep(0.2)
+        finally:
+            daemon.stop()
+        for mailbox in mailboxes:
+            graph.unblock_mailbox(mailbox)
+    # Google users kept being polled every second or so while Microsoft 365 failed
+    assert all(len(polls) >= 3 for polls in successes.values()), successes
+    states = {link["user"]: link["state"] for link in rt.service.links()}
+    assert all(states[f"m{n}"] == "error" for n in range(3))
+    failed_lines = [r.getMessage() for r in caplog.records if "sync failed" in r.getMessage()]
+    for n in range(3):  # one line per failing link for the whole episode, not one per poll
+        assert len([line for line in failed_lines if f"m{n}/" in line]) == 1, failed_lines
