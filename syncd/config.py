@@ -180,6 +180,7 @@ class DaemonConfig:
     rotation_recent_window: timedelta = timedelta(days=7)  # "fewest assignments recently" looks this far back
     max_occurrences: int = 1000  # per recurring series, inside the sync window
     log_level: str = "INFO"
+    lease_ttl: timedelta = timedelta(seconds=60)  # a dead replica's links go to the others after this
 
     def __repr__(self) -> str:
         # A PostgreSQL URL may carry a password.
@@ -592,7 +593,7 @@ class _Loader:
         t.allow((
             "database_url", "database_url_env", "poll_interval", "sync_window", "conflict_policy",
             "away_outside_working_hours", "mass_delete_share", "mass_delete_min", "dead_letter_after",
-            "sweep_interval", "max_occurrences", "log_level", "rotation_recent_window",
+            "sweep_interval", "max_occurrences", "log_level", "rotation_recent_window", "lease_ttl",
         ))
         window = t.table("sync_window")
         window.allow(("past", "future"))
@@ -619,6 +620,7 @@ class _Loader:
             rotation_recent_window=t.duration("rotation_recent_window", d.rotation_recent_window),
             max_occurrences=t.integer("max_occurrences", d.max_occurrences, minimum=1),
             log_level=level.upper(),
+            lease_ttl=t.duration("lease_ttl", d.lease_ttl),
         )
 
     def database_url(self, t: _Table, url: str) -> str:

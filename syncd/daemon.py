@@ -83,7 +83,7 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
     sinks = sinks if sinks is not None else {s.name: build_sink(s) for s in config.sinks}
     publisher = Publisher(db, sinks, dead_letter_after=config.daemon.dead_letter_after, clock=clock)
     metrics = Metrics(db, clock)
-    syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync)
+    syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync, lease_ttl=config.daemon.lease_ttl)
     push = PushChannels(service, connectors)
     return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, sinks)
 

@@ -96,38 +96,45 @@ class World:
     users: list[User]
     config: Path
     rng: random.Random
-    process: subprocess.Popen[bytes] | None = None
+    replicas: int = 1
+    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     kills: int = 0
     edits: int = 0
     helpdesk_blocks: set[str] = field(default_factory=set)  # created and never deleted by the helpdesk
     log: Path | None = None
 
     # -- the daemon ------------------------------------------------------------------------------
-    def start(self) -> None:
-        assert self.process is None
-        self.log = self.root / "syncd.log"
-        out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it; closed when it is reaped
-        env = {**os.environ, "CHAOS_GRAPH_SECRET": self.graph.client_secret, "PYTHONWARNINGS": "ignore"}
-        self.process = subprocess.Popen([sys.executable, "-m", "syncd", "-c", str(self.config), "run"],
-                                        stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.root)
-        out.close()
+    def start(self, replica: int | None = None) -> None:
+        """Start the given replica, or every replica that is not running."""
+        for n in [replica] if replica is not None else range(self.replicas):
+            if n in self.processes:
+                continue
+            self.log = self.root / f"syncd-{n}.log"
+            out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it; closed when it is reaped
+            env = {**os.environ, "CHAOS_GRAPH_SECRET": self.graph.client_secret, "PYTHONWARNINGS": "ignore"}
+            config = self.config if n == 0 else self.config.with_name(f"syncd-{n}.toml")
+            self.processes[n] = subprocess.Popen([sys.executable, "-m", "syncd", "-c", str(config), "run"],
+                                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.root)
+            out.close()
 
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-            self.process = None
-            self.kills += 1
+    def kill(self) -> int:
+        """SIGKILL one running replica (at random); returns which."""
+        n = self.rng.choice(sorted(self.processes))
+        process = self.processes.pop(n)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        self.kills += 1
+        return n
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)
+        for n in sorted(self.processes):
+            process = self.processes.pop(n)
+            process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+                process.kill()
+                process.wait()
 
     # -- people editing calendars, and the helpdesk ------------------------------------------------
     def service(self) -> Syncd:
@@ -274,7 +281,8 @@ def _check_deliveries(world: World) -> None:
 
 
 @contextmanager
-def world(root: Path, *, seed: int = 0, users_per_provider: int = 2) -> Iterator[World]:
+def world(root: Path, *, seed: int = 0, users_per_provider: int = 2, database_url: str | None = None,
+          replicas: int = 1) -> Iterator[World]:
     with ExitStack() as stack:
         google = stack.enter_context(FakeGoogleCalendar())
         graph = stack.enter_context(FakeGraph())
@@ -289,11 +297,12 @@ def world(root: Path, *, seed: int = 0, users_per_provider: int = 2) -> Iterator
             users.append(User(f"c{n}", "caldav", f"c{n}@example.com", dav.make_calendar(f"c{n}")))
         sa = service_account_file(root, google)
         lines = [f"""[daemon]
-database_url = "sqlite:///{root}/syncd.db"
+database_url = "{database_url or f'sqlite:///{root}/syncd.db'}"
 poll_interval = "1s"
 mass_delete_min = 1000000
+lease_ttl = "3s"
 [api]
-listen = "127.0.0.1:{free_port()}"
+listen = "127.0.0.1:API_PORT"
 [[accounts]]
 name = "gw"
 provider = "google"
@@ -325,16 +334,20 @@ secret = "{WEBHOOK_SECRET}"
             lines.append(f'[[users]]\nid = "{user.id}"\nemail = "{user.email}"\ntimezone = "{TZ}"\n'
                          f'calendars = [{{ account = "{account[user.provider]}", calendar = "{user.calendar}" }}]\n')
         config = root / "syncd.toml"
-        config.write_text("\n".join(lines))
+        text = "\n".join(lines)
+        config.write_text(text.replace("API_PORT", str(free_port())))
+        for n in range(1, replicas):  # the same, but each replica serves its API on a port of its own
+            config.with_name(f"syncd-{n}.toml").write_text(text.replace("API_PORT", str(free_port())))
         os.environ.setdefault("CHAOS_GRAPH_SECRET", graph.client_secret)
-        chaos = World(root, google, graph, dav, receiver, users, config, random.Random(seed))
+        chaos = World(root, google, graph, dav, receiver, users, config, random.Random(seed), replicas)
         stack.callback(chaos.stop)
         yield chaos
 
 
-def run(root: Path, *, kills: int, seed: int = 0) -> World:
-    """Edit, kill and restart ``kills`` times, then let it settle and check everything."""
-    with world(root, seed=seed) as chaos:
+def run(root: Path, *, kills: int, seed: int = 0, database_url: str | None = None, replicas: int = 1) -> World:
+    """Edit, kill and restart ``kills`` times, then let it settle and check everything. With
+    several replicas, one of them (at random) is killed each time while the others run on."""
+    with world(root, seed=seed, database_url=database_url, replicas=replicas) as chaos:
         service = chaos.service()
         service.prepare()
         for user in chaos.users:  # something to sync from the start
@@ -355,4 +368,3 @@ def run(root: Path, *, kills: int, seed: int = 0) -> World:
         check(chaos)
         chaos.stop()
         return chaos
-
