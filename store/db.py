@@ -65,6 +65,7 @@ class Database:
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_gate: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
+        self._trouble: str | None = None  # the database is away: logged once, not per retry
 
     @property
     def dialect(self) -> str:
@@ -102,16 +103,29 @@ class Database:
         for attempt in range(1, attempts + 1):
             try:
                 with gate, sessions() as session, session.begin():
-                    return work(session)
+                    result = work(session)
             except OperationalError as exc:
                 if not _retryable(exc):
                     raise  # e.g. a missing table: a bug, not something waiting helps with
+                self._troubled(exc, what)
                 if attempt == attempts:
                     raise TransientError(f"{what}: {_one_line(exc)}") from exc
-                log.warning("%s busy or unreachable (%s); retrying in %.1fs", what, _one_line(exc), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if self._trouble is not None:
+                self._trouble = None
+                log.info("database reachable again")
+            return result
         raise AssertionError("unreachable")
+
+    def _troubled(self, exc: OperationalError, what: str) -> None:
+        """One warning when the database becomes busy or unreachable, not one per retry."""
+        if self._trouble is None:
+            log.warning("%s: database busy or unreachable (%s); retrying until it answers", what, _one_line(exc))
+            self._trouble = _one_line(exc)
+        else:
+            log.debug("%s: database still busy or unreachable (%s)", what, _one_line(exc))
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from store.db import Database
@@ -88,15 +89,25 @@ class Publisher:
             yield True
             return
         key = int.from_bytes(hashlib.sha256(f"syncd-sink:{sink}".encode()).digest()[:8], "big", signed=True)
-        with self.db.engine.connect() as conn:
+        try:
+            conn = self.db.engine.connect()
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
             conn.commit()
+        except OperationalError as exc:  # the database is away: nothing can be delivered this pass
+            log.debug("sink %s: no claim this pass (%s)", sink, str(exc.orig).splitlines()[0] if exc.orig else exc)
+            yield False
+            return
+        try:
+            yield got
+        finally:
             try:
-                yield got
-            finally:
                 if got:
                     conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                     conn.commit()
+            except OperationalError:
+                pass  # the session is gone, and its lock with it
+            finally:
+                conn.close()
 
     def drain(self, rounds: int = 20) -> DeliveryReport:
         """Deliver until nothing more is due now (used by `syncd sync --once`)."""

@@ -169,8 +169,8 @@ def test_run_retries_while_sqlite_is_locked(quick_db: Database, sqlite_path: Pat
     finally:
         release.set()
         holder.join(5)
-    assert any("test write busy or unreachable" in r.getMessage() for r in caplog.records)
-    assert 0.2 <= elapsed < 3
+    assert any("test write: database busy or unreachable" in r.getMessage() for r in caplog.records)
+    assert elapsed >= 0.2  # it waited for the lock rather than failing
     assert quick_db.run(lambda s: s.execute(text("PRAGMA busy_timeout")).scalar()) == 50  # the caller's timeout
     assert sorted(quick_db.run(lambda s: list(s.scalars(select(UserRow.id))))) == ["holder", "writer"]
 

@@ -1,0 +1,182 @@
+"""The database goes away while the daemon runs (a PostgreSQL restart, a network cut): the
+daemon waits, logs it once, resumes when it is back, and loses nothing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from store.db import Database
+from syncd.config import load_config
+from syncd.daemon import Daemon, build_runtime
+from syncd.ooo import timed_content
+from syncd.service import Syncd
+from tests.chaos.driver import Receiver
+from tests.conftest import _PG_PROBLEM, PG_URL
+
+
+class Proxy:
+    """A TCP forwarder to the database that a test can cut (every connection dropped, new ones
+    refused) and restore, as a server restart or a network failure would."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.open = threading.Event()
+        self.open.set()
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.open.clear()
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for a, b in pairs:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def restore(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+        self.thread.join(5)
+
+
+def _ics(uid: str, start: datetime, hours: int) -> str:
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%SZ}\r\n"
+            f"DTEND:{start + timedelta(hours=hours):%Y%m%dT%H%M%SZ}\r\nSUMMARY:Away {uid}\r\n"
+            "X-MICROSOFT-CDO-BUSYSTATUS:OOF\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    if _PG_PROBLEM:
+        if os.environ.get("CI"):
+            pytest.fail(f"{_PG_PROBLEM}; CI must run the PostgreSQL tests")
+        pytest.skip(f"{_PG_PROBLEM}; set SYNCD_TEST_DATABASE_URL to run these")
+    name = f"outage_{uuid.uuid4().hex[:10]}"
+    admin = Database(PG_URL)
+    with admin.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    try:
+        yield name
+    finally:
+        with admin.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        admin.dispose()
+
+
+def _wait(condition: object, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.postgres
+def test_postgresql_away_and_back_loses_nothing(schema: str, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    target = urlsplit(PG_URL.replace("postgresql+psycopg", "postgresql"))
+    proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5432)
+    receiver = Receiver()
+    folder = tmp_path / "calendars" / "alice"
+    folder.mkdir(parents=True)
+    via_proxy = f"postgresql+psycopg://{target.username or 'root'}@127.0.0.1:{proxy.port}{target.path}"
+    config = tmp_path / "syncd.toml"
+    config.write_text(f"""
+[daemon]
+database_url = "{via_proxy}?options=-csearch_path%3D{schema}&connect_timeout=2"
+poll_interval = "1s"
+[[accounts]]
+name = "folder"
+provider = "local"
+root = "{tmp_path / 'calendars'}"
+[[users]]
+id = "alice"
+email = "alice@example.com"
+timezone = "UTC"
+calendars = [{{ account = "folder", calendar = "alice" }}]
+[[sinks]]
+type = "webhook"
+url = "{receiver.url}"
+""")
+    direct = Syncd(load_config(config), Database(PG_URL, connect_args={"options": f"-csearch_path={schema}"}))
+    rt = build_runtime(load_config(config))
+    daemon = Daemon(rt, serve_api=False)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    try:
+        daemon.start()
+        (folder / "before.ics").write_text(_ics("before", now + timedelta(days=2), 5), newline="")
+        assert _wait(lambda: len(direct.list_blocks("alice")) == 1)
+        with caplog.at_level(logging.DEBUG, logger="syncd"):
+            proxy.cut()  # the database is gone: restarting, or the network is down
+            (folder / "during.ics").write_text(_ics("during", now + timedelta(days=3), 5), newline="")
+            time.sleep(4)
+            proxy.restore()
+            helpdesk = direct.add_block("alice", timed_content(now + timedelta(days=6), now + timedelta(days=7)))
+            assert _wait(lambda: len(direct.list_blocks("alice")) == 3), "the daemon did not resume"
+            assert _wait(lambda: any(helpdesk.id in p.name for p in folder.iterdir())), "nothing pushed after"
+        assert daemon.scheduler.running
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("syncd")]
+        # one line for the database, one per scheduler job at most: an episode, not a flood
+        assert len(warnings) <= 5, [r.getMessage() for r in warnings]
+    finally:
+        daemon.stop()
+        direct.db.dispose()
+        receiver.close()
+        proxy.close()
