@@ -180,3 +180,49 @@ url = "{receiver.url}"
         direct.db.dispose()
         receiver.close()
         proxy.close()
+
+
+def test_sqlite_locked_by_another_process_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "calendars" / "alice"
+    folder.mkdir(parents=True)
+    db_path = tmp_path / "syncd.db"
+    config = tmp_path / "syncd.toml"
+    config.write_text(f"""
+[daemon]
+database_url = "sqlite:///{db_path}"
+poll_interval = "1s"
+[[accounts]]
+name = "folder"
+provider = "local"
+root = "{tmp_path / 'calendars'}"
+[[users]]
+id = "alice"
+email = "alice@example.com"
+timezone = "UTC"
+calendars = [{{ account = "folder", calendar = "alice" }}]
+""")
+    rt = build_runtime(load_config(config))
+    daemon = Daemon(rt, serve_api=False)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    hold = ("import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(4); c.execute('COMMIT')\n")
+    try:
+        daemon.start()
+        (folder / "before.ics").write_text(_ics("before", now + timedelta(days=2), 5), newline="")
+        assert _wait(lambda: len(rt.service.list_blocks("alice")) == 1)
+        with caplog.at_level(logging.INFO, logger="syncd"):
+            holder = subprocess.Popen([sys.executable, "-c", hold, str(db_path)], stdout=subprocess.PIPE, text=True)
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            (folder / "during.ics").write_text(_ics("during", now + timedelta(days=3), 5), newline="")
+            assert holder.wait(30) == 0
+            holder.stdout.close()
+            assert _wait(lambda: len(rt.service.list_blocks("alice")) == 2), "the daemon did not resume"
+        assert daemon.scheduler.running
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("syncd")]
+        assert len(warnings) <= 5, [r.getMessage() for r in warnings]
+    finally:
+        daemon.stop()
