@@ -65,6 +65,30 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     admin.dispose()
 
 
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A PostgreSQL schema of its own, for daemons that connect by URL (other processes too)."""
+    if _PG_PROBLEM:
+        if os.environ.get("CI"):
+            pytest.fail(f"{_PG_PROBLEM}; CI must run the PostgreSQL tests")
+        pytest.skip(f"{_PG_PROBLEM}; set SYNCD_TEST_DATABASE_URL to run these")
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    admin = Database(PG_URL)
+    with admin.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield schema
+    finally:
+        with admin.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+def pg_url_for(schema: str, url: str | None = None) -> str:
+    """A database URL whose connections use ``schema``."""
+    return f"{url or PG_URL}?options=-csearch_path%3D{schema}"
+
+
 @dataclass
 class Clock:
     now: datetime = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday

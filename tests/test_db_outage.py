@@ -4,12 +4,9 @@ daemon waits, logs it once, resumes when it is back, and loses nothing."""
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,7 +19,7 @@ from syncd.daemon import Daemon, build_runtime
 from syncd.ooo import timed_content
 from syncd.service import Syncd
 from tests.chaos.driver import Receiver
-from tests.conftest import _PG_PROBLEM, PG_URL
+from tests.conftest import PG_URL, pg_url_for
 
 
 class Proxy:
@@ -101,22 +98,24 @@ def _ics(uid: str, start: datetime, hours: int) -> str:
             "X-MICROSOFT-CDO-BUSYSTATUS:OOF\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
 
 
-@pytest.fixture
-def schema() -> Iterator[str]:
-    if _PG_PROBLEM:
-        if os.environ.get("CI"):
-            pytest.fail(f"{_PG_PROBLEM}; CI must run the PostgreSQL tests")
-        pytest.skip(f"{_PG_PROBLEM}; set SYNCD_TEST_DATABASE_URL to run these")
-    name = f"outage_{uuid.uuid4().hex[:10]}"
-    admin = Database(PG_URL)
-    with admin.engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-    try:
-        yield name
-    finally:
-        with admin.engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
-        admin.dispose()
+def _config(root: Path, database_url: str, extra: str = "") -> Path:
+    """One user whose calendar is a local folder, polled every second."""
+    config = root / "syncd.toml"
+    config.write_text(f"""
+[daemon]
+database_url = "{database_url}"
+poll_interval = "1s"
+[[accounts]]
+name = "folder"
+provider = "local"
+root = "{root / 'calendars'}"
+[[users]]
+id = "alice"
+email = "alice@example.com"
+timezone = "UTC"
+calendars = [{{ account = "folder", calendar = "alice" }}]
+{extra}""")
+    return config
 
 
 def _wait(condition: object, seconds: float = 30) -> bool:
@@ -129,7 +128,7 @@ def _wait(condition: object, seconds: float = 30) -> bool:
 
 
 @pytest.mark.postgres
-def test_postgresql_away_and_back_loses_nothing(schema: str, tmp_path: Path,
+def test_postgresql_away_and_back_loses_nothing(pg_schema: str, tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     target = urlsplit(PG_URL.replace("postgresql+psycopg", "postgresql"))
     proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5432)
@@ -137,25 +136,9 @@ def test_postgresql_away_and_back_loses_nothing(schema: str, tmp_path: Path,
     folder = tmp_path / "calendars" / "alice"
     folder.mkdir(parents=True)
     via_proxy = f"postgresql+psycopg://{target.username or 'root'}@127.0.0.1:{proxy.port}{target.path}"
-    config = tmp_path / "syncd.toml"
-    config.write_text(f"""
-[daemon]
-database_url = "{via_proxy}?options=-csearch_path%3D{schema}&connect_timeout=2"
-poll_interval = "1s"
-[[accounts]]
-name = "folder"
-provider = "local"
-root = "{tmp_path / 'calendars'}"
-[[users]]
-id = "alice"
-email = "alice@example.com"
-timezone = "UTC"
-calendars = [{{ account = "folder", calendar = "alice" }}]
-[[sinks]]
-type = "webhook"
-url = "{receiver.url}"
-""")
-    direct = Syncd(load_config(config), Database(PG_URL, connect_args={"options": f"-csearch_path={schema}"}))
+    config = _config(tmp_path, pg_url_for(pg_schema, via_proxy) + "&connect_timeout=2",
+                     f'[[sinks]]\ntype = "webhook"\nurl = "{receiver.url}"\n')
+    direct = Syncd(load_config(config), Database(PG_URL, connect_args={"options": f"-csearch_path={pg_schema}"}))
     rt = build_runtime(load_config(config))
     daemon = Daemon(rt, serve_api=False)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -189,21 +172,7 @@ def test_sqlite_locked_by_another_process_loses_nothing(tmp_path: Path, caplog: 
     folder = tmp_path / "calendars" / "alice"
     folder.mkdir(parents=True)
     db_path = tmp_path / "syncd.db"
-    config = tmp_path / "syncd.toml"
-    config.write_text(f"""
-[daemon]
-database_url = "sqlite:///{db_path}"
-poll_interval = "1s"
-[[accounts]]
-name = "folder"
-provider = "local"
-root = "{tmp_path / 'calendars'}"
-[[users]]
-id = "alice"
-email = "alice@example.com"
-timezone = "UTC"
-calendars = [{{ account = "folder", calendar = "alice" }}]
-""")
+    config = _config(tmp_path, f"sqlite:///{db_path}")
     rt = build_runtime(load_config(config))
     daemon = Daemon(rt, serve_api=False)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
