@@ -43,19 +43,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import logging
 import socket
 import ssl
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import google.auth.exceptions
 import httplib2
+import requests
 from google.auth.credentials import Credentials as BaseCredentials
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
@@ -74,7 +76,7 @@ from connectors.base import (
     SyncWindow,
     Watch,
 )
-from connectors.httputil import retry_after
+from connectors.httputil import read_body, retry_after, stale_connection
 from connectors.peruser import PerUserConnector
 from connectors.quota import Quota
 from syncd.errors import (
@@ -115,8 +117,34 @@ PAGE_SIZE = 2500  # the most events.list returns per page
 MAX_PAGES = 200  # 500,000 events: a calendar bigger than that is not a person's
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 _CURSOR_VERSION = 1
-_STALE_CONNECTION = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
-_NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, httplib2.HttpLib2Error, TimeoutError)
+_NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, httplib2.HttpLib2Error, TimeoutError,
+                   requests.RequestException)
+
+
+class _Transport:
+    """What google-api-python-client and google-auth-httplib2 call (httplib2's ``request``),
+    over a requests session: bodies are streamed and refused past `MAX_BODY` (a hostile
+    answer cannot take the daemon's memory), and the CA bundle is ours, not the environment's.
+    One per thread, like httplib2.Http."""
+
+    def __init__(self, timeout: float, ca_bundle: str | None) -> None:
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.trust_env = False  # REQUESTS_CA_BUNDLE would replace our ca_bundle: take only proxies
+        self.session.proxies.update(urllib.request.getproxies())
+        self.session.verify = ca_bundle or True
+
+    def request(self, uri: str, method: str = "GET", body: Any = None, headers: Mapping[str, str] | None = None,
+                redirections: int = 5, connection_type: Any = None, **_kwargs: Any) -> tuple[httplib2.Response, bytes]:
+        response = self.session.request(method, uri, data=body, headers=dict(headers or {}), timeout=self.timeout,
+                                        stream=True, allow_redirects=redirections > 0)
+        content = read_body(response, f"google: {method} {urlsplit(uri).path}")
+        info = {key.lower(): value for key, value in response.headers.items()}
+        info["status"] = str(response.status_code)
+        return httplib2.Response(info), content
+
+    def close(self) -> None:
+        self.session.close()
 
 
 class RefreshTokens(Protocol):
@@ -450,8 +478,8 @@ class GoogleConnector(PerUserConnector):
         self.refresh_tokens = refresh_tokens
         self.quota = quota or Quota(options.project_quota, options.user_quota)
         self.limits = ical.ExpansionLimits(max_occurrences=options.max_occurrences)
-        self._local = threading.local()  # httplib2.Http is not thread-safe: one per thread
-        self._https: list[httplib2.Http] = []
+        self._local = threading.local()  # a transport per thread
+        self._https: list[_Transport] = []
         self._lock = threading.Lock()
         self._credentials: dict[str, BaseCredentials] = {}
         self._owner_locks: dict[str, threading.Lock] = {}
@@ -831,11 +859,10 @@ class GoogleConnector(PerUserConnector):
             return
 
     # -- transport and auth ------------------------------------------------------------------
-    def _http(self) -> httplib2.Http:
+    def _http(self) -> Any:
         http = getattr(self._local, "http", None)
         if http is None:
-            http = self._local.http = httplib2.Http(timeout=self.options.timeout,
-                                                    ca_certs=self.options.ca_bundle or None)
+            http = self._local.http = _Transport(self.options.timeout, self.options.ca_bundle)
             with self._lock:
                 self._https.append(http)
         return http
@@ -846,8 +873,9 @@ class GoogleConnector(PerUserConnector):
         deterministic ids, updates and deletes an etag, listings change nothing."""
         try:
             return call()
-        except _STALE_CONNECTION:
-            self._http().close()
+        except requests.ConnectionError as exc:
+            if not stale_connection(exc):
+                raise
             return call()
 
     def _owner_lock(self, owner: str) -> threading.Lock:

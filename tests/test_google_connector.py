@@ -458,3 +458,13 @@ def test_event_types_refused_with_a_sync_token_falls_back_to_filtering_here(
     changes = connector.changes(calendar, again.cursor, window)
     assert [e.event_id for e in changes.events] == [later]
     assert meeting not in changes.removed
+
+
+def test_an_answer_over_64_mb_is_refused_not_read(connector: GoogleConnector, calendar: str,
+                                                  fake: FakeGoogleCalendar, window: SyncWindow) -> None:
+    from syncd.errors import SyncdError
+
+    fake.fail_next(1, 500, "backendError", message="x" * (70 << 20))  # a 70 MB body
+    with pytest.raises(SyncdError, match="MB"):
+        connector.changes(calendar, None, window)
+    assert connector.changes(calendar, None, window).full  # and the next answer is read as usual
