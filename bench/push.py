@@ -30,7 +30,8 @@ from syncd.config import load_config
 from syncd.daemon import Daemon, build_runtime
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.fakes.graph import FakeGraph
-from tests.google_support import service_account_file
+from tests.google_support import account_toml as google_account_toml
+from tests.outlook_support import account_toml as outlook_account_toml
 from tests.support import free_port
 
 EMAIL = "alice@example.com"
@@ -41,8 +42,7 @@ AddEvent = Callable[[int, datetime], None]
 @contextlib.contextmanager
 def google(root: Path, hook: str) -> Iterator[tuple[str, AddEvent, Callable[[], bool]]]:
     with FakeGoogleCalendar() as fake:
-        account = (f'provider = "google"\nservice_account_file = "{service_account_file(root, fake)}"\n'
-                   f'api_endpoint = "{fake.api_endpoint}"\nbatch_uri = "{fake.batch_uri}"\npush_url = "{hook}"\n')
+        account = google_account_toml(fake, root, name="cal", extra=f'push_url = "{hook}"\n')
 
         def add(n: int, start: datetime) -> None:
             fake.add_event(EMAIL, "primary", {
@@ -54,9 +54,7 @@ def google(root: Path, hook: str) -> Iterator[tuple[str, AddEvent, Callable[[], 
 @contextlib.contextmanager
 def outlook(root: Path, hook: str) -> Iterator[tuple[str, AddEvent, Callable[[], bool]]]:
     with FakeGraph() as fake:
-        account = (f'provider = "outlook"\ntenant_id = "{fake.tenant_id}"\nclient_id = "{fake.client_id}"\n'
-                   f'client_secret = "{fake.client_secret}"\nauthority = "{fake.authority}"\n'
-                   f'graph_url = "{fake.graph_url}"\nca_bundle = "{fake.ca_bundle_path}"\npush_url = "{hook}"\n')
+        account = outlook_account_toml(fake, name="cal", extra=f'push_url = "{hook}"\n')
 
         def add(n: int, start: datetime) -> None:
             fake.add_event(EMAIL, {
@@ -83,8 +81,6 @@ poll_interval = "1h"
 log_level = "WARNING"
 [api]
 listen = "127.0.0.1:{port}"
-[[accounts]]
-name = "cal"
 {account}
 [[users]]
 id = "alice"

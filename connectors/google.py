@@ -598,11 +598,7 @@ class GoogleConnector(PerUserConnector):
             if error is not None:
                 if int(error.resp.status) in (401, 400):
                     continue  # retried alone: a fresh token / without eventTypes (see `_page`)
-                failure = translate(error, f"listing {listing.request.calendar}")
-                if isinstance(failure, CursorExpired):
-                    out.append((i, failure))
-                    continue
-                out.append((i, failure))
+                out.append((i, translate(error, f"listing {listing.request.calendar}")))
                 continue
             if response is None:
                 continue  # no answer for this part: list it alone

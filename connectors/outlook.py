@@ -550,7 +550,7 @@ class OutlookConnector(PerUserConnector):
                 continue
             out.events.append(event)
         # Graph reports an event moved out of the span as removed: read each before believing it.
-        for event_id, still in zip(gone, self._read_many(listing, gone), strict=True):
+        for event_id, still in zip(gone, [self.get(listing.request.calendar, e) for e in gone], strict=True):
             if still is None:
                 out.removed.append(event_id)
             else:
@@ -562,12 +562,6 @@ class OutlookConnector(PerUserConnector):
         cursor = _Cursor(listing.delta or "", _span_key(window), sorted(reported - {AUTOMATIC_REPLIES}), replies)
         out.cursor = cursor.dump()
         return out
-
-    def _read_many(self, listing: _Listing, event_ids: Sequence[str]) -> list[RemoteEvent | None]:
-        found: list[RemoteEvent | None] = []
-        for event_id in event_ids:
-            found.append(self.get(listing.request.calendar, event_id))
-        return found
 
     def _replies(self, listing: _Listing, out: ChangeSet, previous: str | None) -> str | None:
         answer = self._call("GET", f"/users/{quote(listing.owner)}/mailboxSettings/automaticRepliesSetting",

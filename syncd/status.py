@@ -19,7 +19,7 @@ from store.models import BlockRow, DeliveryRow, OutboxRow, StatusLogRow, UserRow
 from syncd import availability as av
 from syncd.ooo import format_utc
 
-__all__ = ["StatusRecorder", "hours_from_json", "hours_to_json", "periods_of", "policy_of", "state_of"]
+__all__ = ["StatusRecorder", "hours_from_json", "hours_to_json", "policy_of", "state_of"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -46,10 +46,6 @@ def hours_from_json(data: dict[str, Any] | None) -> dict[int, tuple[tuple[time, 
 
 def policy_of(user: UserRow, away_outside_working_hours: bool) -> av.StatusPolicy:
     return av.StatusPolicy(user.timezone, hours_from_json(user.working_hours), away_outside_working_hours)
-
-
-def periods_of(blocks: Sequence[BlockRow]) -> list[av.Period]:
-    return [av.Period(b.id, b.start, b.end, b.title) for b in blocks if b.deleted_at is None]
 
 
 def state_of(row: UserStatusRow) -> av.StatusState:

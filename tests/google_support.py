@@ -41,6 +41,13 @@ def service_account_file(folder: Path, fake: FakeGoogleCalendar) -> Path:
     return path
 
 
+def account_toml(fake: FakeGoogleCalendar, folder: Path, name: str = "gw", extra: str = "") -> str:
+    """The ``[[accounts]]`` table that points syncd at the fake (a service account)."""
+    return (f'[[accounts]]\nname = "{name}"\nprovider = "google"\n'
+            f'service_account_file = "{service_account_file(folder, fake)}"\n'
+            f'api_endpoint = "{fake.api_endpoint}"\nbatch_uri = "{fake.batch_uri}"\n{extra}')
+
+
 def connector_for(fake: FakeGoogleCalendar, folder: Path, **options: Any) -> GoogleConnector:
     options.setdefault("service_account_file", str(service_account_file(folder, fake)))
     return GoogleConnector(GoogleOptions(api_endpoint=fake.api_endpoint, batch_uri=fake.batch_uri, **options))

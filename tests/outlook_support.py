@@ -19,6 +19,15 @@ def options_for(fake: FakeGraph, **extra: Any) -> dict[str, Any]:
             "authority": fake.authority, "graph_url": fake.graph_url, "ca_bundle": fake.ca_bundle_path, **extra}
 
 
+def account_toml(fake: FakeGraph, name: str = "m365", extra: str = "") -> str:
+    """The ``[[accounts]]`` table that points syncd at the fake (app-only sign-in); the
+    secret comes from ``client_secret_env`` if ``extra`` names it, else literally."""
+    secret = "" if "client_secret_env" in extra else f'client_secret = "{fake.client_secret}"\n'
+    return (f'[[accounts]]\nname = "{name}"\nprovider = "outlook"\ntenant_id = "{fake.tenant_id}"\n'
+            f'client_id = "{fake.client_id}"\n{secret}authority = "{fake.authority}"\n'
+            f'graph_url = "{fake.graph_url}"\nca_bundle = "{fake.ca_bundle_path}"\n{extra}')
+
+
 def connector_for(fake: FakeGraph, **extra: Any) -> OutlookConnector:
     return OutlookConnector(OutlookOptions(**options_for(fake, **extra)))
 

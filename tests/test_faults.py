@@ -23,7 +23,9 @@ from tests.connector_contract import timed
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.fakes.graph import FakeGraph
 from tests.google_support import GooglePerson, service_account_file
+from tests.google_support import account_toml as google_account_toml
 from tests.outlook_support import OutlookPerson, options_for
+from tests.outlook_support import account_toml as outlook_account_toml
 
 TZ = "Europe/Stockholm"
 USERS = [f"u{n}" for n in range(6)]
@@ -119,28 +121,14 @@ def test_a_failing_provider_neither_delays_the_others_nor_floods_the_log(
     from syncd.config import load_config
     from syncd.daemon import Daemon, build_runtime
 
-    sa = service_account_file(tmp_path, google)
     config = tmp_path / "syncd.toml"
     mailboxes = [f"m{n}@down.example.com" for n in range(3)]
     config.write_text(f"""
 [daemon]
 database_url = "sqlite:///{tmp_path / 'syncd.db'}"
 poll_interval = "1s"
-[[accounts]]
-name = "gw"
-provider = "google"
-service_account_file = "{sa}"
-api_endpoint = "{google.api_endpoint}"
-batch_uri = "{google.batch_uri}"
-[[accounts]]
-name = "m365"
-provider = "outlook"
-tenant_id = "{graph.tenant_id}"
-client_id = "{graph.client_id}"
-client_secret = "{graph.client_secret}"
-authority = "{graph.authority}"
-graph_url = "{graph.graph_url}"
-ca_bundle = "{graph.ca_bundle_path}"
+{google_account_toml(google, tmp_path)}
+{outlook_account_toml(graph)}
 """ + "".join(f'[[users]]\nid = "g{n}"\nemail = "g{n}@example.com"\ntimezone = "{TZ}"\n'
               'calendars = [{ account = "gw" }]\n' for n in range(3))
         + "".join(f'[[users]]\nid = "m{n}"\nemail = "{mailboxes[n]}"\ntimezone = "{TZ}"\n'

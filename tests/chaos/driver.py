@@ -39,7 +39,8 @@ from syncd.service import Syncd
 from tests.caldav_servers import CalDAVServer, radicale_server, vevent
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.fakes.graph import FakeGraph
-from tests.google_support import service_account_file
+from tests.google_support import account_toml as google_account_toml
+from tests.outlook_support import account_toml as outlook_account_toml
 from tests.support import free_port
 
 TZ = "Europe/Stockholm"
@@ -295,7 +296,6 @@ def world(root: Path, *, seed: int = 0, users_per_provider: int = 2, database_ur
             users.append(User(f"g{n}", "google", f"g{n}@example.com"))
             users.append(User(f"o{n}", "outlook", f"o{n}@example.com"))
             users.append(User(f"c{n}", "caldav", f"c{n}@example.com", dav.make_calendar(f"c{n}")))
-        sa = service_account_file(root, google)
         lines = [f"""[daemon]
 database_url = "{database_url or f'sqlite:///{root}/syncd.db'}"
 poll_interval = "1s"
@@ -303,21 +303,8 @@ mass_delete_min = 1000000
 lease_ttl = "3s"
 [api]
 listen = "127.0.0.1:API_PORT"
-[[accounts]]
-name = "gw"
-provider = "google"
-service_account_file = "{sa}"
-api_endpoint = "{google.api_endpoint}"
-batch_uri = "{google.batch_uri}"
-[[accounts]]
-name = "m365"
-provider = "outlook"
-tenant_id = "{graph.tenant_id}"
-client_id = "{graph.client_id}"
-client_secret_env = "CHAOS_GRAPH_SECRET"
-authority = "{graph.authority}"
-graph_url = "{graph.graph_url}"
-ca_bundle = "{graph.ca_bundle_path}"
+{google_account_toml(google, root)}
+{outlook_account_toml(graph, extra='client_secret_env = "CHAOS_GRAPH_SECRET"')}
 [[accounts]]
 name = "dav"
 provider = "caldav"
