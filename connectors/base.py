@@ -158,13 +158,14 @@ class CalendarConnector(abc.ABC):
 
         Providers with batch endpoints list many calendars per HTTP request; the default asks
         one by one. One calendar's failure never affects the others' answers."""
-        results: list[ChangeSet | Exception] = []
-        for request in requests:
-            try:
-                results.append(self.changes(request.calendar, request.cursor, request.window))
-            except Exception as exc:  # noqa: BLE001 - handed to the caller, link by link
-                results.append(exc)
-        return results
+        return [self.changes_or_error(request) for request in requests]
+
+    def changes_or_error(self, request: PollRequest) -> ChangeSet | Exception:
+        """`changes` for one request, its error returned rather than raised."""
+        try:
+            return self.changes(request.calendar, request.cursor, request.window)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, link by link
+            return exc
 
     def address(self, owner: str, calendar: str) -> str:
         """The connector's name for ``owner``'s (an email) calendar ``calendar`` (from the config).

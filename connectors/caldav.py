@@ -53,8 +53,9 @@ import requests
 from lxml import etree
 
 from connectors import ical
-from connectors.base import CalendarConnector, ChangeSet, EventDraft, OooRules, RemoteEvent, SyncWindow
+from connectors.base import CalendarConnector, ChangeSet, EventDraft, OooRules, PollRequest, RemoteEvent, SyncWindow
 from connectors.httputil import read_body, retry_after, stale_connection
+from connectors.peruser import WorkerPool
 from syncd.errors import (
     AuthError,
     BadEventData,
@@ -151,14 +152,18 @@ def _precondition(body: bytes, name: str) -> bool:
     return name.encode() in body
 
 
-class CalDAVConnector(CalendarConnector):
-    """Thread-safe: one lock per connector; the daemon's poll workers share an instance."""
+class CalDAVConnector(WorkerPool, CalendarConnector):
+    """Thread-safe: one lock per connector; the daemon's poll workers share an instance.
+    Many collections are listed side by side, ``workers`` at a time (one request each)."""
 
     provider = "caldav"
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
                  ca_bundle: str | None = None, rules: OooRules = OooRules(),  # noqa: B008 - frozen
-                 max_occurrences: int = 1000, timeout: float = 30.0, account: str = "caldav") -> None:
+                 max_occurrences: int = 1000, timeout: float = 30.0, account: str = "caldav",
+                 workers: int = 8) -> None:
+        super().__init__()
+        self.workers = workers
         self.url = url if url.endswith("/") else url + "/"
         self.username = username
         self.password = password
@@ -271,6 +276,9 @@ class CalDAVConnector(CalendarConnector):
         raise ConfigError(f"caldav: no calendar named {name!r} at {self.url} (found: {', '.join(names) or 'none'})")
 
     # -- reading -------------------------------------------------------------------------------
+    def changes_many(self, requests_: Sequence[PollRequest]) -> list[ChangeSet | Exception]:
+        return list(self._map(self.changes_or_error, requests_))
+
     def changes(self, calendar: str, cursor: str | None, window: SyncWindow) -> ChangeSet:
         collection = self._collection(calendar)
         state = _Cursor.load(cursor) if cursor is not None else None
@@ -690,6 +698,7 @@ class CalDAVConnector(CalendarConnector):
             self._hrefs.get(collection, {}).pop(uid, None)
 
     def close(self) -> None:
+        self._close_pool()
         with self._lock:
             sessions, self._sessions = self._sessions, []
         for session in sessions:

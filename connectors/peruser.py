@@ -15,18 +15,40 @@ from typing import Any
 from connectors.base import CalendarConnector, ChangeSet, PollRequest, SyncWindow
 from syncd.errors import ConfigError
 
-__all__ = ["PerUserConnector"]
+__all__ = ["PerUserConnector", "WorkerPool"]
 
 
-class PerUserConnector(CalendarConnector):
-    """Subclasses set ``workers`` and ``account`` and implement `changes_many`."""
+class WorkerPool:
+    """A connector's small pool of threads for listing many calendars side by side; started
+    on first use."""
 
     workers: int = 4
+    provider: str = ""
     account: str = ""
 
     def __init__(self) -> None:
         self._pool_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        """``fn`` over ``items`` on the worker pool, results in order."""
+        if len(items) <= 1 or self.workers <= 1:
+            return iter([fn(item) for item in items])
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.provider}-{self.account}")
+            pool = self._pool
+        return pool.map(fn, items)
+
+    def _close_pool(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+class PerUserConnector(WorkerPool, CalendarConnector):
+    """Subclasses set ``workers`` and ``account`` and implement `changes_many`."""
 
     def address(self, owner: str, calendar: str) -> str:
         return f"{owner}/{calendar}"
@@ -42,18 +64,3 @@ class PerUserConnector(CalendarConnector):
         if isinstance(result, Exception):
             raise result
         return result
-
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
-        """``fn`` over ``items`` on the worker pool, results in order."""
-        if len(items) <= 1 or self.workers <= 1:
-            return iter([fn(item) for item in items])
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self.provider}-{self.account}")
-        return self._pool.map(fn, items)
-
-    def _close_pool(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)

@@ -70,7 +70,8 @@ class Connectors:
         options = account.options
         return CalDAVConnector(options["url"], options.get("username") or None, options.get("password") or None,
                                ca_bundle=options.get("ca_bundle") or None, rules=account.ooo_rules,
-                               max_occurrences=self._max_occurrences, account=account.name)
+                               max_occurrences=self._max_occurrences, account=account.name,
+                               workers=options.get("workers") or 8)
 
     def _google(self, account: Any) -> CalendarConnector:
         from connectors.google import GoogleConnector, google_options

@@ -67,7 +67,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Option keys per provider, with the TOML type each takes.
 PROVIDER_OPTIONS: Mapping[str, Mapping[str, type]] = {
     "local": {"root": str},
-    "caldav": {"url": str, "username": str, "password": str, "ca_bundle": str},
+    "caldav": {"url": str, "username": str, "password": str, "ca_bundle": str, "workers": int},
     "google": {
         "service_account_file": str,
         "api_endpoint": str,
@@ -831,7 +831,7 @@ class _Loader:
             return Options()
         if kind in ("redis", "nats"):
             return self.broker_options(t, kind)
-        t.allow(("type", "name", "url", "secret", "secret_env", "timeout", "max_attempts"))
+        t.allow(("type", "name", "url", "secret", "secret_env", "timeout", "max_attempts", "concurrency"))
         data, from_env = self.resolve_env(t, ("secret",))
         resolved = _Table(t.file, t.path, data)
         url = resolved.string("url")
@@ -841,6 +841,10 @@ class _Loader:
             options["secret"] = resolved.string("secret")
         if "max_attempts" in data:
             options["max_attempts"] = resolved.integer("max_attempts", minimum=1)
+        if "concurrency" in data:
+            options["concurrency"] = resolved.integer("concurrency", minimum=1)
+            if options["concurrency"] > 64:
+                resolved.fail("concurrency", f"must be at most 64, got {options['concurrency']}")
         return Options(options, secret=SECRET_KEYS | from_env)
 
     def broker_options(self, t: _Table, kind: str) -> Options:

@@ -98,6 +98,7 @@ class Daemon:
         self.stopping = threading.Event()  # set by a signal: no new work starts
         self._stopped = False
         runtime.push.wake = self._wake_poll  # a push notification: poll now, not at the next tick
+        runtime.service.on_published = lambda _changes: self._wake("deliver")
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(poll_workers + 3)},
             job_defaults={"coalesce": True, "misfire_grace_time": 30},
@@ -181,19 +182,28 @@ class Daemon:
 
     def _status_tick(self) -> None:
         if self.rt.service.advance_due():
-            self.rt.publisher.deliver_due()
+            self._wake("deliver")
 
-    def _poll_tick(self) -> None:
-        links = self.rt.syncer.claim_due(limit=POLL_CLAIM)
-        if links:
-            self.rt.syncer.sync_many(links, stopping=self.stopping.is_set)
-
-    def _wake_poll(self) -> None:
+    def _wake(self, job: str) -> None:
         if self.scheduler.running and not self.stopping.is_set():
             try:
-                self.scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+                self.scheduler.modify_job(job, next_run_time=datetime.now(UTC))
             except LookupError:  # stopping: the job is gone
                 pass
+
+    def _poll_tick(self) -> None:
+        while not self.stopping.is_set():
+            links = self.rt.syncer.claim_due(limit=POLL_CLAIM)
+            if not links:
+                return
+            if len(links) == POLL_CLAIM:
+                self._wake_poll()  # more are due: another worker takes the next ones meanwhile
+            self.rt.syncer.sync_many(links, stopping=self.stopping.is_set)
+            if len(links) < POLL_CLAIM:
+                return
+
+    def _wake_poll(self) -> None:
+        self._wake("poll")
 
     def _sweep(self) -> None:
         self.rt.service.advance_all()

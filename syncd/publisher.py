@@ -15,11 +15,12 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -31,6 +32,9 @@ from syncd.sinks import Sink, retry_delay
 __all__ = ["DeliveryReport", "Publisher"]
 
 log = logging.getLogger("syncd.publisher")
+
+# Deliveries are recorded after every this many users' events: a crash re-sends at most these.
+MARK_EVERY = 256
 
 
 @dataclass
@@ -58,7 +62,7 @@ class _Due:
 
 class Publisher:
     def __init__(self, db: Database, sinks: Mapping[str, Sink], *, dead_letter_after: timedelta,
-                 clock: Callable[[], datetime], rng: random.Random | None = None, batch: int = 200) -> None:
+                 clock: Callable[[], datetime], rng: random.Random | None = None, batch: int = 2000) -> None:
         self.db = db
         self.sinks = dict(sinks)
         self.dead_letter_after = dead_letter_after
@@ -68,6 +72,7 @@ class Publisher:
         # sink -> (last error, events failing): one line when an episode starts, one when it ends
         self._failing: dict[str, tuple[str, set[int]]] = {}
         self._pass = threading.Lock()
+        self._pools: dict[str, ThreadPoolExecutor] = {}
 
     def deliver_due(self) -> DeliveryReport:
         # One pass at a time in this process: the status timer and the delivery job both call
@@ -121,29 +126,57 @@ class Publisher:
 
     def _deliver_sink(self, name: str, sink: Sink) -> DeliveryReport:
         report = DeliveryReport()
-        due = self.db.run(lambda s: self._due(s, name), what=f"outbox for sink {name}")
-        held: set[str] = set()
-        for item in due:
-            if item is None or item.user_id in held:
-                continue
-            try:
-                sink.deliver(item.payload)
-            except SyncdError as exc:
-                held.add(item.user_id)  # later events of this user wait behind this one
-                report += self._failed(name, item, exc)
-                continue
-            self._mark_delivered(item)
-            report.delivered += 1
+        while True:  # a burst (thousands of blocks ending at once) is sent in one pass
+            due = [item for item in self.db.run(lambda s: self._due(s, name), what=f"outbox for sink {name}")
+                   if item is not None]
+            if sink.concurrency > 1:
+                # Each user's events go one after another; different users' go side by side.
+                queues: dict[str, list[_Due]] = {}
+                for item in due:
+                    queues.setdefault(item.user_id, []).append(item)
+                users = list(queues.values())
+                for start in range(0, len(users), MARK_EVERY):
+                    outcomes = self._pool(name, sink.concurrency).map(lambda q: _send(sink, q),
+                                                                      users[start:start + MARK_EVERY])
+                    report += self._record(name, [o for outcome in outcomes for o in outcome])
+            else:  # one at a time, in outbox order
+                held: set[str] = set()
+                for start in range(0, len(due), MARK_EVERY):
+                    report += self._record(name, _send(sink, due[start:start + MARK_EVERY], held))
+            if len(due) < self.batch or not report.delivered:
+                return report
+
+    def _record(self, name: str, outcomes: list[tuple[_Due, SyncdError | None]]) -> DeliveryReport:
+        """Record what was sent in one transaction, and each failure with its retry time."""
+        report = DeliveryReport()
+        delivered = [item for item, failure in outcomes if failure is None]
+        if delivered:
+            self.db.run(lambda s: self._mark_delivered(s, name, delivered), what=f"outbox for sink {name}")
+            report.delivered += len(delivered)
             episode = self._failing.get(name)
             if episode is not None:
-                episode[1].discard(item.seq)
+                episode[1].difference_update(item.seq for item in delivered)
                 if not episode[1]:
                     log.info("sink %s: delivering again", name)
                     del self._failing[name]
+        for item, failure in outcomes:
+            if failure is not None:
+                report += self._failed(name, item, failure)
         return report
 
-    def _mark_delivered(self, item: _Due) -> None:
-        self.db.run(lambda s: self._mark(s, item, "delivered"), what=f"outbox for sink {item.sink}")
+    def _pool(self, name: str, size: int) -> ThreadPoolExecutor:
+        pool = self._pools.get(name)
+        if pool is None:
+            pool = self._pools[name] = ThreadPoolExecutor(size, thread_name_prefix=f"syncd-sink-{name}")
+        return pool
+
+    def _mark_delivered(self, session: Session, sink: str, items: list[_Due]) -> None:
+        now = self.clock()
+        for start in range(0, len(items), 1000):
+            seqs = [item.seq for item in items[start:start + 1000]]
+            session.execute(update(DeliveryRow).where(DeliveryRow.sink == sink, DeliveryRow.outbox_seq.in_(seqs))
+                            .values(state="delivered", attempts=DeliveryRow.attempts + 1, last_error=None,
+                                    delivered_at=now))
 
     def _due(self, session: Session, sink: str) -> list[_Due | None]:
         """Pending deliveries in outbox order; a user whose head is not yet due is skipped whole."""
@@ -204,5 +237,26 @@ class Publisher:
         return DeliveryReport(failed=1)
 
     def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
+        self._pools.clear()
         for sink in self.sinks.values():
             sink.close()
+
+
+def _send(sink: Sink, items: list[_Due], held: set[str] | None = None) -> list[tuple[_Due, SyncdError | None]]:
+    """Send events in order. A user whose event fails (now, or earlier in ``held``) gets no
+    more this pass: their later events wait behind it (order per user)."""
+    outcomes: list[tuple[_Due, SyncdError | None]] = []
+    held = set() if held is None else held
+    for item in items:
+        if item.user_id in held:
+            continue
+        try:
+            sink.deliver(item.payload)
+        except SyncdError as exc:
+            held.add(item.user_id)
+            outcomes.append((item, exc))
+            continue
+        outcomes.append((item, None))
+    return outcomes

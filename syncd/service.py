@@ -93,6 +93,9 @@ class Syncd:
             sinks=[s.name for s in config.sinks],
             away_outside_working_hours=config.daemon.away_outside_working_hours,
         )
+        # Called after each committed batch of status changes while more are waiting: the
+        # daemon starts delivering the first batch while it evaluates the next.
+        self.on_published: Callable[[int], None] = lambda _changes: None
 
     # -- start-up ---------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -365,32 +368,41 @@ class Syncd:
                           after[0].effective_at if after else still_until,
                           [p.block_id for p in av.covering(periods, when)])
 
-    def advance_due(self, *, limit: int = 500) -> int:
-        """Publish automatic transitions whose instant has come (the boundary timer)."""
-        def work(session: Session) -> int:
+    def advance_due(self, *, limit: int = 2000) -> int:
+        """Publish automatic transitions whose instant has come (the boundary timer). Evaluates
+        at most ``limit`` users in one transaction; the timer calls again while it is busy."""
+        def work(session: Session) -> tuple[int, int]:
             now = self.clock()
             query = select(UserStatusRow.user_id).where(
-                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now).limit(limit)
+                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now
+            ).order_by(UserStatusRow.next_boundary_at).limit(limit)
             if self.db.dialect == "postgresql":
                 # Replicas share the work: each takes users the others are not evaluating now. The
                 # row lock also makes a transition published once, not once per replica.
                 query = query.with_for_update(skip_locked=True)
             due = list(session.scalars(query))
-            changes = 0
-            for user_id in due:
-                user = session.get(UserRow, user_id)
-                if user is not None:
-                    changes += len(self.recorder.advance(session, user, now))
-            return changes
-        return self.db.run(work, what="status timer")
+            return len(due), self.recorder.advance_many(session, due, now)
+        total = 0
+        while True:
+            evaluated, changes = self.db.run(work, what="status timer")
+            total += changes
+            if evaluated < limit:
+                return total
+            self.on_published(changes)
 
-    def advance_all(self) -> int:
+    def advance_all(self, *, chunk: int = 1000) -> int:
         """Bring every user up to now: on start-up (transitions while down) and in the sweep."""
         total = 0
-        for user_id in self.user_ids():
-            def work(session: Session, user_id: str = user_id) -> int:
-                user = session.get(UserRow, user_id)
-                return len(self.recorder.advance(session, user, self.clock())) if user else 0
+        user_ids = self.user_ids()
+        for start in range(0, len(user_ids), chunk):
+            part = user_ids[start:start + chunk]
+
+            def work(session: Session, part: list[str] = part) -> int:
+                locked = (select(UserStatusRow.user_id).where(UserStatusRow.user_id.in_(part))
+                          .order_by(UserStatusRow.user_id))
+                if self.db.dialect == "postgresql":
+                    list(session.scalars(locked.with_for_update()))
+                return self.recorder.advance_many(session, part, self.clock())
             total += self.db.run(work, what="status sweep")
         return total
 

@@ -138,6 +138,8 @@ class Sink(abc.ABC):
     """Where status changes go. Implementations are safe to call from several threads."""
 
     name: str
+    # How many users' events the publisher may send at once (each user's still one by one).
+    concurrency: int = 1
 
     @abc.abstractmethod
     def deliver(self, event: Mapping[str, Any]) -> None:
@@ -198,9 +200,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class WebhookSink(Sink):
     """POSTs each event as JSON to ``url``, signed with HMAC-SHA256 when ``secret`` is set.
 
-    One connection per delivery (no pooling): events are rare and this keeps the sink
-    stateless, so it is thread-safe. ``timeout`` applies to each socket operation (connect,
-    each read), not to the request as a whole. HTTP(S) proxies from the environment apply.
+    One connection per delivery (no pooling): this keeps the sink stateless, so it is
+    thread-safe, and the publisher sends up to ``concurrency`` users' events at once.
+    ``timeout`` applies to each socket operation (connect, each read), not to the request as
+    a whole. HTTP(S) proxies from the environment apply.
     """
 
     def __init__(
@@ -210,6 +213,7 @@ class WebhookSink(Sink):
         secret: str | None,
         timeout: float = 10.0,
         *,
+        concurrency: int = 8,
         clock: Callable[[], float] = time.time,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -222,6 +226,7 @@ class WebhookSink(Sink):
         self.name = name
         self.url = url
         self.timeout = float(timeout)
+        self.concurrency = concurrency
         self._secret = secret
         self._clock = clock
         # Host only in messages: the path or query may hold a token.
@@ -355,7 +360,10 @@ def build_sink(config: Any) -> Sink:
         secret = options.get("secret")
         if secret is not None and not isinstance(secret, str):
             raise ConfigError(f"sink {name!r}: secret must be a string")
-        return WebhookSink(name, url, secret, _seconds(options.get("timeout", 10.0), name))
+        concurrency = options.get("concurrency", WebhookSink.concurrency)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 64:
+            raise ConfigError(f"sink {name!r}: concurrency must be a whole number from 1 to 64")
+        return WebhookSink(name, url, secret, _seconds(options.get("timeout", 10.0), name), concurrency=concurrency)
     if kind in ("redis", "nats"):
         # Imported here so that the core works without the broker client packages.
         from syncd import brokers

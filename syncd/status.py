@@ -7,12 +7,13 @@ entries are committed together with the edit that caused them (DESIGN.md §1.4).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from store.models import BlockRow, DeliveryRow, OutboxRow, StatusLogRow, UserRow, UserStatusRow
@@ -135,6 +136,51 @@ class StatusRecorder:
             self._publish(session, user, change, now)
         return changes
 
+    def advance_many(self, session: Session, user_ids: Collection[str], now: datetime) -> int:
+        """`advance` for many users at once, with a handful of statements instead of several
+        per user: the boundary timer when thousands of blocks end in the same minute, and the
+        sweep. The callers hold the status rows locked (or are the only writer, on SQLite).
+        Returns the number of changes published."""
+        if not user_ids:
+            return 0
+        ids = list(user_ids)
+        users = {u.id: u for u in session.scalars(select(UserRow).where(UserRow.id.in_(ids)))}
+        rows = {r.user_id: r for r in session.scalars(select(UserStatusRow).where(UserStatusRow.user_id.in_(ids)))}
+        # A block that ended before the last evaluation can change nothing from there on.
+        cutoff = min((r.evaluated_at for r in rows.values()), default=None)
+        if len(rows) < len(users):
+            cutoff = None  # a user seen for the first time is judged on all their blocks
+        blocks = select(BlockRow.user_id, BlockRow.id, BlockRow.start, BlockRow.end, BlockRow.title).where(
+            BlockRow.user_id.in_(ids), BlockRow.deleted_at.is_(None))
+        if cutoff is not None:
+            blocks = blocks.where(BlockRow.end > cutoff)
+        periods: dict[str, list[av.Period]] = defaultdict(list)
+        for user_id, block_id, start, end, title in session.execute(blocks):
+            periods[user_id].append(av.Period(block_id, start, end, title))
+        published: list[tuple[UserRow, av.StatusChange]] = []
+        for user_id in ids:
+            user = users.get(user_id)
+            if user is None:
+                continue
+            policy = self.policy(user)
+            user_periods = periods.get(user_id, [])
+            row = rows.get(user_id)
+            if row is None:
+                state = av.initial_state(user_periods, policy, now)
+                row = UserStatusRow(user_id=user_id)
+                session.add(row)
+                if state.effective == av.AWAY:
+                    published.append((user, av.StatusChange(av.AWAY, av.AVAILABLE, state.reason, now,
+                                                            state.block_id)))
+            else:
+                evaluation = av.advance(state_of(row), user_periods, policy, max(now, row.evaluated_at))
+                state = evaluation.state
+                published.extend((user, change) for change in evaluation.changes)
+            self._store(row, state, user_periods, policy)
+        self._publish_many(session, published, now,
+                           {p.block_id: p for user_periods in periods.values() for p in user_periods})
+        return len(published)
+
     def _store(self, row: UserStatusRow, state: av.StatusState, periods: Sequence[av.Period],
                policy: av.StatusPolicy) -> None:
         row.auto, row.auto_reason = state.auto, state.auto_reason
@@ -144,27 +190,50 @@ class StatusRecorder:
         row.next_boundary_at = av.next_boundary(periods, policy, state.evaluated_at)
 
     def _publish(self, session: Session, user: UserRow, change: av.StatusChange, now: datetime) -> None:
-        session.add(StatusLogRow(
-            user_id=user.id, status=change.status, previous=change.previous, reason=change.reason,
-            effective_at=change.effective_at, block_id=change.block_id, recorded_at=now,
-        ))
-        block = session.get(BlockRow, change.block_id) if change.block_id else None
-        event_id = uuid.uuid4().hex
-        payload = {
-            "id": event_id,
-            "type": "status.changed",
-            "user": {"id": user.id, "email": user.email},
-            "status": change.status,
-            "previous": change.previous,
-            "reason": change.reason,
-            "effective_at": format_utc(change.effective_at),
-            "block": None if block is None else {
-                "id": block.id, "start": format_utc(block.start), "end": format_utc(block.end), "title": block.title,
-            },
-        }
-        outbox = OutboxRow(event_id=event_id, user_id=user.id, payload=payload, created_at=now)
-        session.add(outbox)
-        session.flush()
-        for sink in self.sinks:
-            session.add(DeliveryRow(outbox_seq=outbox.seq, sink=sink, user_id=user.id, state="pending",
-                                    attempts=0, next_attempt_at=now, created_at=now))
+        self._publish_many(session, [(user, change)], now, {})
+
+    def _publish_many(self, session: Session, published: Sequence[tuple[UserRow, av.StatusChange]],
+                      now: datetime, known: dict[str, av.Period]) -> None:
+        """Log the changes and queue one delivery per change and sink, in bulk statements."""
+        if not published:
+            return
+        session.flush()  # the status rows first: the log and outbox refer to their users
+        logs: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        for user, change in published:
+            logs.append({"user_id": user.id, "status": change.status, "previous": change.previous,
+                         "reason": change.reason, "effective_at": change.effective_at,
+                         "block_id": change.block_id, "recorded_at": now})
+            block = self._block_of(session, change.block_id, known)
+            event_id = uuid.uuid4().hex
+            outbox.append({"event_id": event_id, "user_id": user.id, "created_at": now, "payload": {
+                "id": event_id,
+                "type": "status.changed",
+                "user": {"id": user.id, "email": user.email},
+                "status": change.status,
+                "previous": change.previous,
+                "reason": change.reason,
+                "effective_at": format_utc(change.effective_at),
+                "block": None if block is None else {
+                    "id": block.block_id, "start": format_utc(block.start), "end": format_utc(block.end),
+                    "title": block.title,
+                },
+            }})
+        session.execute(insert(StatusLogRow), logs)
+        # Outbox order is delivery order per user: the sequence numbers must follow the list.
+        seqs = list(session.scalars(insert(OutboxRow).returning(OutboxRow.seq, sort_by_parameter_order=True),
+                                    outbox))
+        deliveries = [{"outbox_seq": seq, "sink": sink, "user_id": entry["user_id"], "state": "pending",
+                       "attempts": 0, "next_attempt_at": now, "created_at": now}
+                      for seq, entry in zip(seqs, outbox, strict=True) for sink in self.sinks]
+        if deliveries:
+            session.execute(insert(DeliveryRow), deliveries)
+
+    @staticmethod
+    def _block_of(session: Session, block_id: str | None, known: dict[str, av.Period]) -> av.Period | None:
+        if block_id is None:
+            return None
+        if block_id in known:
+            return known[block_id]
+        row = session.get(BlockRow, block_id)
+        return None if row is None else av.Period(row.id, row.start, row.end, row.title)
