@@ -173,6 +173,10 @@ class UserStatusRow(Base):
     manual_at: Mapped[datetime | None]
     manual_by: Mapped[str | None] = mapped_column(String(200))
     next_boundary_at: Mapped[datetime | None] = mapped_column(index=True)
+    # A transition prepared ahead of its instant (its outbox entries wait for it): the state at
+    # that instant, its log rows and its outbox entries. An edit before the instant undoes it.
+    staged_for: Mapped[datetime | None]
+    staged: Mapped[dict[str, Any] | None]
 
 
 class StatusLogRow(Base):

@@ -47,6 +47,7 @@ __all__ = ["Daemon", "Runtime", "build_runtime"]
 
 log = logging.getLogger("syncd.daemon")
 STOP_WITHIN = 9.0  # seconds; the contract is 10
+MAX_DELIVERY_ALARMS = 100  # instants of staged events woken for per tick; the delivery job finds the rest
 POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
 PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
 
@@ -183,6 +184,10 @@ class Daemon:
     def _status_tick(self) -> None:
         if self.rt.service.advance_due():
             self._wake("deliver")
+        # Transitions of the coming minute are staged; their events go out at their instant.
+        for at in sorted(self.rt.service.stage_ahead())[:MAX_DELIVERY_ALARMS]:
+            self.scheduler.add_job(self._guard(self.rt.publisher.deliver_due), "date", run_date=at,
+                                   id=f"deliver-at-{at.isoformat()}", replace_existing=True, misfire_grace_time=30)
 
     def _wake(self, job: str) -> None:
         if self.scheduler.running and not self.stopping.is_set():

@@ -127,8 +127,7 @@ class Publisher:
     def _deliver_sink(self, name: str, sink: Sink) -> DeliveryReport:
         report = DeliveryReport()
         while True:  # a burst (thousands of blocks ending at once) is sent in one pass
-            due = [item for item in self.db.run(lambda s: self._due(s, name), what=f"outbox for sink {name}")
-                   if item is not None]
+            due = self.db.run(lambda s: self._due(s, name), what=f"outbox for sink {name}")
             if sink.concurrency > 1:
                 # Each user's events go one after another; different users' go side by side.
                 queues: dict[str, list[_Due]] = {}
@@ -178,30 +177,25 @@ class Publisher:
                             .values(state="delivered", attempts=DeliveryRow.attempts + 1, last_error=None,
                                     delivered_at=now))
 
-    def _due(self, session: Session, sink: str) -> list[_Due | None]:
-        """Pending deliveries in outbox order; a user whose head is not yet due is skipped whole."""
+    def _due(self, session: Session, sink: str) -> list[_Due]:
+        """Pending deliveries due now, in outbox order. A user whose head is waiting for a retry is
+        skipped whole (order per user); a staged event not yet due holds nothing back, being
+        its user's latest."""
         now = self.clock()
         # Users waiting for a retry are left out in the query, not after it: otherwise one user's
         # backlog could fill the whole batch and hold back everybody else.
         later = aliased(DeliveryRow)
         waiting_users = select(later.user_id).where(later.sink == sink, later.state == "pending",
-                                                    later.next_attempt_at > now)
+                                                    later.next_attempt_at > now, later.attempts > 0)
         rows = session.execute(
-            select(DeliveryRow, OutboxRow.payload).join(OutboxRow, OutboxRow.seq == DeliveryRow.outbox_seq)
-            .where(DeliveryRow.sink == sink, DeliveryRow.state == "pending",
+            select(DeliveryRow.outbox_seq, DeliveryRow.user_id, DeliveryRow.attempts, DeliveryRow.created_at,
+                   OutboxRow.payload).join(OutboxRow, OutboxRow.seq == DeliveryRow.outbox_seq)
+            .where(DeliveryRow.sink == sink, DeliveryRow.state == "pending", DeliveryRow.next_attempt_at <= now,
                    DeliveryRow.user_id.not_in(waiting_users))
             .order_by(DeliveryRow.outbox_seq).limit(self.batch)
         ).all()
-        waiting: set[str] = set()
-        due: list[_Due | None] = []
-        for row, payload in rows:
-            if row.user_id in waiting:
-                continue
-            if row.next_attempt_at > now:
-                waiting.add(row.user_id)
-                continue
-            due.append(_Due(row.outbox_seq, sink, row.user_id, row.attempts, row.created_at, payload))
-        return due
+        return [_Due(seq, sink, user_id, attempts, created_at, payload)
+                for seq, user_id, attempts, created_at, payload in rows]
 
     def _mark(self, session: Session, item: _Due, state: str, error: str | None = None,
               next_attempt: datetime | None = None) -> None:

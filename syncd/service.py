@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.db import Database
@@ -30,7 +30,7 @@ from syncd import availability as av
 from syncd.config import Config, UserConfig
 from syncd.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
 from syncd.ooo import OooContent, ensure_aware, format_utc
-from syncd.status import StatusRecorder, hours_from_json, hours_to_json, state_of
+from syncd.status import LOOKAHEAD, SETTLE, StatusRecorder, hours_from_json, hours_to_json, state_of
 
 __all__ = ["BlockInfo", "StatusInfo", "Syncd", "block_content", "set_content", "utc_now"]
 
@@ -373,8 +373,11 @@ class Syncd:
         at most ``limit`` users in one transaction; the timer calls again while it is busy."""
         def work(session: Session) -> tuple[int, int]:
             now = self.clock()
+            # A staged transition is already on its way to the sinks, and reads evaluate up to
+            # now anyway: its state is written a little later, when the sending is over.
             query = select(UserStatusRow.user_id).where(
-                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now
+                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now,
+                or_(UserStatusRow.staged_for.is_(None), UserStatusRow.staged_for <= now - SETTLE),
             ).order_by(UserStatusRow.next_boundary_at).limit(limit)
             if self.db.dialect == "postgresql":
                 # Replicas share the work: each takes users the others are not evaluating now. The
@@ -389,6 +392,26 @@ class Syncd:
             if evaluated < limit:
                 return total
             self.on_published(changes)
+
+    def stage_ahead(self, *, limit: int = 2000) -> set[datetime]:
+        """Stage the transitions of the next `LOOKAHEAD` (see `StatusRecorder.stage_many`);
+        returns the instants at which their events fall due."""
+        def work(session: Session) -> tuple[int, set[datetime]]:
+            now = self.clock()
+            query = select(UserStatusRow.user_id).where(
+                UserStatusRow.staged_for.is_(None), UserStatusRow.next_boundary_at > now,
+                UserStatusRow.next_boundary_at <= now + LOOKAHEAD,
+            ).order_by(UserStatusRow.next_boundary_at).limit(limit)
+            if self.db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            due = list(session.scalars(query))
+            return len(due), self.recorder.stage_many(session, due, now)
+        instants: set[datetime] = set()
+        while True:
+            staged, due = self.db.run(work, what="status timer")
+            instants |= due
+            if staged < limit:
+                return instants
 
     def advance_all(self, *, chunk: int = 1000) -> int:
         """Bring every user up to now: on start-up (transitions while down) and in the sweep."""

@@ -19,9 +19,11 @@ from __future__ import annotations
 import abc
 import hashlib
 import hmac
+import http.client
 import json
 import math
 import random
+import ssl
 import sys
 import threading
 import time
@@ -200,10 +202,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class WebhookSink(Sink):
     """POSTs each event as JSON to ``url``, signed with HMAC-SHA256 when ``secret`` is set.
 
-    One connection per delivery (no pooling): this keeps the sink stateless, so it is
-    thread-safe, and the publisher sends up to ``concurrency`` users' events at once.
-    ``timeout`` applies to each socket operation (connect, each read), not to the request as
-    a whole. HTTP(S) proxies from the environment apply.
+    Each thread that sends keeps its own connection alive (thread-safe without locks); the
+    publisher sends up to ``concurrency`` users' events at once. ``timeout`` applies to each
+    socket operation (connect, each read), not to the request as a whole. HTTP(S) proxies
+    from the environment apply.
     """
 
     def __init__(
@@ -232,13 +234,78 @@ class WebhookSink(Sink):
         # Host only in messages: the path or query may hold a token.
         self._where = parts.netloc.rpartition("@")[2]
         self._opener = urllib.request.build_opener(_NoRedirect)
+        # Without a proxy each sending thread keeps one connection open to the receiver (a
+        # burst of thousands of events would otherwise open thousands); through a proxy
+        # (from the environment) urllib opens one per event.
+        self._proxy = bool(urllib.request.getproxies().get(parts.scheme)) and not urllib.request.proxy_bypass(
+            parts.hostname or "")
+        self._target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._local = threading.local()
+        self._open: set[http.client.HTTPConnection] = set()
+        self._open_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"WebhookSink(name={self.name!r}, host={self._where!r}, signed={self._secret is not None})"
 
     def deliver(self, event: Mapping[str, Any]) -> None:
         body = json.dumps(event, separators=(",", ":"), sort_keys=False, ensure_ascii=False).encode("utf-8")
-        request = urllib.request.Request(self.url, data=body, method="POST", headers=self._headers(event, body))
+        headers = self._headers(event, body)
+        if self._proxy:
+            self._deliver_through_proxy(body, headers)
+            return
+        for attempt in range(2):
+            connection, reused = self._connection()
+            if connection.sock is None:
+                try:
+                    connection.connect()
+                except OSError as exc:
+                    self._drop_connection()
+                    raise TransientError(self._msg(f"cannot reach {self._where}: {_describe(exc)}")) from exc
+            try:
+                connection.request("POST", self._target, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read(65536)  # drained so the connection can carry the next event
+                if response.will_close or not response.isclosed():
+                    self._drop_connection()
+            except (ConnectionError, HTTPException) as exc:
+                self._drop_connection()
+                if reused and attempt == 0 and isinstance(exc, ConnectionError | http.client.RemoteDisconnected):
+                    continue  # the receiver closed the idle kept-alive connection: once more, on a new one
+                raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
+            except OSError as exc:  # a timeout, mostly
+                self._drop_connection()
+                raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
+            if response.status >= 300:
+                raise self._status_error(response.status, response.reason, response.getheader("Retry-After"))
+            return
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's kept-alive connection to the receiver, and whether it carried a request before."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection, True
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=self.timeout,
+                                                     context=self._tls)
+        else:
+            connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
+        self._local.connection = connection
+        with self._open_lock:
+            self._open.add(connection)
+        return connection, False
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            with self._open_lock:
+                self._open.discard(connection)
+            connection.close()
+
+    def _deliver_through_proxy(self, body: bytes, headers: dict[str, str]) -> None:
+        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 response.read(65536)  # drain a little so the server sees a clean close; content ignored
@@ -254,6 +321,12 @@ class WebhookSink(Sink):
         except (OSError, HTTPException) as exc:
             # Read-phase failures arrive raw: timeouts, the peer closing without answering.
             raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
+
+    def close(self) -> None:
+        with self._open_lock:
+            connections, self._open = self._open, set()
+        for connection in connections:  # every thread's: a sending thread may be gone already
+            connection.close()
 
     def _headers(self, event: Mapping[str, Any], body: bytes) -> dict[str, str]:
         if "id" not in event:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import Message
@@ -433,3 +436,83 @@ def test_build_webhook_and_stdout_sinks() -> None:
 def test_build_sink_rejects_bad_config(config: SimpleNamespace) -> None:
     with pytest.raises(ConfigError, match="sink 'main'"):
         build_sink(config)
+
+
+# -- kept-alive connections ----------------------------------------------------------------------
+
+
+class _KeepAliveHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _KeepAliveServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections.append(self.connection)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.posts += 1
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _KeepAliveServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _KeepAliveHandler)
+        self.connections: list[socket.socket] = []
+        self.posts = 0
+
+    def close_idle(self) -> None:
+        """What a receiver does to connections idle past its keep-alive timeout."""
+        for conn in self.connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def keep_alive() -> Iterator[_KeepAliveServer]:
+    server = _KeepAliveServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.close_idle()
+        server.shutdown()
+        server.server_close()
+
+
+def test_one_connection_carries_many_events(keep_alive: _KeepAliveServer) -> None:
+    sink = webhook(f"http://127.0.0.1:{keep_alive.server_address[1]}/hook")
+    for n in range(5):
+        sink.deliver({**EVENT, "id": f"evt-{n}"})
+    assert keep_alive.posts == 5
+    assert len(keep_alive.connections) == 1
+    sink.close()
+
+
+def test_a_connection_the_receiver_closed_is_replaced_without_losing_the_event(
+        keep_alive: _KeepAliveServer) -> None:
+    sink = webhook(f"http://127.0.0.1:{keep_alive.server_address[1]}/hook")
+    sink.deliver(EVENT)
+    keep_alive.close_idle()
+    time.sleep(0.05)
+    sink.deliver({**EVENT, "id": "evt-2"})
+    assert keep_alive.posts == 2
+    assert len(keep_alive.connections) == 2
+    sink.close()
+
+
+def test_each_sending_thread_has_its_own_connection(keep_alive: _KeepAliveServer) -> None:
+    sink = webhook(f"http://127.0.0.1:{keep_alive.server_address[1]}/hook")
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: sink.deliver({**EVENT, "id": f"evt-{n}"}), range(40)))
+    assert keep_alive.posts == 40
+    assert 1 <= len(keep_alive.connections) <= 4
+    sink.close()
