@@ -170,12 +170,10 @@ def _serve(port: int, record: Path) -> None:
         nonlocal out
         server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
         out = record.open("a", buffering=1)  # its existence says the port is open
-        async with server:
-            await server.serve_forever()
+        await _until_terminated()
+        server.close()
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    asyncio.run(main())
 
 
 # -- latency in front of a real server --------------------------------------------------------------
@@ -222,12 +220,19 @@ def _delay(port: int, upstream_port: int, latency: float, ready: Path) -> None:
     async def main() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
         ready.write_text("ready")
-        async with server:
-            await server.serve_forever()
+        await _until_terminated()
+        server.close()
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    asyncio.run(main())
+
+
+async def _until_terminated() -> None:
+    import asyncio
+
+    stopped = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stopped.set)
+    await stopped.wait()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["receive"]:

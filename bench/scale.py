@@ -113,7 +113,7 @@ class Deployment:
                     self.graph_ids.setdefault(int(item["user"][1:].split("@")[0]), event_id)
                 graph = []
 
-    def config(self, name: str) -> Path:
+    def config(self, name: str, *, poll_interval: str = "30m", extra: str = "") -> Path:
         sa = self.root / "google-sa.json"
         if not sa.exists():
             sa.write_text(json.dumps({
@@ -121,8 +121,9 @@ class Deployment:
                 "private_key": private_key_pem(), "client_email": "syncd@bench.iam.gserviceaccount.com",
                 "client_id": "1", "token_uri": self.google.token_uri}))
         lines = [
-            f'[daemon]\ndatabase_url = "{self.url}"\nlog_level = "WARNING"\npoll_interval = "30m"\n'
+            f'[daemon]\ndatabase_url = "{self.url}"\nlog_level = "WARNING"\npoll_interval = "{poll_interval}"\n'
             'mass_delete_min = 1000000\n',
+            extra,
             f'[api]\nlisten = "127.0.0.1:{free_port()}"\n',
             f'[[accounts]]\nname = "workspace"\nprovider = "google"\nservice_account_file = "{sa}"\n'
             f'api_endpoint = "{self.google.api_endpoint}"\nbatch_uri = "{self.google.batch_uri}"\n'
@@ -155,13 +156,17 @@ class Deployment:
         ready.unlink(missing_ok=True)
         self.proxy = LatencyProxy(port, _port(self.radicale.base_url), seconds, ready)
 
-    def edit(self, share: float, round_: int) -> int:
-        """A share of the users move one OOO event, each in their own calendar."""
+    def edit(self, share: float, round_: int, span: tuple[datetime, datetime] | None = None) -> int:
+        """A share of the users move one OOO event, each in their own calendar (to ``span``, or
+        to a day ahead)."""
         step = max(1, round(1 / share))
         changed = 0
         for n in range(round_ % step, self.users, step):
-            start = (self.now + timedelta(days=1, hours=round_ + 1)).replace(minute=0, second=0, microsecond=0)
-            end = start + timedelta(hours=3)
+            if span is None:
+                start = (self.now + timedelta(days=1, hours=round_ + 1)).replace(minute=0, second=0, microsecond=0)
+                end = start + timedelta(hours=3)
+            else:
+                start, end = span
             kind = provider_of(n)
             if kind == "google":
                 self.google.control("edit_event", user=f"u{n}@example.com", calendar="primary",
@@ -238,8 +243,8 @@ def timed_cycle(links: Links, expected: int, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def start_replicas(dep: Deployment, names: list[str]) -> list[Popen[bytes]]:
-    return [replica(dep.config(name), dep.root / f"{name}.log") for name in names]
+def start_replicas(dep: Deployment, names: list[str], **config: str) -> list[Popen[bytes]]:
+    return [replica(dep.config(name, **config), dep.root / f"{name}.log") for name in names]
 
 
 def measure(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:

@@ -20,7 +20,6 @@ them. Errors raised by ``deliver`` are one line and never contain a password fro
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from syncd.errors import Bug, ConfigError, TransientError
-from syncd.sinks import PermanentDeliveryError, Sink
+from syncd.sinks import LoopThread, PermanentDeliveryError, Sink
 
 if TYPE_CHECKING:
     import redis
@@ -305,8 +304,7 @@ class NatsJetStreamSink(Sink):
         self._secrets = sorted({s for server in servers for s in _url_secrets(server, username_too=True)},
                                key=len, reverse=True)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loop = LoopThread(f"syncd-nats-{name}")
         # Touched only on the loop's thread:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -327,38 +325,16 @@ class NatsJetStreamSink(Sink):
         # connect + look up / create the stream + publish, each bounded by `timeout`; plus slack.
         budget = 4 * self.timeout + 1.0
         with self._lock:
-            future = asyncio.run_coroutine_threadsafe(self._publish(subject, body, event_id), self._running_loop())
             try:
-                future.result(budget)
-            except concurrent.futures.TimeoutError:
-                future.cancel()
+                self._loop.run(self._publish(subject, body, event_id), budget)
+            except TimeoutError:
                 raise TransientError(self._msg(f"no answer from {self._where} within {budget:g}s")) from None
 
     def close(self) -> None:
         """Drain and close the connection, then stop the private loop (it restarts if used again)."""
         with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-            if loop is None or thread is None:
-                return
-            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            try:
-                future.result(self.timeout + 2.0)
-            except Exception:  # noqa: BLE001 - closing is best effort; the loop still stops below
-                future.cancel()
-                log.warning("sink %s: NATS connection did not close cleanly", self.name, exc_info=True)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(self.timeout + 2.0)
-            if thread.is_alive():
-                log.warning("sink %s: NATS event loop thread did not stop", self.name)
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=_run_loop, args=(loop,), name=f"syncd-nats-{self.name}", daemon=True)
-            thread.start()
-            self._loop, self._thread = loop, thread
-        return self._loop
+            if not self._loop.stop(self._shutdown, self.timeout + 2.0):
+                log.warning("sink %s: NATS connection or event loop did not stop cleanly", self.name)
 
     # -- on the loop ---------------------------------------------------------------------------
 
@@ -498,16 +474,3 @@ async def _close_quietly(nc: NatsClient) -> None:
         await nc.close()
     except Exception:  # noqa: BLE001 - a half-open client may fail to close; nothing to do
         log.debug("closing a NATS client failed", exc_info=True)
-
-
-def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()

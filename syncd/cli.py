@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("users", nargs="*", metavar="USER")
     status.add_argument("--at", metavar="ISO8601", help="the status at this instant (with an offset)")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--links", action="store_true",
+                        help="the users' calendar links instead: state, last success, lag, owner replica, last error")
 
     setst = sub.add_parser("set-status", help="set a user's status manually")
     setst.add_argument("user", metavar="USER")
@@ -198,6 +200,14 @@ def _sync_once(rt: Any, users: list[str]) -> int:
 
 
 def _status(rt: Any, args: argparse.Namespace) -> int:
+    if args.links:
+        if args.at:
+            raise UserInputError("--links shows the links as they are now; leave out --at")
+        wanted = set(args.users)
+        for user in wanted:
+            rt.service.user_timezone(user)  # an unknown user is an error, not an empty list
+        _print_links([r for r in rt.service.links() if not wanted or r["user"] in wanted], as_json=args.json)
+        return 0
     at = parse_instant(args.at, "--at") if args.at else None
     users = args.users or rt.service.user_ids()
     rows = [rt.service.status(u, at).as_json() for u in users]
@@ -270,10 +280,14 @@ def _links(rt: Any, args: argparse.Namespace) -> int:
         name = rt.syncer.release_deletions(args.link)
         print(f"link {args.link} ({name}): held deletions will be applied on its next sync")
         return 0
-    rows = rt.service.links()
-    if args.json:
+    _print_links(rt.service.links(), as_json=args.json)
+    return 0
+
+
+def _print_links(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return
     width = max((len(f"{r['user']}/{r['account']}/{r['calendar']}") for r in rows), default=0)
     for row in rows:
         name = f"{row['user']}/{row['account']}/{row['calendar']}"
@@ -286,7 +300,6 @@ def _links(rt: Any, args: argparse.Namespace) -> int:
         if row["last_error"]:
             line += f"  error: {row['last_error']}"
         print(line)
-    return 0
 
 
 def _credentials(rt: Any, args: argparse.Namespace) -> int:

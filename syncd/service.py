@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from store.db import Database
@@ -30,7 +30,7 @@ from syncd import availability as av
 from syncd.config import Config, UserConfig
 from syncd.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
 from syncd.ooo import OooContent, ensure_aware, format_utc
-from syncd.status import LOOKAHEAD, SETTLE, StatusRecorder, hours_from_json, hours_to_json, state_of
+from syncd.status import LOOKAHEAD, StatusRecorder, hours_from_json, hours_to_json, state_of
 
 __all__ = ["BlockInfo", "StatusInfo", "Syncd", "block_content", "set_content", "utc_now"]
 
@@ -373,11 +373,8 @@ class Syncd:
         at most ``limit`` users in one transaction; the timer calls again while it is busy."""
         def work(session: Session) -> tuple[int, int]:
             now = self.clock()
-            # A staged transition is already on its way to the sinks, and reads evaluate up to
-            # now anyway: its state is written a little later, when the sending is over.
             query = select(UserStatusRow.user_id).where(
-                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now,
-                or_(UserStatusRow.staged_for.is_(None), UserStatusRow.staged_for <= now - SETTLE),
+                UserStatusRow.next_boundary_at.is_not(None), UserStatusRow.next_boundary_at <= now
             ).order_by(UserStatusRow.next_boundary_at).limit(limit)
             if self.db.dialect == "postgresql":
                 # Replicas share the work: each takes users the others are not evaluating now. The

@@ -17,26 +17,27 @@ webhook signature scheme, written so that a receiver can copy :func:`verify_sign
 from __future__ import annotations
 
 import abc
+import asyncio
+import concurrent.futures
 import hashlib
 import hmac
-import http.client
 import json
+import logging
 import math
 import random
 import ssl
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from http.client import HTTPException
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
+
+import aiohttp
 
 from syncd import __version__
 from syncd.errors import Bug, ConfigError, RateLimited, SyncdError, TransientError
@@ -55,6 +56,9 @@ __all__ = [
 
 SIGNATURE_HEADER = "Syncd-Signature"
 EVENT_ID_HEADER = "Syncd-Event-Id"
+log = logging.getLogger("syncd.sinks")
+T = TypeVar("T")
+
 _MAX_REASON = 80  # a receiver's reason phrase is untrusted text; keep log lines short
 
 
@@ -140,7 +144,7 @@ class Sink(abc.ABC):
     """Where status changes go. Implementations are safe to call from several threads."""
 
     name: str
-    # How many users' events the publisher may send at once (each user's still one by one).
+    # How many users' events `deliver_all` sends at once (each user's still one by one).
     concurrency: int = 1
 
     @abc.abstractmethod
@@ -150,6 +154,23 @@ class Sink(abc.ABC):
         Delivery is at least once: the same event (same ``id``) may be delivered again after a
         failure that happened after the receiver accepted it.
         """
+
+    def deliver_all(self, queues: Sequence[Sequence[Mapping[str, Any]]]) -> list[tuple[int, SyncdError | None]]:
+        """Deliver several users' events: each queue in order, stopping at its first failure.
+        Returns, per queue, how many were delivered and the error that stopped it. The
+        default goes one event at a time; sinks that can send side by side do."""
+        outcomes: list[tuple[int, SyncdError | None]] = []
+        for queue in queues:
+            sent, failure = 0, None
+            for event in queue:
+                try:
+                    self.deliver(event)
+                except SyncdError as exc:
+                    failure = exc
+                    break
+                sent += 1
+            outcomes.append((sent, failure))
+        return outcomes
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sinks hold nothing open
         """Release what the sink holds; the default holds nothing."""
@@ -193,19 +214,77 @@ class StdoutSink(Sink):
                 pass
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib would turn a redirected POST into a bodiless GET; a webhook must not follow.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+class LoopThread:
+    """A private asyncio event loop in a daemon thread, for sinks whose client is asyncio:
+    started on first use, so the synchronous, thread-safe `Sink` face can wait on it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``coroutine`` on the loop and wait for it; `TimeoutError` (after cancelling it) if
+        it takes longer than ``timeout``."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._running())
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no result within {timeout:g}s") from None
+
+    def stop(self, last: Callable[[], Coroutine[Any, Any, None]] | None = None, timeout: float = 5.0) -> bool:
+        """Run ``last`` on the loop (closing what lives there), then stop it; it starts again if
+        used again. False if either did not finish within ``timeout``."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return True
+        clean = True
+        if last is not None:
+            future = asyncio.run_coroutine_threadsafe(last(), loop)
+            try:
+                future.result(timeout)
+            except Exception:  # noqa: BLE001 - closing is best effort; the loop still stops below
+                future.cancel()
+                clean = False
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        return clean and not thread.is_alive()
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=_run_loop, args=(loop,), name=self.name, daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 class WebhookSink(Sink):
     """POSTs each event as JSON to ``url``, signed with HMAC-SHA256 when ``secret`` is set.
 
-    Each thread that sends keeps its own connection alive (thread-safe without locks); the
-    publisher sends up to ``concurrency`` users' events at once. ``timeout`` applies to each
-    socket operation (connect, each read), not to the request as a whole. HTTP(S) proxies
-    from the environment apply.
+    The requests go out from a private asyncio loop (aiohttp) over kept-alive connections, up
+    to ``concurrency`` at once: a burst of thousands of events (blocks ending in the same
+    minute) is sent in about a second. Redirects are not followed. ``timeout`` applies to
+    connecting and to each read, not to the request as a whole. HTTP(S) proxies from the
+    environment apply.
     """
 
     def __init__(
@@ -233,100 +312,77 @@ class WebhookSink(Sink):
         self._clock = clock
         # Host only in messages: the path or query may hold a token.
         self._where = parts.netloc.rpartition("@")[2]
-        self._opener = urllib.request.build_opener(_NoRedirect)
-        # Without a proxy each sending thread keeps one connection open to the receiver (a
-        # burst of thousands of events would otherwise open thousands); through a proxy
-        # (from the environment) urllib opens one per event.
-        self._proxy = bool(urllib.request.getproxies().get(parts.scheme)) and not urllib.request.proxy_bypass(
-            parts.hostname or "")
-        self._target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
-        self._local = threading.local()
-        self._open: set[http.client.HTTPConnection] = set()
-        self._open_lock = threading.Lock()
+        self._loop = LoopThread(f"syncd-webhook-{name}")
+        self._session: aiohttp.ClientSession | None = None  # lives on the loop
 
     def __repr__(self) -> str:
         return f"WebhookSink(name={self.name!r}, host={self._where!r}, signed={self._secret is not None})"
 
     def deliver(self, event: Mapping[str, Any]) -> None:
-        body = json.dumps(event, separators=(",", ":"), sort_keys=False, ensure_ascii=False).encode("utf-8")
-        headers = self._headers(event, body)
-        if self._proxy:
-            self._deliver_through_proxy(body, headers)
-            return
-        for attempt in range(2):
-            connection, reused = self._connection()
-            if connection.sock is None:
-                try:
-                    connection.connect()
-                except OSError as exc:
-                    self._drop_connection()
-                    raise TransientError(self._msg(f"cannot reach {self._where}: {_describe(exc)}")) from exc
-            try:
-                connection.request("POST", self._target, body=body, headers=headers)
-                response = connection.getresponse()
-                response.read(65536)  # drained so the connection can carry the next event
-                if response.will_close or not response.isclosed():
-                    self._drop_connection()
-            except (ConnectionError, HTTPException) as exc:
-                self._drop_connection()
-                if reused and attempt == 0 and isinstance(exc, ConnectionError | http.client.RemoteDisconnected):
-                    continue  # the receiver closed the idle kept-alive connection: once more, on a new one
-                raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
-            except OSError as exc:  # a timeout, mostly
-                self._drop_connection()
-                raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
-            if response.status >= 300:
-                raise self._status_error(response.status, response.reason, response.getheader("Retry-After"))
-            return
+        [(_sent, failure)] = self.deliver_all([[event]])
+        if failure is not None:
+            raise failure
 
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's kept-alive connection to the receiver, and whether it carried a request before."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection, True
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=self.timeout,
-                                                     context=self._tls)
-        else:
-            connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
-        self._local.connection = connection
-        with self._open_lock:
-            self._open.add(connection)
-        return connection, False
-
-    def _drop_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            with self._open_lock:
-                self._open.discard(connection)
-            connection.close()
-
-    def _deliver_through_proxy(self, body: bytes, headers: dict[str, str]) -> None:
-        request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
+    def deliver_all(self, queues: Sequence[Sequence[Mapping[str, Any]]]) -> list[tuple[int, SyncdError | None]]:
+        longest = max((len(q) for q in queues), default=0)
+        budget = longest * (2 * self.timeout + 1.0) + 5.0  # connect + read per event, plus slack
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                response.read(65536)  # drain a little so the server sees a clean close; content ignored
-        except urllib.error.HTTPError as exc:
-            try:
-                error = self._status_error(exc.code, exc.reason, exc.headers.get("Retry-After"))
-            finally:
-                exc.close()  # it holds the response socket
-            raise error from None
-        except urllib.error.URLError as exc:
-            # Connect-phase failures arrive wrapped; the reason is the OSError (refused, DNS, timeout).
-            raise TransientError(self._msg(f"cannot reach {self._where}: {_describe(exc.reason)}")) from exc
-        except (OSError, HTTPException) as exc:
-            # Read-phase failures arrive raw: timeouts, the peer closing without answering.
-            raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
+            return self._loop.run(self._send_all(queues), budget)
+        except TimeoutError:
+            error = TransientError(self._msg(f"no response from {self._where} within {budget:g}s"))
+            return [(0, error) for _ in queues]
 
     def close(self) -> None:
-        with self._open_lock:
-            connections, self._open = self._open, set()
-        for connection in connections:  # every thread's: a sending thread may be gone already
-            connection.close()
+        async def close_session() -> None:
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
+        if not self._loop.stop(close_session, self.timeout + 2.0):
+            log.warning("sink %s: the webhook client did not stop cleanly", self.name)
+
+    # -- on the loop ---------------------------------------------------------------------------
+
+    async def _send_all(self, queues: Sequence[Sequence[Mapping[str, Any]]]) -> list[tuple[int, SyncdError | None]]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency, ssl=ssl.create_default_context()),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
+                trust_env=True, auto_decompress=False, skip_auto_headers=("Accept", "Accept-Encoding"))
+        session = self._session
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def send(queue: Sequence[Mapping[str, Any]]) -> tuple[int, SyncdError | None]:
+            async with gate:
+                for sent, event in enumerate(queue):
+                    try:
+                        await self._post(session, event)
+                    except SyncdError as exc:
+                        return sent, exc
+                return len(queue), None
+        return list(await asyncio.gather(*(send(queue) for queue in queues)))
+
+    async def _post(self, session: aiohttp.ClientSession, event: Mapping[str, Any]) -> None:
+        body = json.dumps(event, separators=(",", ":"), sort_keys=False, ensure_ascii=False).encode("utf-8")
+        headers = self._headers(event, body)
+        for attempt in range(2):
+            try:
+                async with session.post(self.url, data=body, headers=headers, allow_redirects=False) as response:
+                    await response.content.read(65536)  # content ignored; a longer answer ends the connection
+                    if not response.content.at_eof():
+                        response.close()
+                    status, reason = response.status, response.reason
+                    retry_after_header = response.headers.get("Retry-After")
+            except aiohttp.ServerDisconnectedError as exc:
+                if attempt == 0:
+                    continue  # most often a kept-alive connection the receiver had closed: once more
+                raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
+            except aiohttp.ClientConnectorError as exc:
+                raise TransientError(self._msg(f"cannot reach {self._where}: {_describe(exc.os_error)}")) from exc
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
+            if status >= 300:
+                raise self._status_error(status, reason, retry_after_header)
+            return
 
     def _headers(self, event: Mapping[str, Any], body: bytes) -> dict[str, str]:
         if "id" not in event:
@@ -391,6 +447,8 @@ def _parse_retry_after(value: str | None, *, now: float) -> float | None:
 def _describe(exc: object) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the connection was closed without an answer"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -289,7 +289,10 @@ class StatusRecorder:
                      for change in changes]
         seqs = iter(self._queue(session, published, now, {p.block_id: p for ps in periods.values() for p in ps},
                                 staged=True))
-        updates = [{"b_user": user_id, "staged_for": at, "staged": {
+        # The timer writes the staged state SETTLE after the instant, out of the way of the
+        # sending, or at the user's following boundary if that comes sooner.
+        updates = [{"b_user": user_id, "staged_for": at,
+                    "next_boundary_at": at + SETTLE if after is None else min(at + SETTLE, after), "staged": {
             "state": _state_to_json(state),
             "next_boundary_at": None if after is None else after.isoformat(),
             "logs": [_log_to_json(change) for change in changes],

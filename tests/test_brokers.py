@@ -342,9 +342,9 @@ def test_nats_reconnects_after_the_connection_is_lost(jstream: JetStreamView) ->
     with NatsJetStreamSink("n", url=NATS_URL, subject=jstream.subject, stream=jstream.name) as sink:
         sink.deliver(event(1, "alice"))
         # Lose the connection under the sink (as a server restart would).
-        loop, nc = sink._loop, sink._nc
-        assert loop is not None and nc is not None
-        asyncio.run_coroutine_threadsafe(nc.close(), loop).result(5)
+        nc = sink._nc
+        assert nc is not None
+        sink._loop.run(nc.close(), 5)
         sink.deliver(event(2, "alice"))
     assert jstream.count() == 2
 

@@ -200,3 +200,21 @@ def test_status_reports_links_that_need_attention(workdir: Path, capsys: pytest.
     assert code == 0 and "alice" in out and "bob" in out
     [line] = err.strip().splitlines()
     assert line.startswith("link 2 alice/folder/alice-home: error: ") and "does not exist" in line
+
+
+def test_status_links_shows_each_links_sync_state(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "calendars" / "alice-home").rmdir()
+    assert run(capsys, "sync", "--once")[0] == 1
+    code, out, _err = run(capsys, "status", "--links", "alice")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and all("alice/folder/" in line for line in lines)
+    [broken] = [line for line in lines if "alice-home" in line]
+    assert "error: " in broken and "does not exist" in broken
+    [working] = [line for line in lines if "alice-home" not in line]
+    assert "last success 20" in working and "last synced by " in working
+    rows = json.loads(run(capsys, "status", "--links", "--json")[1])
+    assert {r["user"] for r in rows} == {"alice", "bob"}
+    assert set(rows[0]) >= {"owner", "last_success", "lag_s", "last_error", "state"}
+    code, _out, err = run(capsys, "status", "--links", "nobody")
+    assert code != 0 and "no user 'nobody'" in err

@@ -88,9 +88,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status, reply.reason)
         for key, value in reply.headers.items():
             self.send_header(key, value)
-        self.send_header("Content-Length", "2")
+        body = b"" if reply.status in (204, 304) else b"ok"  # these carry no body (RFC 9110)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
@@ -133,8 +134,20 @@ def receiver() -> Iterator[Receiver]:
         r.stop()
 
 
+_OPEN: list[WebhookSink] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_webhooks() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def webhook(url: str, secret: str | None = SECRET, timeout: float = 2.0) -> WebhookSink:
-    return WebhookSink("helpdesk", url, secret, timeout, clock=lambda: NOW + 0.7)
+    sink = WebhookSink("helpdesk", url, secret, timeout, clock=lambda: NOW + 0.7)
+    _OPEN.append(sink)
+    return sink
 
 
 def expected_body(event: dict[str, Any] = EVENT) -> bytes:

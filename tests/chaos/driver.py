@@ -53,6 +53,8 @@ class Receiver:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.fault_rate = 0.0  # share of deliveries answered 503 (not recorded: the sender retries)
+        self.rng = random.Random(5)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,8 +64,10 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - stdlib naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
-                    receiver.events.append(json.loads(body))
-                self.send_response(204)
+                    refused = receiver.rng.random() < receiver.fault_rate
+                    if not refused:
+                        receiver.events.append(json.loads(body))
+                self.send_response(503 if refused else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -331,10 +335,16 @@ secret = "{WEBHOOK_SECRET}"
         yield chaos
 
 
-def run(root: Path, *, kills: int, seed: int = 0, database_url: str | None = None, replicas: int = 1) -> World:
+def run(root: Path, *, kills: int, seed: int = 0, database_url: str | None = None, replicas: int = 1,
+        fault_rate: float = 0.0) -> World:
     """Edit, kill and restart ``kills`` times, then let it settle and check everything. With
-    several replicas, one of them (at random) is killed each time while the others run on."""
+    several replicas, one of them (at random) is killed each time while the others run on.
+    With ``fault_rate``, that share of requests to the fake providers fail (429, 403, 500,
+    503, dropped connections) and of deliveries to the webhook get 503, until the settling."""
     with world(root, seed=seed, database_url=database_url, replicas=replicas) as chaos:
+        chaos.google.fault_rate(fault_rate, seed=seed)
+        chaos.graph.fault_rate(fault_rate, seed=seed + 1)
+        chaos.receiver.fault_rate = fault_rate
         service = chaos.service()
         service.prepare()
         for user in chaos.users:  # something to sync from the start
@@ -351,6 +361,9 @@ def run(root: Path, *, kills: int, seed: int = 0, database_url: str | None = Non
                 service.db.dispose()
             time.sleep(chaos.rng.uniform(0.3, 2.5))  # mid-start, mid-pull, mid-push, mid-delivery...
             chaos.kill()
+        chaos.google.fault_rate(0.0)
+        chaos.graph.fault_rate(0.0)
+        chaos.receiver.fault_rate = 0.0
         chaos.start()
         check(chaos)
         chaos.stop()

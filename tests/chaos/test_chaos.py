@@ -33,3 +33,14 @@ def test_two_replicas_on_postgresql_one_killed_at_a_time(tmp_path: Path, pg_sche
 def test_two_replicas_a_hundred_kills(tmp_path: Path, pg_schema: str) -> None:
     chaos = run(tmp_path, kills=100, seed=11, database_url=pg_url_for(pg_schema), replicas=2)
     assert chaos.kills == 100
+
+
+def test_killed_while_providers_and_the_webhook_fail_a_third_of_requests(tmp_path: Path) -> None:
+    chaos = run(tmp_path, kills=6, seed=5, fault_rate=0.3)
+    assert chaos.kills == 6
+
+
+@pytest.mark.slow
+def test_a_hundred_kills_with_faults(tmp_path: Path) -> None:
+    chaos = run(tmp_path, kills=100, seed=13, fault_rate=0.3)
+    assert chaos.kills == 100
