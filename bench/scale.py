@@ -101,7 +101,7 @@ class Deployment:
                     if k == 0:
                         folder.mkdir(parents=True, exist_ok=True)
                         (folder / ".Radicale.props").write_text(json.dumps({"tag": "VCALENDAR"}))
-                    (folder / f"u{n}-e{k}.ics").write_text(_calendar(vevent(f"u{n}-e{k}", start, end)))
+                    (folder / f"u{n}-e{k}.ics").write_text(vevent(f"u{n}-e{k}", start, end))
             if len(google) >= 4000 or (google and n == self.users - 1):
                 made = self.google.control("add_events", items=google)["ids"]
                 for (owner, _cal, _event), event_id in zip(google, made, strict=True):
@@ -179,15 +179,11 @@ class Deployment:
                     "end": {"dateTime": end.replace(tzinfo=None).isoformat(), "timeZone": "UTC"}})
             else:
                 response = httpx.put(f"{self.radicale.base_url}alice/c{n}/u{n}-e0.ics",
-                                     content=_calendar(vevent(f"u{n}-e0", start, end)),
+                                     content=vevent(f"u{n}-e0", start, end),
                                      headers={"Content-Type": "text/calendar"}, auth=("alice", "x"), timeout=30)
                 response.raise_for_status()
             changed += 1
         return changed
-
-
-def _calendar(event: str) -> str:
-    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//syncd bench//EN\r\n{event}END:VCALENDAR\r\n"
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ daemon waits, logs it once, resumes when it is back, and loses nothing."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -195,3 +196,96 @@ def test_sqlite_locked_by_another_process_loses_nothing(tmp_path: Path, caplog: 
         assert len(warnings) <= 5, [r.getMessage() for r in warnings]
     finally:
         daemon.stop()
+
+
+class PrivateCluster:
+    """A PostgreSQL cluster of this test's own (initdb in a temporary folder, run by the
+    ``postgres`` system user), so that the test can really stop and start the server without
+    touching the shared one."""
+
+    def __init__(self, root: Path) -> None:
+        import pwd
+        import shutil
+        import subprocess
+
+        self.subprocess = subprocess
+        initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+        if initdb is None:
+            pytest.skip("PostgreSQL's initdb is not installed; install the server package to run this test")
+        self.bin = Path(initdb).resolve().parent
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("no 'postgres' system user to run a private PostgreSQL cluster as")
+        self.data = root / "pgdata"
+        self.data.mkdir()
+        shutil.chown(root, "postgres")
+        shutil.chown(self.data, "postgres")
+        self.port = _free_port()
+        self._as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "root",
+                           "--no-sync"])
+
+    def _as_postgres(self, command: list[str], check: bool = True) -> None:
+        runner = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+        done = self.subprocess.run(runner + command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 or not check, done.stdout + done.stderr
+
+    def start(self) -> None:
+        self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.data / "log"),
+                           "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off",
+                           "start"])
+
+    def stop(self, check: bool = True) -> None:
+        self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop"], check)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://root@127.0.0.1:{self.port}/postgres"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.postgres
+def test_postgresql_restarted_during_a_run_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The server itself stops (fast shutdown: every session is ended) and starts again."""
+    if os.geteuid() != 0 and os.environ.get("USER") != "postgres":
+        pytest.skip("runs a private PostgreSQL cluster as the 'postgres' user: needs root (as in CI)")
+    cluster = PrivateCluster(tmp_path / "pg")
+    cluster.start()
+    receiver = Receiver()
+    folder = tmp_path / "calendars" / "alice"
+    folder.mkdir(parents=True)
+    config = _config(tmp_path, cluster.url + "?connect_timeout=2",
+                     f'[[sinks]]\ntype = "webhook"\nurl = "{receiver.url}"\n')
+    rt = build_runtime(load_config(config))
+    daemon = Daemon(rt, serve_api=False)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    direct: Syncd | None = None
+    try:
+        daemon.start()
+        direct = Syncd(load_config(config), Database(cluster.url))
+        (folder / "before.ics").write_text(_ics("before", now + timedelta(days=2), 5), newline="")
+        assert _wait(lambda: len(direct.list_blocks("alice")) == 1)
+        started = now - timedelta(hours=1)
+        with caplog.at_level(logging.DEBUG, logger="syncd"):
+            cluster.stop()
+            (folder / "during.ics").write_text(_ics("during", started, 3), newline="")  # covers now: away
+            time.sleep(3)
+            cluster.start()
+            assert _wait(lambda: len(direct.list_blocks("alice")) == 2, 60), "the daemon did not resume"
+            helpdesk = direct.add_block("alice", timed_content(now + timedelta(days=6), now + timedelta(days=7)))
+            assert _wait(lambda: any(helpdesk.id in p.name for p in folder.iterdir())), "nothing pushed after"
+            assert _wait(lambda: [e["status"] for e in receiver.events] == ["away"]), receiver.events
+        assert daemon.scheduler.running
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("syncd")]
+        assert len(warnings) <= 5, [r.getMessage() for r in warnings]
+    finally:
+        daemon.stop()
+        if direct is not None:
+            direct.db.dispose()
+        receiver.close()
+        cluster.stop(check=False)
