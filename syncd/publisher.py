@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ __all__ = ["DeliveryReport", "Publisher"]
 log = logging.getLogger("syncd.publisher")
 
 # Deliveries are recorded after every this many users' events: a crash re-sends at most these.
-MARK_EVERY = 1000
+MARK_EVERY = 500
 
 
 @dataclass
@@ -61,7 +62,7 @@ class _Due:
 
 class Publisher:
     def __init__(self, db: Database, sinks: Mapping[str, Sink], *, dead_letter_after: timedelta,
-                 clock: Callable[[], datetime], rng: random.Random | None = None, batch: int = 2000) -> None:
+                 clock: Callable[[], datetime], rng: random.Random | None = None, batch: int = 5000) -> None:
         self.db = db
         self.sinks = dict(sinks)
         self.dead_letter_after = dead_letter_after
@@ -71,6 +72,7 @@ class Publisher:
         # sink -> (last error, events failing): one line when an episode starts, one when it ends
         self._failing: dict[str, tuple[str, set[int]]] = {}
         self._pass = threading.Lock()
+        self._recorder = ThreadPoolExecutor(1, thread_name_prefix="syncd-publisher-record")
 
     def deliver_due(self) -> DeliveryReport:
         # One pass at a time in this process: the status timer and the delivery job both call
@@ -128,6 +130,9 @@ class Publisher:
             due = self.db.run(lambda s: self._due(s, name), what=f"outbox for sink {name}")
             if sink.concurrency > 1:
                 # Each user's events go one after another; different users' go side by side.
+                # What was sent is recorded on another thread while the next users' events go
+                # out, and all of it before the outbox is read again.
+                recording: list[Future[DeliveryReport]] = []
                 queues: dict[str, list[_Due]] = {}
                 for item in due:
                     queues.setdefault(item.user_id, []).append(item)
@@ -140,7 +145,9 @@ class Publisher:
                         outcomes += [(item, None) for item in queue[:count]]
                         if failure is not None:
                             outcomes.append((queue[count], failure))
-                    report += self._record(name, outcomes)
+                    recording.append(self._recorder.submit(self._record, name, outcomes))
+                for done in recording:
+                    report += done.result()
             else:  # one at a time, in outbox order
                 held: set[str] = set()
                 for start in range(0, len(due), MARK_EVERY):
@@ -232,6 +239,7 @@ class Publisher:
         return DeliveryReport(failed=1)
 
     def close(self) -> None:
+        self._recorder.shutdown(wait=True)
         for sink in self.sinks.values():
             sink.close()
 
