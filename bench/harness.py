@@ -166,12 +166,21 @@ def _serve(port: int, record: Path) -> None:
         finally:
             writer.close()
 
+    async def flush() -> None:  # every 0.2 s: a write per event would slow the answers down
+        while True:
+            await asyncio.sleep(0.2)
+            if out is not None:
+                out.flush()
+
     async def main() -> None:
         nonlocal out
         server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-        out = record.open("a", buffering=1)  # its existence says the port is open
+        out = record.open("a", buffering=1 << 20)  # its existence says the port is open
+        flusher = asyncio.create_task(flush())
         await _until_terminated()
+        flusher.cancel()
         server.close()
+        out.close()
 
     asyncio.run(main())
 

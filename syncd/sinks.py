@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any, TextIO, TypeVar
 
 import aiohttp
+import yarl
 
 from syncd import __version__
 from syncd.errors import Bug, ConfigError, RateLimited, SyncdError, TransientError
@@ -315,6 +316,7 @@ class WebhookSink(Sink):
         self._where = parts.netloc.rpartition("@")[2]
         self._loop = LoopThread(f"syncd-webhook-{name}")
         self._session: aiohttp.ClientSession | None = None  # lives on the loop
+        self._target = yarl.URL(url)  # parsed once, not per request
         # The proxy from the environment, looked up once: aiohttp's trust_env does it (and
         # reads ~/.netrc) on every request, which costs more than the request itself.
         proxy = urllib.request.getproxies().get(parts.scheme)
@@ -371,7 +373,7 @@ class WebhookSink(Sink):
         headers = self._headers(event, body)
         for attempt in range(2):
             try:
-                async with session.post(self.url, data=body, headers=headers, allow_redirects=False,
+                async with session.post(self._target, data=body, headers=headers, allow_redirects=False,
                                         proxy=self._proxy) as response:
                     await response.content.read(65536)  # content ignored; a longer answer ends the connection
                     if not response.content.at_eof():
