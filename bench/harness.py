@@ -70,6 +70,10 @@ def replica(config: Path, log: Path, *, env: dict[str, str] | None = None) -> su
                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
+def log_tail(log: Path, lines: int = 15) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
+
+
 def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -97,10 +101,13 @@ class ProcessStats:
 
 
 def process_stats(pid: int) -> ProcessStats:
+    """Raises SystemExit if the process has exited."""
     fields: dict[str, str] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         fields[key] = value.strip()
+    if "VmRSS" not in fields:
+        raise SystemExit(f"process {pid} has exited")
     return ProcessStats(
         rss_mb=int(fields["VmRSS"].split()[0]) / 1024,
         peak_rss_mb=int(fields["VmHWM"].split()[0]) / 1024,

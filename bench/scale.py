@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select, update
 
-from bench.harness import LatencyProxy, pg_schema, process_stats, replica, stop, wait_for
+from bench.harness import LatencyProxy, log_tail, pg_schema, process_stats, replica, stop, wait_for
 from bench.outlook_poll import Remote as RemoteGraph
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow
@@ -208,6 +208,7 @@ class Links:
 
     def __init__(self, url: str) -> None:
         self.db = Database(url)
+        self.db.migrate()  # before the replicas start: they would race to create the schema
 
     def make_all_due(self) -> datetime:
         now = datetime.now(UTC)
@@ -280,7 +281,10 @@ def measure(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
         if failing:
             print(f"links with errors, e.g.: {failing[0]}", file=sys.stderr)
     finally:
-        for process in processes:
+        for name, process in zip(("replica-a", "replica-b"), processes, strict=True):
+            if process.poll() is not None and process.returncode != 0:
+                print(f"{name} exited with {process.returncode}; its log ends:\n"
+                      f"{log_tail(dep.root / f'{name}.log')}", file=sys.stderr)
             stop(process)
     peaks = [s.peak_rss_mb for s in stats]
     print(f"peak RSS per replica: {', '.join(f'{p:.0f} MB' for p in peaks)}")

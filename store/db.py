@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,7 @@ __all__ = ["Database"]
 
 log = logging.getLogger("syncd.store")
 MIGRATIONS = Path(__file__).parent / "migrations"
+STARTUP_LOCK = 0x73796E6364  # "syncd": the PostgreSQL advisory lock replicas take while starting
 T = TypeVar("T")
 
 
@@ -71,6 +72,12 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def startup_lock(self, session: Session) -> None:
+        """On PostgreSQL, hold the start-up lock until ``session``'s transaction ends: replicas
+        starting together then write the config's users and links one after another."""
+        if self.dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STARTUP_LOCK})
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent, safe on every start)."""
         from alembic import command
@@ -79,6 +86,10 @@ class Database:
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                # Replicas starting together would race to create the same tables; the lock
+                # lasts until this transaction ends, and the second finds the schema current.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STARTUP_LOCK})
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
 

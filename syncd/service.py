@@ -104,6 +104,7 @@ class Syncd:
         self.db.run(self._apply_config, what="applying the config")
 
     def _apply_config(self, session: Session) -> None:
+        self.db.startup_lock(session)  # replicas starting together: one after the other
         now = self.clock()
         for user in self.config.users:
             self.upsert_user(session, user, now)

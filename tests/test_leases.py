@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
 from connectors.base import ChangeSet, SyncWindow
@@ -16,7 +17,7 @@ from store.db import Database
 from store.models import CalendarLinkRow
 from syncd.ooo import timed_content
 from syncd.sync import LinkSyncer
-from tests.conftest import Clock, Harness, user
+from tests.conftest import Clock, Harness, make_config, pg_url_for, user
 
 HarnessFactory = Callable[..., Harness]
 
@@ -163,3 +164,34 @@ def test_a_boundary_is_published_once_whatever_the_number_of_replicas(harness_fa
     with database.session() as session:
         ended = list(session.scalars(select(StatusLogRow.user_id).where(StatusLogRow.reason == "ooo_ended")))
     assert sorted(ended) == sorted(f"u{n}" for n in range(30))  # each user's end once, by whichever replica
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_on_an_empty_database_all_start(pg_schema: str) -> None:
+    """Migrations and the config's users and links are written under a start-up lock: the
+    replicas of a new deployment, started at once, do not trip over each other's inserts."""
+    from syncd.service import Syncd
+
+    config = make_config([user(f"u{n}", "work") for n in range(30)])
+    services = [Syncd(config, Database(pg_url_for(pg_schema))) for _ in range(4)]
+    start = threading.Barrier(len(services))
+    errors: list[BaseException] = []
+
+    def prepare(service: Syncd) -> None:
+        start.wait()
+        try:
+            service.prepare()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=prepare, args=(s,)) for s in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert errors == []
+        assert len(services[0].user_ids()) == 30
+        assert len(services[0].links()) == 30
+    finally:
+        for service in services:
+            service.db.dispose()
