@@ -7,6 +7,7 @@ multi-replica setting. Migrations (Alembic, in ``store/migrations``) run at star
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -71,6 +72,36 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @contextmanager
+    def claim(self, name: str) -> Iterator[bool]:
+        """Whether this process holds the claim ``name`` while the block runs. On PostgreSQL,
+        where several replicas share the work, a session advisory lock: one replica at a
+        time gets True, the others False (not waiting); the lock goes with the session if the
+        replica dies. Elsewhere (one process) always True. False too if the database is away."""
+        if self.dialect != "postgresql":
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(f"syncd:{name}".encode()).digest()[:8], "big", signed=True)
+        try:
+            conn = self.engine.connect()
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+            conn.commit()
+        except OperationalError as exc:
+            log.debug("%s: no claim now (%s)", name, str(exc.orig).splitlines()[0] if exc.orig else exc)
+            yield False
+            return
+        try:
+            yield got
+        finally:
+            try:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    conn.commit()
+            except OperationalError:
+                pass  # the session is gone, and its lock with it
+            finally:
+                conn.close()
 
     def startup_lock(self, session: Session) -> None:
         """On PostgreSQL, hold the start-up lock until ``session``'s transaction ends: replicas

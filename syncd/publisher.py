@@ -9,19 +9,16 @@ reported by ``syncd status`` — and the user's queue moves on.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from store.db import Database
@@ -80,39 +77,12 @@ class Publisher:
         with self._pass:
             report = DeliveryReport()
             for name, sink in self.sinks.items():
-                with self._sink_claim(name) as ours:
+                # On PostgreSQL one replica at a time delivers a sink: events go out once, and in
+                # order per user. The others skip the sink for this pass.
+                with self.db.claim(f"sink:{name}") as ours:
                     if ours:
                         report += self._deliver_sink(name, sink)
             return report
-
-    @contextlib.contextmanager
-    def _sink_claim(self, sink: str) -> Iterator[bool]:
-        """On PostgreSQL, where several replicas share the outbox, one replica at a time
-        delivers a sink (a session advisory lock, released if that replica dies): events are
-        sent once, and in order per user. The others skip the sink for this pass."""
-        if self.db.dialect != "postgresql":
-            yield True
-            return
-        key = int.from_bytes(hashlib.sha256(f"syncd-sink:{sink}".encode()).digest()[:8], "big", signed=True)
-        try:
-            conn = self.db.engine.connect()
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
-            conn.commit()
-        except OperationalError as exc:  # the database is away: nothing can be delivered this pass
-            log.debug("sink %s: no claim this pass (%s)", sink, str(exc.orig).splitlines()[0] if exc.orig else exc)
-            yield False
-            return
-        try:
-            yield got
-        finally:
-            try:
-                if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                    conn.commit()
-            except OperationalError:
-                pass  # the session is gone, and its lock with it
-            finally:
-                conn.close()
 
     def drain(self, rounds: int = 20) -> DeliveryReport:
         """Deliver until nothing more is due now (used by `syncd sync --once`)."""

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import random
-import ssl
 import sys
 import threading
 import time
@@ -38,11 +37,9 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TextIO, TypeVar
 
-import aiohttp
-import yarl
-
 from syncd import __version__
 from syncd.errors import Bug, ConfigError, RateLimited, SyncdError, TransientError
+from syncd.httpclient import CannotConnect, NoAnswer, OneUrlClient
 
 __all__ = [
     "DeliveryThrottled",
@@ -282,9 +279,9 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 class WebhookSink(Sink):
     """POSTs each event as JSON to ``url``, signed with HMAC-SHA256 when ``secret`` is set.
 
-    The requests go out from a private asyncio loop (aiohttp) over kept-alive connections, up
-    to ``concurrency`` at once: a burst of thousands of events (blocks ending in the same
-    minute) is sent in about a second. Redirects are not followed. ``timeout`` applies to
+    The requests go out from a private asyncio loop over kept-alive connections
+    (`syncd.httpclient`), up to ``concurrency`` at once: a burst of thousands of events
+    (blocks ending in the same minute) is sent in about a second. Redirects are not followed. ``timeout`` applies to
     connecting and to each read, not to the request as a whole. HTTP(S) proxies from the
     environment apply.
     """
@@ -315,12 +312,7 @@ class WebhookSink(Sink):
         # Host only in messages: the path or query may hold a token.
         self._where = parts.netloc.rpartition("@")[2]
         self._loop = LoopThread(f"syncd-webhook-{name}")
-        self._session: aiohttp.ClientSession | None = None  # lives on the loop
-        self._target = yarl.URL(url)  # parsed once, not per request
-        # The proxy from the environment, looked up once: aiohttp's trust_env does it (and
-        # reads ~/.netrc) on every request, which costs more than the request itself.
-        proxy = urllib.request.getproxies().get(parts.scheme)
-        self._proxy = None if not proxy or urllib.request.proxy_bypass(parts.hostname) else proxy
+        self._client: OneUrlClient | None = None  # lives on the loop
 
     def __repr__(self) -> str:
         return f"WebhookSink(name={self.name!r}, host={self._where!r}, signed={self._secret is not None})"
@@ -340,57 +332,41 @@ class WebhookSink(Sink):
             return [(0, error) for _ in queues]
 
     def close(self) -> None:
-        async def close_session() -> None:
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
-        if not self._loop.stop(close_session, self.timeout + 2.0):
+        async def close_client() -> None:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+        if not self._loop.stop(close_client, self.timeout + 2.0):
             log.warning("sink %s: the webhook client did not stop cleanly", self.name)
 
     # -- on the loop ---------------------------------------------------------------------------
 
     async def _send_all(self, queues: Sequence[Sequence[Mapping[str, Any]]]) -> list[tuple[int, SyncdError | None]]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency, ssl=ssl.create_default_context()),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout),
-                auto_decompress=False, skip_auto_headers=("Accept", "Accept-Encoding"))
-        session = self._session
-        gate = asyncio.Semaphore(self.concurrency)
+        if self._client is None:
+            self._client = OneUrlClient(self.url, self.timeout)
+        client = self._client
+        gate = asyncio.Semaphore(self.concurrency)  # also bounds the open connections
 
         async def send(queue: Sequence[Mapping[str, Any]]) -> tuple[int, SyncdError | None]:
             async with gate:
                 for sent, event in enumerate(queue):
                     try:
-                        await self._post(session, event)
+                        await self._post(client, event)
                     except SyncdError as exc:
                         return sent, exc
                 return len(queue), None
         return list(await asyncio.gather(*(send(queue) for queue in queues)))
 
-    async def _post(self, session: aiohttp.ClientSession, event: Mapping[str, Any]) -> None:
+    async def _post(self, client: OneUrlClient, event: Mapping[str, Any]) -> None:
         body = json.dumps(event, separators=(",", ":"), sort_keys=False, ensure_ascii=False).encode("utf-8")
-        headers = self._headers(event, body)
-        for attempt in range(2):
-            try:
-                async with session.post(self._target, data=body, headers=headers, allow_redirects=False,
-                                        proxy=self._proxy) as response:
-                    await response.content.read(65536)  # content ignored; a longer answer ends the connection
-                    if not response.content.at_eof():
-                        response.close()
-                    status, reason = response.status, response.reason
-                    retry_after_header = response.headers.get("Retry-After")
-            except aiohttp.ServerDisconnectedError as exc:
-                if attempt == 0:
-                    continue  # most often a kept-alive connection the receiver had closed: once more
-                raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
-            except aiohttp.ClientConnectorError as exc:
-                raise TransientError(self._msg(f"cannot reach {self._where}: {_describe(exc.os_error)}")) from exc
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise TransientError(self._msg(f"no response from {self._where}: {_describe(exc)}")) from exc
-            if status >= 300:
-                raise self._status_error(status, reason, retry_after_header)
-            return
+        try:
+            answer = await client.post(body, self._headers(event, body))
+        except CannotConnect as exc:
+            raise TransientError(self._msg(f"cannot reach {self._where}: {exc}")) from exc
+        except NoAnswer as exc:
+            raise TransientError(self._msg(f"no response from {self._where}: {exc}")) from exc
+        if answer.status >= 300:
+            raise self._status_error(answer.status, answer.reason, answer.retry_after)
 
     def _headers(self, event: Mapping[str, Any], body: bytes) -> dict[str, str]:
         if "id" not in event:
@@ -455,8 +431,6 @@ def _parse_retry_after(value: str | None, *, now: float) -> float | None:
 def _describe(exc: object) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the connection was closed without an answer"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

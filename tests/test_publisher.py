@@ -10,7 +10,7 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from store.models import DeliveryRow, OutboxRow
 from syncd.config import SinkConfig
-from syncd.errors import TransientError
+from syncd.errors import SyncdError, TransientError
 from syncd.ooo import format_utc, timed_content
 from syncd.publisher import Publisher
 from syncd.sinks import (
@@ -513,3 +513,47 @@ def test_replicas_deliver_each_event_once_and_in_order(harness_factory: HarnessF
         assert shared.seen(f"u{n}")[-1] == (f"u{n}", "available")
         order = [e["effective_at"] for e in shared.events if e["user"]["id"] == f"u{n}"]
         assert order == sorted(order)  # each user's changes in the order they happened
+
+
+class SideBySideSink(FakeSink):
+    """Takes several users' events at once (as the webhook does), interleaving the users."""
+
+    concurrency = 4
+
+    def deliver_all(self, queues: Sequence[Sequence[Mapping[str, Any]]]) -> list[tuple[int, SyncdError | None]]:
+        sent = [0] * len(queues)
+        failures: list[SyncdError | None] = [None] * len(queues)
+        for round_ in range(max((len(q) for q in queues), default=0)):  # one event of each user per round
+            for n, queue in enumerate(queues):
+                if round_ < len(queue) and failures[n] is None:
+                    try:
+                        self.deliver(queue[round_])
+                        sent[n] += 1
+                    except SyncdError as exc:
+                        failures[n] = exc
+        return list(zip(sent, failures, strict=True))
+
+
+def test_a_sink_that_sends_side_by_side_keeps_each_users_order(harness_factory: HarnessFactory,
+                                                                clock: Clock) -> None:
+    h = harness_factory([user("alice"), user("bob"), user("carol")], sinks=(SinkConfig(type="stdout", name="a"),))
+    sink = SideBySideSink("a", clock)
+    publisher = Publisher(h.service.db, {"a": sink}, dead_letter_after=timedelta(hours=1), clock=clock,
+                          rng=random.Random(SEED))
+    for status in ("away", "available", "away"):
+        for uid in ("alice", "bob", "carol"):
+            clock.advance(MINUTE)
+            h.service.set_status(uid, status)  # type: ignore[arg-type]
+    sink.fail = lambda event: TransientError("down") if event["user"]["id"] == "bob" else None
+
+    report = publisher.deliver_due()
+
+    assert report.delivered == 6 and report.failed == 1
+    for uid in ("alice", "carol"):
+        assert [s for _u, s in sink.seen(uid)] == ["away", "available", "away"]
+    assert sink.seen("bob") == []  # held behind his first event
+    sink.fail = lambda event: None
+    clock.advance(timedelta(minutes=10))
+    publisher.drain()
+    assert [s for _u, s in sink.seen("bob")] == ["away", "available", "away"]
+    publisher.close()

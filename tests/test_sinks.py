@@ -465,6 +465,7 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.server.posts += 1
+        self.server.paths.append(self.path)
         self.send_response(204)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -480,6 +481,7 @@ class _KeepAliveServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _KeepAliveHandler)
         self.connections: list[socket.socket] = []
         self.posts = 0
+        self.paths: list[str] = []
 
     def close_idle(self) -> None:
         """What a receiver does to connections idle past its keep-alive timeout."""
@@ -529,3 +531,14 @@ def test_each_sending_thread_has_its_own_connection(keep_alive: _KeepAliveServer
     assert keep_alive.posts == 40
     assert 1 <= len(keep_alive.connections) <= 4
     sink.close()
+
+
+def test_a_proxy_from_the_environment_is_used(keep_alive: _KeepAliveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{keep_alive.server_address[1]}")
+    sink = webhook("http://hooks.example.invalid:8080/in?key=1")
+    sink.deliver(EVENT)
+    sink.deliver({**EVENT, "id": "evt-2"})
+    assert keep_alive.paths == ["http://hooks.example.invalid:8080/in?key=1"] * 2
+    assert len(keep_alive.connections) == 1
