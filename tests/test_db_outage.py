@@ -203,10 +203,11 @@ class PrivateCluster:
     ``postgres`` system user), so that the test can really stop and start the server without
     touching the shared one."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         import pwd
         import shutil
         import subprocess
+        import tempfile
 
         self.subprocess = subprocess
         initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
@@ -217,9 +218,11 @@ class PrivateCluster:
             pwd.getpwnam("postgres")
         except KeyError:
             pytest.skip("no 'postgres' system user to run a private PostgreSQL cluster as")
-        self.data = root / "pgdata"
+        # Not under pytest's folder: the postgres user cannot enter root's private one.
+        self.root = Path(tempfile.mkdtemp(prefix="syncd-pg-"))
+        self.data = self.root / "pgdata"
         self.data.mkdir()
-        shutil.chown(root, "postgres")
+        shutil.chown(self.root, "postgres")
         shutil.chown(self.data, "postgres")
         self.port = _free_port()
         self._as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "root",
@@ -238,6 +241,11 @@ class PrivateCluster:
     def stop(self, check: bool = True) -> None:
         self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop"], check)
 
+    def remove(self) -> None:
+        import shutil
+        self.stop(check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://root@127.0.0.1:{self.port}/postgres"
@@ -254,7 +262,7 @@ def test_postgresql_restarted_during_a_run_loses_nothing(tmp_path: Path, caplog:
     """The server itself stops (fast shutdown: every session is ended) and starts again."""
     if os.geteuid() != 0 and os.environ.get("USER") != "postgres":
         pytest.skip("runs a private PostgreSQL cluster as the 'postgres' user: needs root (as in CI)")
-    cluster = PrivateCluster(tmp_path / "pg")
+    cluster = PrivateCluster()
     cluster.start()
     receiver = Receiver()
     folder = tmp_path / "calendars" / "alice"
@@ -288,4 +296,4 @@ def test_postgresql_restarted_during_a_run_loses_nothing(tmp_path: Path, caplog:
         if direct is not None:
             direct.db.dispose()
         receiver.close()
-        cluster.stop(check=False)
+        cluster.remove()
