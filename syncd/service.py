@@ -118,11 +118,14 @@ class Syncd:
     def upsert_user(self, session: Session, user: UserConfig, now: datetime, origin: str = "config") -> UserRow:
         """Create or update a user and their calendar links (from the config file or the API)."""
         row = session.get(UserRow, user.id)
+        hours = hours_to_json(user.working_hours)
+        # A staged transition stays unless what decides the status changed (zone, hours).
+        same_rules = row is not None and row.timezone == user.timezone and row.working_hours == hours
         if row is None:
             row = UserRow(id=user.id, created_at=now, origin=origin)
             session.add(row)
         row.email, row.timezone = user.email, user.timezone
-        row.working_hours = hours_to_json(user.working_hours)
+        row.working_hours = hours
         session.flush()
         for cal in user.calendars:
             link = session.scalars(select(CalendarLinkRow).where(
@@ -141,7 +144,7 @@ class Syncd:
             for link in session.scalars(select(CalendarLinkRow).where(CalendarLinkRow.user_id == user.id)):
                 if (link.account, link.calendar) not in wanted:
                     link.enabled = False
-        self.recorder.load(session, row, now)
+        self.recorder.load(session, row, now, keep_staged=same_rules)
         return row
 
     # -- lookups ----------------------------------------------------------------------------

@@ -188,3 +188,24 @@ def test_boundaries_of_many_users_are_published_in_batches(harness_factory: Call
     assert len(rows) == 50 and len({r.outbox_seq for r in rows}) == 50
     assert all(h.service.user_state(f"u{n}").effective == "available" for n in range(25))
     assert h.service.advance_due(limit=4) == 0
+
+
+def test_a_restart_before_the_instant_keeps_what_was_staged(h: Harness, clock: Clock) -> None:
+    """Each start writes the config's users again; unchanged, their staged events stay."""
+    clock.set(END - timedelta(seconds=30))
+    h.service.stage_ahead()
+    h.service.prepare()
+    assert staged_users(h) == ["alice", "bob"]
+    assert outbox_size(h) == 4
+
+
+def test_a_following_boundary_sooner_than_the_settling_is_not_delayed(
+        harness_factory: Callable[..., Harness], clock: Clock) -> None:
+    h = harness_factory([user("alice")])
+    h.service.add_block("alice", timed_content(T0 - timedelta(hours=1), END))
+    h.service.add_block("alice", timed_content(END + timedelta(seconds=2), END + timedelta(hours=1)))
+    clock.set(END - timedelta(seconds=30))
+    h.service.stage_ahead()
+    clock.set(END + timedelta(seconds=2))
+    assert h.service.advance_due() == 1  # away again at END + 2 s, not 10 s later
+    assert logged(h, "alice") == [("away", T0), ("available", END), ("away", END + timedelta(seconds=2))]
