@@ -427,6 +427,9 @@ class Syncd:
             part = user_ids[start:start + chunk]
 
             def work(session: Session, part: list[str] = part) -> int:
+                # Not while another replica starting up writes the config's users: the two
+                # would lock the same rows in different orders.
+                self.db.startup_lock(session)
                 locked = (select(UserStatusRow.user_id).where(UserStatusRow.user_id.in_(part))
                           .order_by(UserStatusRow.user_id))
                 if self.db.dialect == "postgresql":
