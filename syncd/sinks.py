@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -426,14 +425,6 @@ def _parse_retry_after(value: str | None, *, now: float) -> float | None:
     if when.tzinfo is None:  # HTTP-dates are GMT by definition
         return None
     return max(0.0, when.timestamp() - now)
-
-
-def _describe(exc: object) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 def _one_line(text: str, limit: int = 300) -> str:

@@ -60,7 +60,7 @@ def hours_from_json(data: dict[str, Any] | None) -> dict[int, tuple[tuple[time, 
     return hours
 
 
-def policy_of(user: UserRow, away_outside_working_hours: bool) -> av.StatusPolicy:
+def policy_of(user: UserRow | Row[Any], away_outside_working_hours: bool) -> av.StatusPolicy:
     return av.StatusPolicy(user.timezone, hours_from_json(user.working_hours), away_outside_working_hours)
 
 
@@ -76,10 +76,6 @@ def state_of(row: UserStatusRow | Row[Any]) -> av.StatusState:
         manual=cast(Any, row.manual),
         manual_at=row.manual_at,
     )
-
-
-def _policy(user: Row[Any], away_outside_working_hours: bool) -> av.StatusPolicy:
-    return av.StatusPolicy(user.timezone, hours_from_json(user.working_hours), away_outside_working_hours)
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -226,7 +222,7 @@ class StatusRecorder:
             user = users.get(user_id)
             if user is None:
                 continue
-            policy = _policy(user, self.away_outside_working_hours)
+            policy = policy_of(user, self.away_outside_working_hours)
             user_periods = periods.get(user_id, [])
             row = rows.get(user_id)
             if row is None:
@@ -278,7 +274,7 @@ class StatusRecorder:
             user = users.get(row.user_id)
             if user is None:
                 continue
-            policy = _policy(user, self.away_outside_working_hours)
+            policy = policy_of(user, self.away_outside_working_hours)
             user_periods = periods.get(row.user_id, [])
             at = row.next_boundary_at
             evaluation = av.advance(state_of(row), user_periods, policy, at)
