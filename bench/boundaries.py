@@ -1,6 +1,6 @@
 """How soon status changes are published when thousands of OOO blocks end in the same minute.
 
-    python -m bench.boundaries [--quick] [--users N] [--blocks N] [--replicas N]
+    python -m bench.boundaries [--quick] [--users N] [--blocks N] [--replicas N] [--lead S] [--keep DIR]
 
 Seeds a fresh PostgreSQL schema with N helpdesk users (default 10,000), each with M blocks
 (default 10: 100,000 in all). One block per user is under way and ends at the same instant,
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=10, help="blocks per user")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--lead", type=float, default=150.0, help="least seconds from start to the boundary")
+    parser.add_argument("--keep", type=Path, help="copy what was received and the replicas' logs to this folder")
     args = parser.parse_args(argv)
     users = args.users or (1000 if args.quick else 10_000)
     started = datetime.now(UTC)
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_for(lambda: sum(e["status"] == "away" for e in receiver.events()) >= users, args.lead,
                      "everyone's 'away' to be published")
             print(f"start-up: every user away after {time.monotonic() - start_up:.1f} s", flush=True)
+            before = receiver.count()  # every request so far: the "away" events
             wait_until = boundary.timestamp() - time.time()
             if wait_until < 5:
                 raise SystemExit("start-up took too long for this boundary; raise --lead")
@@ -84,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
             def ended() -> list[dict[str, object]]:
                 return [e for e in receiver.events() if e["status"] == "available" and e["effective_at"] == at]
-            wait_for(lambda: len({e["id"] for e in ended()}) >= users, 120, "every transition")
+
+            def all_ended() -> bool:
+                # Counting lines is cheap; the events are parsed only once they can be complete,
+                # so that the bench does not take CPU from the replicas during the burst.
+                return receiver.count() >= before + users and len({e["id"] for e in ended()}) >= users
+            wait_for(all_ended, 120, "every transition")
             time.sleep(2)  # late repeats, if any
             stats = [process_stats(p.pid) for p in processes]
             events = ended()
@@ -92,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             for process in processes:
                 stop(process)
             receiver.close()
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for kept in [root / "received.jsonl", *(root / f"replica{r}.log" for r in range(args.replicas))]:
+                shutil.copy(kept, args.keep / kept.name)
         for r in range(args.replicas):
             errors = [line for line in (root / f"replica{r}.log").read_text().splitlines() if "ERROR" in line]
             if errors:

@@ -831,7 +831,7 @@ class _Loader:
             return Options()
         if kind in ("redis", "nats"):
             return self.broker_options(t, kind)
-        t.allow(("type", "name", "url", "secret", "secret_env", "timeout", "max_attempts", "concurrency"))
+        t.allow(("type", "name", "url", "secret", "secret_env", "timeout", "max_attempts", "concurrency", "ca_bundle"))
         data, from_env = self.resolve_env(t, ("secret",))
         resolved = _Table(t.file, t.path, data)
         url = resolved.string("url")
@@ -845,6 +845,10 @@ class _Loader:
             options["concurrency"] = resolved.integer("concurrency", minimum=1)
             if options["concurrency"] > 64:
                 resolved.fail("concurrency", f"must be at most 64, got {options['concurrency']}")
+        if "ca_bundle" in data:
+            options["ca_bundle"] = self.path(resolved.string("ca_bundle"))
+            if not os.path.isfile(options["ca_bundle"]):
+                resolved.fail("ca_bundle", f"no such file: {options['ca_bundle']} (a PEM file of the CAs to trust)")
         return Options(options, secret=SECRET_KEYS | from_env)
 
     def broker_options(self, t: _Table, kind: str) -> Options:

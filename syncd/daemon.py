@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -48,6 +48,7 @@ __all__ = ["Daemon", "Runtime", "build_runtime"]
 log = logging.getLogger("syncd.daemon")
 STOP_WITHIN = 9.0  # seconds; the contract is 10
 MAX_DELIVERY_ALARMS = 100  # instants of staged events woken for per tick; the delivery job finds the rest
+PREPARE_AHEAD = timedelta(seconds=5)  # staged events are read and encoded this long before their instant
 POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
 PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
 
@@ -185,9 +186,18 @@ class Daemon:
         if self.rt.service.advance_due():
             self._wake("deliver")
         # Transitions of the coming minute are staged; their events go out at their instant.
+        # Shortly before, they are read and encoded, so that at the instant they only go out.
         for at in sorted(self.rt.service.stage_ahead())[:MAX_DELIVERY_ALARMS]:
+            self.scheduler.add_job(self._guard(self._preparer(at)), "date",
+                                   run_date=max(datetime.now(UTC), at - PREPARE_AHEAD),
+                                   id=f"prepare-at-{at.isoformat()}", replace_existing=True, misfire_grace_time=30)
             self.scheduler.add_job(self._guard(self.rt.publisher.deliver_due), "date", run_date=at,
                                    id=f"deliver-at-{at.isoformat()}", replace_existing=True, misfire_grace_time=30)
+
+    def _preparer(self, at: datetime) -> Callable[[], int]:
+        def prepare() -> int:
+            return self.rt.publisher.prepare(at)
+        return prepare
 
     def _wake(self, job: str) -> None:
         if self.scheduler.running and not self.stopping.is_set():

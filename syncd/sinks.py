@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import ssl
 import sys
 import threading
 import time
@@ -58,6 +59,9 @@ log = logging.getLogger("syncd.sinks")
 T = TypeVar("T")
 
 _MAX_REASON = 80  # a receiver's reason phrase is untrusted text; keep log lines short
+# A request prepared for an instant is used within this many seconds of it; receivers accept a
+# signature within 300 s (`verify_signature`), so it is signed afresh well before that.
+_PREPARED_FOR = 60.0
 
 
 class PermanentDeliveryError(SyncdError):
@@ -169,6 +173,10 @@ class Sink(abc.ABC):
                 sent += 1
             outcomes.append((sent, failure))
         return outcomes
+
+    def prepare(self, events: Sequence[Mapping[str, Any]], at: float) -> None:  # noqa: B027 - optional hook
+        """Events that will be delivered at ``at`` (Unix seconds), told ahead so that a sink can
+        encode them beforehand. Delivery must not depend on it; the default does nothing."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sinks hold nothing open
         """Release what the sink holds; the default holds nothing."""
@@ -293,6 +301,7 @@ class WebhookSink(Sink):
         timeout: float = 10.0,
         *,
         concurrency: int = 8,
+        ca_bundle: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -306,12 +315,21 @@ class WebhookSink(Sink):
         self.url = url
         self.timeout = float(timeout)
         self.concurrency = concurrency
+        self.ca_bundle = ca_bundle
         self._secret = secret
         self._clock = clock
         # Host only in messages: the path or query may hold a token.
         self._where = parts.netloc.rpartition("@")[2]
         self._loop = LoopThread(f"syncd-webhook-{name}")
-        self._client: OneUrlClient | None = None  # lives on the loop
+        # Built here, used on the loop (connections live there); `close` only closes connections.
+        try:
+            self._client = OneUrlClient(url, self.timeout, ca_bundle=ca_bundle, headers={
+                "Content-Type": "application/json", "User-Agent": f"syncd/{__version__}"})
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"sink {name!r}: ca_bundle {ca_bundle!r} cannot be read as PEM certificates "
+                              f"({_one_line(str(exc), 120)})") from None
+        self._prepared: dict[str, tuple[float, bytes]] = {}  # event id -> (instant, request)
+        self._prepared_lock = threading.Lock()  # filled by the caller's thread, taken on the loop
 
     def __repr__(self) -> str:
         return f"WebhookSink(name={self.name!r}, host={self._where!r}, signed={self._secret is not None})"
@@ -332,34 +350,57 @@ class WebhookSink(Sink):
 
     def close(self) -> None:
         async def close_client() -> None:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            self._client.close()
         if not self._loop.stop(close_client, self.timeout + 2.0):
             log.warning("sink %s: the webhook client did not stop cleanly", self.name)
 
     # -- on the loop ---------------------------------------------------------------------------
 
     async def _send_all(self, queues: Sequence[Sequence[Mapping[str, Any]]]) -> list[tuple[int, SyncdError | None]]:
-        if self._client is None:
-            self._client = OneUrlClient(self.url, self.timeout)
         client = self._client
-        gate = asyncio.Semaphore(self.concurrency)  # also bounds the open connections
+        outcomes: list[tuple[int, SyncdError | None]] = [(0, None)] * len(queues)
+        pending = iter(enumerate(queues))
 
-        async def send(queue: Sequence[Mapping[str, Any]]) -> tuple[int, SyncdError | None]:
-            async with gate:
-                for sent, event in enumerate(queue):
-                    try:
-                        await self._post(client, event)
-                    except SyncdError as exc:
-                        return sent, exc
-                return len(queue), None
-        return list(await asyncio.gather(*(send(queue) for queue in queues)))
+        async def worker() -> None:
+            # ``concurrency`` workers share one iterator: each takes the next user's queue when
+            # it is free, and sends that queue's events one after another.
+            for index, queue in pending:
+                outcomes[index] = await self._send_queue(client, queue)
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(queues)))))
+        return outcomes
+
+    async def _send_queue(self, client: OneUrlClient, queue: Sequence[Mapping[str, Any]]
+                          ) -> tuple[int, SyncdError | None]:
+        for sent, event in enumerate(queue):
+            try:
+                await self._post(client, event)
+            except SyncdError as exc:
+                return sent, exc
+        return len(queue), None
+
+    def prepare(self, events: Sequence[Mapping[str, Any]], at: float) -> None:
+        """Encode and sign the events due at ``at`` now, signed as of ``at``: sent then, each
+        costs only the sending. Kept until sent, or until they would be too old to use."""
+        ready = {}
+        for event in events:
+            body = _encode(event)
+            ready[str(event.get("id"))] = (at, self._client.request(body, self._headers(event, body, at)))
+        now = self._clock()
+        with self._prepared_lock:
+            for event_id in [k for k, (when, _request) in self._prepared.items() if now - when > _PREPARED_FOR]:
+                del self._prepared[event_id]
+            self._prepared.update(ready)
 
     async def _post(self, client: OneUrlClient, event: Mapping[str, Any]) -> None:
-        body = json.dumps(event, separators=(",", ":"), sort_keys=False, ensure_ascii=False).encode("utf-8")
+        with self._prepared_lock:
+            prepared = self._prepared.pop(str(event.get("id")), None)
+        if prepared is not None and abs(self._clock() - prepared[0]) <= _PREPARED_FOR:
+            request = prepared[1]
+        else:
+            body = _encode(event)
+            request = client.request(body, self._headers(event, body, self._clock()))
         try:
-            answer = await client.post(body, self._headers(event, body))
+            answer = await client.send(request)
         except CannotConnect as exc:
             raise TransientError(self._msg(f"cannot reach {self._where}: {exc}")) from exc
         except NoAnswer as exc:
@@ -367,19 +408,16 @@ class WebhookSink(Sink):
         if answer.status >= 300:
             raise self._status_error(answer.status, answer.reason, answer.retry_after)
 
-    def _headers(self, event: Mapping[str, Any], body: bytes) -> dict[str, str]:
+    def _headers(self, event: Mapping[str, Any], body: bytes, signed_at: float) -> dict[str, str]:
+        """The headers that differ per event (the client sends the fixed ones)."""
         if "id" not in event:
             raise Bug("event has no 'id'; receivers need it to drop repeats")
         event_id = str(event["id"])
         if any(ch in event_id for ch in "\r\n\0"):
             raise Bug(f"event id {event_id!r} cannot go in a header")
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"syncd/{__version__}",
-            EVENT_ID_HEADER: event_id,
-        }
+        headers = {EVENT_ID_HEADER: event_id}
         if self._secret is not None:
-            headers[SIGNATURE_HEADER] = sign(self._secret, int(self._clock()), body)
+            headers[SIGNATURE_HEADER] = sign(self._secret, int(signed_at), body)
         return headers
 
     def _status_error(self, status: int, reason: object, retry_after_header: str | None) -> SyncdError:
@@ -402,6 +440,10 @@ class WebhookSink(Sink):
     def _scrub(self, text: str) -> str:
         # Belt and braces: reason phrases and error texts are the receiver's words.
         return text.replace(self._secret, "***") if self._secret else text
+
+
+def _encode(event: Mapping[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), sort_keys=False, ensure_ascii=False).encode("utf-8")
 
 
 def _standard_phrase(status: int) -> str:
@@ -444,7 +486,8 @@ def build_sink(config: Any) -> Sink:
     """Make a sink from a config entry with ``type``, ``name`` and ``options`` (a mapping).
 
     Webhook options: ``url`` (required), ``secret`` (str, optional; the config layer resolves
-    ``secret_env``), ``timeout`` (``timedelta`` or seconds, default 10 s). Other option keys
+    ``secret_env``), ``timeout`` (``timedelta`` or seconds, default 10 s), ``concurrency``
+    (1–64, default 8), ``ca_bundle`` (PEM file of the CAs to trust instead of the system's). Other option keys
     are left to the publisher (retry and dead-letter settings).
 
     Broker sinks (:mod:`syncd.brokers`, needing ``pip install 'syncd[brokers]'``), every option
@@ -467,7 +510,11 @@ def build_sink(config: Any) -> Sink:
         concurrency = options.get("concurrency", WebhookSink.concurrency)
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 64:
             raise ConfigError(f"sink {name!r}: concurrency must be a whole number from 1 to 64")
-        return WebhookSink(name, url, secret, _seconds(options.get("timeout", 10.0), name), concurrency=concurrency)
+        ca_bundle = options.get("ca_bundle")
+        if ca_bundle is not None and (not isinstance(ca_bundle, str) or not ca_bundle):
+            raise ConfigError(f"sink {name!r}: ca_bundle must be the path of a PEM file")
+        return WebhookSink(name, url, secret, _seconds(options.get("timeout", 10.0), name), concurrency=concurrency,
+                           ca_bundle=ca_bundle)
     if kind in ("redis", "nats"):
         # Imported here so that the core works without the broker client packages.
         from syncd import brokers

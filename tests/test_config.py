@@ -1047,12 +1047,16 @@ def test_sink_default_names_skip_names_given_explicitly(files: Files) -> None:
          "sinks[0].timeout: bad duration 'soon' (use e.g. 30s, 5m, 2h, 1d)"),
         ("[[sinks]]\ntype = 'webhook'\nurl = 'https://x'\nmax_attempts = 0",
          "sinks[0].max_attempts: must be at least 1, got 0"),
+        ("[[sinks]]\ntype = 'webhook'\nurl = 'https://x'\nconcurrency = 65",
+         "sinks[0].concurrency: must be at most 64, got 65"),
+        ("[[sinks]]\ntype = 'webhook'\nurl = 'https://x'\nca_bundle = 'certs/none.pem'",
+         "sinks[0].ca_bundle: no such file: {folder}/certs/none.pem (a PEM file of the CAs to trust)"),
         ("[[sinks]]\ntype = 'stdout'\nname = 'out'\n[[sinks]]\ntype = 'stdout'\nname = 'out'",
          "sinks[1].name: duplicate sink name 'out' (also sinks[0])"),
     ],
 )
 def test_sink_mistakes(files: Files, text: str, expected: str) -> None:
-    assert files.error(text + "\n") == f"syncd.toml: {expected}"
+    assert files.error(text + "\n") == f"syncd.toml: {expected.format(folder=files.folder)}"
 
 
 def test_broker_sink_options(files: Files) -> None:
@@ -1162,3 +1166,11 @@ def test_google_account_mistakes(files: Files) -> None:
     config = files.load(google + "batch_size = 50\nchannel_ttl = '2d'\nproject_quota = 20000\n")
     options = config.accounts["g"].options
     assert (options["batch_size"], options["channel_ttl"], options["project_quota"]) == (50, timedelta(days=2), 20000)
+
+
+def test_a_webhook_ca_bundle_is_found_beside_the_config(files: Files) -> None:
+    files.write("-----BEGIN CERTIFICATE-----\n", "certs/ca.pem")
+    config = files.load("[[sinks]]\ntype = 'webhook'\nurl = 'https://x'\nca_bundle = 'certs/ca.pem'\nconcurrency = 4\n")
+    (sink,) = config.sinks
+    assert sink.options["ca_bundle"] == str(files.folder / "certs" / "ca.pem")
+    assert sink.options["concurrency"] == 4

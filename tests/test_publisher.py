@@ -191,7 +191,7 @@ def test_a_user_with_many_waiting_events_does_not_starve_other_users(
 ) -> None:
     s = setup
     publisher = Publisher(s.h.service.db, {"a": s.a}, dead_letter_after=timedelta(hours=1), clock=clock,
-                          rng=random.Random(SEED), batch=2)
+                          rng=random.Random(SEED), page=2)
     s.a.fail_user("alice", lambda: TransientError("alice's events are refused for now"))
     for status in ("away", "available", "away", "available"):
         toggle(s, "alice", status)

@@ -196,6 +196,26 @@ def test_event_without_id_is_a_bug(receiver: Receiver) -> None:
     assert receiver.received == []
 
 
+def test_a_prepared_event_is_sent_as_prepared_signed_as_of_its_instant(receiver: Receiver) -> None:
+    sink = webhook(receiver.url)
+    sink.prepare([EVENT], NOW + 5)  # told ahead; the sink's clock says NOW + 0.7
+    sink.deliver(EVENT)
+    sink.deliver(EVENT)  # a repeat (a retry) is encoded afresh
+
+    first, again = receiver.received
+    assert first.body == again.body == expected_body()
+    assert first.headers["Syncd-Signature"] == sign(SECRET, NOW + 5, first.body)
+    assert again.headers["Syncd-Signature"] == sign(SECRET, NOW, again.body)
+
+
+def test_a_request_prepared_for_an_instant_long_past_is_signed_afresh(receiver: Receiver) -> None:
+    sink = webhook(receiver.url)
+    sink.prepare([EVENT], NOW - 120)
+    sink.deliver(EVENT)
+    [got] = receiver.received
+    assert got.headers["Syncd-Signature"] == sign(SECRET, NOW, got.body)
+
+
 # -- signatures ----------------------------------------------------------------------------------
 
 
@@ -444,6 +464,9 @@ def test_build_webhook_and_stdout_sinks() -> None:
         sink_config("webhook", url="https://h/x", secret=123),
         sink_config("webhook", url="https://h/x", timeout=timedelta(0)),
         sink_config("webhook", url="https://h/x", timeout="10s"),
+        sink_config("webhook", url="https://h/x", concurrency=0),
+        sink_config("webhook", url="https://h/x", ca_bundle=""),
+        sink_config("webhook", url="https://h/x", ca_bundle="/nonexistent/ca.pem"),
     ],
 )
 def test_build_sink_rejects_bad_config(config: SimpleNamespace) -> None:

@@ -4,8 +4,9 @@ its instant; an edit before the instant undoes them (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -209,3 +210,122 @@ def test_a_following_boundary_sooner_than_the_settling_is_not_delayed(
     clock.set(END + timedelta(seconds=2))
     assert h.service.advance_due() == 1  # away again at END + 2 s, not 10 s later
     assert logged(h, "alice") == [("away", T0), ("available", END), ("away", END + timedelta(seconds=2))]
+
+
+# -- prepared ahead of the instant -------------------------------------------------------------
+
+
+class PreparingSink(FakeSink):
+    """Notes what it was told ahead, and which events it sent from that."""
+
+    def __init__(self, name: str, clock: Clock) -> None:
+        super().__init__(name, clock)
+        self.prepared: dict[str, float] = {}  # event id -> instant
+        self.sent_prepared: list[str] = []
+
+    def prepare(self, events: Sequence[Mapping[str, Any]], at: float) -> None:
+        self.prepared.update((str(e["id"]), at) for e in events)
+
+    def deliver(self, event: Mapping[str, Any]) -> None:
+        super().deliver(event)
+        if self.prepared.pop(str(event["id"]), None) is not None:
+            self.sent_prepared.append(str(event["id"]))
+
+
+@pytest.fixture
+def preparing(h: Harness, clock: Clock) -> tuple[PreparingSink, Publisher]:
+    sink = PreparingSink("stdout", clock)
+    return sink, Publisher(h.service.db, {"stdout": sink}, dead_letter_after=timedelta(days=1), clock=clock,
+                           rng=random.Random(7))
+
+
+def stage_and_prepare(h: Harness, clock: Clock, publisher: Publisher, ahead: timedelta) -> int:
+    clock.set(END - timedelta(seconds=30))
+    assert h.service.stage_ahead() == {END}
+    clock.set(END - ahead)
+    return publisher.prepare(END)
+
+
+def test_prepared_events_go_out_at_their_instant_once(
+        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher]) -> None:
+    sink, publisher = preparing
+    publisher.drain()
+    assert stage_and_prepare(h, clock, publisher, timedelta(seconds=5)) == 2
+    assert set(sink.prepared.values()) == {END.timestamp()}
+    assert publisher.drain().delivered == 0  # told ahead, not sent ahead
+
+    clock.set(END)
+    assert publisher.drain().delivered == 2
+    assert sink.seen()[2:] == [("alice", "available"), ("bob", "available")]
+    assert len(sink.sent_prepared) == 2
+    clock.advance(timedelta(seconds=1))
+    assert publisher.drain().delivered == 0  # recorded: not sent again by the page pass
+
+
+def test_an_edit_after_preparing_still_withdraws_the_event(
+        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher]) -> None:
+    sink, publisher = preparing
+    publisher.drain()
+    stage_and_prepare(h, clock, publisher, timedelta(seconds=5))
+    block = h.service.list_blocks("alice")[0]
+    clock.set(END - timedelta(seconds=2))
+    h.service.edit_block(block.id, timed_content(T0 - timedelta(hours=1), END + timedelta(hours=1)))
+
+    clock.set(END)
+    publisher.drain()
+    assert sink.seen("alice") == [("alice", "away")]  # the withdrawn "available" never went out
+    assert sink.seen("bob") == [("bob", "away"), ("bob", "available")]
+
+
+def test_prepared_events_another_replica_sent_are_not_sent_again(
+        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher], sink: FakeSink,
+        publisher: Publisher) -> None:
+    ours, prepared_here = preparing
+    publisher.drain()  # the other replica
+    stage_and_prepare(h, clock, prepared_here, timedelta(seconds=5))
+    clock.set(END)
+    assert publisher.drain().delivered == 2  # the other replica had the sink at the instant
+    assert prepared_here.drain().delivered == 0
+    assert ours.events == []
+
+
+def test_a_prepared_event_waits_behind_a_failing_earlier_one(
+        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher]) -> None:
+    sink, publisher = preparing
+    sink.fail_user("alice", lambda: TransientError("receiver down"))
+    publisher.drain()  # alice's "away" fails and waits for a retry
+    stage_and_prepare(h, clock, publisher, timedelta(seconds=5))
+    clock.set(END)
+    publisher.drain()
+    assert sink.seen() == [("bob", "away"), ("bob", "available")]
+    sink.fail = lambda event: None
+    clock.advance(timedelta(minutes=10))
+    publisher.drain()
+    assert sink.seen("alice") == [("alice", "away"), ("alice", "available")]  # in order
+
+
+def test_a_prepared_event_goes_after_an_earlier_one_not_yet_sent(
+        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher]) -> None:
+    sink, publisher = preparing
+    stage_and_prepare(h, clock, publisher, timedelta(seconds=5))  # the "away"s were never sent
+    clock.set(END)
+    assert publisher.drain().delivered == 4
+    assert sink.seen("alice") == [("alice", "away"), ("alice", "available")]
+    assert sink.seen("bob") == [("bob", "away"), ("bob", "available")]
+
+
+def test_what_was_prepared_for_another_replica_is_let_go(
+        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher], sink: FakeSink,
+        publisher: Publisher) -> None:
+    ours, prepared_here = preparing
+    publisher.drain()
+    stage_and_prepare(h, clock, prepared_here, timedelta(seconds=5))
+    assert prepared_here.held_prepared() == 2
+    clock.set(END)
+    with h.service.db.claim("sink:stdout") as granted:  # the other replica delivers the sink now
+        if h.service.db.dialect != "postgresql":
+            pytest.skip("SQLite serves one replica: every claim is granted")
+        assert granted
+        assert prepared_here.deliver_due().delivered == 0
+    assert prepared_here.held_prepared() == 0  # not kept for an instant that has passed
+    assert ours.events == []
