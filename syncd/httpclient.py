@@ -4,7 +4,8 @@ The webhook sink sends thousands of small requests in a burst when many blocks e
 same minute, so the cost per request is what matters here. Each connection is an asyncio
 protocol (no stream reader, no task of its own); the request is written as one buffer built
 from parts checked once; the answer is parsed by httptools (llhttp, the parser uvicorn uses).
-A general-purpose client spends several times as much per request (see the README).
+The h11-based client this replaced spent about three times as much CPU per request
+(measurements in the README, under Scale-out).
 
 Connections are opened as needed, kept while the receiver allows, and reused; a request
 on a reused connection that the receiver had closed is sent once more on a new one. TLS

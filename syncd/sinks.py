@@ -288,9 +288,10 @@ class WebhookSink(Sink):
 
     The requests go out from a private asyncio loop over kept-alive connections
     (`syncd.httpclient`), up to ``concurrency`` at once: a burst of thousands of events
-    (blocks ending in the same minute) is sent in about a second. Redirects are not followed. ``timeout`` applies to
-    connecting and to each read, not to the request as a whole. HTTP(S) proxies from the
-    environment apply.
+    (blocks ending in the same minute) is sent in about a second. Events told ahead
+    (`prepare`) are encoded and signed then. Redirects are not followed. ``timeout`` applies
+    to connecting and to waiting for each answer. HTTP(S) proxies from the environment
+    apply; ``ca_bundle`` replaces the system's CAs.
     """
 
     def __init__(
