@@ -44,6 +44,11 @@ class NoAnswer(Exception):
     """The request went out (at least in part) but no complete answer came back."""
 
 
+class _Closed(NoAnswer):
+    """The connection ended before any answer: on a kept-alive connection, most often the
+    receiver closing it as idle just as the request went out."""
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -110,7 +115,7 @@ class _Connection(asyncio.Protocol):
         if self._has_head:  # an answer whose body ends with the connection: the status is all we need
             self._finish()
         else:
-            self._fail(NoAnswer("the connection was closed without an answer"))
+            self._fail(_Closed("the connection was closed without an answer"))
 
     # -- httptools -------------------------------------------------------------------------------
 
@@ -142,7 +147,7 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(self, request: bytes, timeout: float) -> Answer:
         if self.transport is None or self.transport.is_closing():
-            raise NoAnswer("the connection was closed without an answer")
+            raise _Closed("the connection was closed without an answer")
         self._reset()
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._answer = answer
@@ -229,10 +234,13 @@ class OneUrlClient:
                 connection = await self._connect()
             try:
                 answer = await connection.exchange(request, self.timeout)
-            except NoAnswer:
+            except _Closed:
                 connection.close()
                 if reused and attempt == 0:
-                    continue  # most often a kept-alive connection the receiver had just closed: once more
+                    continue  # a kept-alive connection the receiver had just closed: once more, on a new one
+                raise
+            except NoAnswer:  # timed out, or a broken answer: the receiver may have it; the caller decides
+                connection.close()
                 raise
             if connection.reusable:
                 self._idle.append(connection)

@@ -342,7 +342,10 @@ class WebhookSink(Sink):
 
     def deliver_all(self, queues: Sequence[Sequence[Mapping[str, Any]]]) -> list[tuple[int, SyncdError | None]]:
         longest = max((len(q) for q in queues), default=0)
-        budget = longest * (2 * self.timeout + 1.0) + 5.0  # connect + read per event, plus slack
+        # Each event takes at most a connect and an answer; the workers share the events, and
+        # the longest queue goes one by one. A safety net: the client's timeouts come first.
+        per_event = 2 * self.timeout + 1.0
+        budget = (sum(len(q) for q in queues) / self.concurrency + longest) * per_event + 5.0
         try:
             return self._loop.run(self._send_all(queues), budget)
         except TimeoutError:

@@ -175,6 +175,25 @@ def test_a_silent_receiver_times_out() -> None:
         release.set()
 
 
+def test_a_timeout_on_a_kept_alive_connection_is_not_sent_again() -> None:
+    """The receiver may have the request: whether to send it again is the caller's choice."""
+    requests: list[bytes] = []
+    release = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        while request := read_request(conn):
+            requests.append(request)
+            if len(requests) == 1:
+                conn.sendall(NO_CONTENT)
+            else:
+                release.wait(5)
+    with scripted(script) as server:
+        with pytest.raises(NoAnswer, match="timed out"):
+            post(f"http://127.0.0.1:{server.port}/", times=2, timeout=0.3)
+        release.set()
+    assert len(requests) == 2
+
+
 def test_headers_that_would_break_the_request_are_refused() -> None:
     assert header_lines({"A": "b"}) == b"A: b\r\n"
     for bad in ({"A": "b\r\nX-Injected: 1"}, {"A B": "c"}, {"A": "nul\0"}, {"": "x"}):
