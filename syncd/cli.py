@@ -11,7 +11,6 @@ Errors an operator can fix are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from typing import Any
 from syncd import __version__
 from syncd.config import Config, find_config_path, load_config
 from syncd.errors import Bug, ConfigError, ConfirmationRequired, RetryLater, SyncdError, UserInputError
+from syncd.memory import few_malloc_arenas
 from syncd.ooo import all_day_content, format_utc, parse_instant, timed_content
 
 __all__ = ["main"]
@@ -145,26 +145,12 @@ def _check_config(config: Config) -> int:
     return 0
 
 
-def _few_malloc_arenas() -> None:
-    """glibc gives threads that allocate malloc arenas of their own (up to eight per core),
-    which return memory poorly: in a 30-minute `bench.soak` the replica doing the syncing
-    grew 20 % with them, and 2.8 % with two. No-op off glibc."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_arena_max = -8  # from malloc.h
-    libc.mallopt(m_arena_max, 2)
-
-
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from syncd.daemon import Daemon, build_runtime
 
     _require_supported_providers(config)
     if args.command == "run":
-        _few_malloc_arenas()  # before any thread starts
+        few_malloc_arenas()  # before any thread starts
     rt = build_runtime(config)
     if args.command == "run":
         Daemon(rt).run_forever()

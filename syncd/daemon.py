@@ -35,6 +35,7 @@ from connectors.registry import Connectors
 from store.db import Database
 from syncd.config import Config, redact_url
 from syncd.errors import ConfigError, SyncdError
+from syncd.memory import return_free_memory
 from syncd.metrics import Metrics
 from syncd.publisher import Publisher
 from syncd.push import PushChannels
@@ -51,6 +52,7 @@ MAX_DELIVERY_ALARMS = 100  # instants of staged events woken for per tick; the d
 PREPARE_AHEAD = timedelta(seconds=5)  # staged events are read and encoded this long before their instant
 POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
 PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
+TRIM_EVERY = 60  # seconds between hand-backs of free heap pages to the system (syncd.memory)
 
 
 @dataclass
@@ -124,6 +126,8 @@ class Daemon:
                                max_instances=1)
         self.scheduler.add_job(self._guard(self._sweep), "interval", seconds=daemon.sweep_interval.total_seconds(),
                                id="sweep", max_instances=1)
+        self.scheduler.add_job(self._guard(return_free_memory), "interval", seconds=TRIM_EVERY, id="trim",
+                               max_instances=1)
         if rt.push.accounts():
             self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
                                    max_instances=1, next_run_time=datetime.now(UTC))
