@@ -316,7 +316,6 @@ class WebhookSink(Sink):
         self.url = url
         self.timeout = float(timeout)
         self.concurrency = concurrency
-        self.ca_bundle = ca_bundle
         self._secret = secret
         self._clock = clock
         # Host only in messages: the path or query may hold a token.

@@ -154,21 +154,6 @@ def test_the_sweep_leaves_staged_users_alone(h: Harness, clock: Clock) -> None:
     assert outbox_size(h) == 4
 
 
-def test_a_staged_event_waits_behind_a_failing_earlier_one(
-        h: Harness, clock: Clock, sink: FakeSink, publisher: Publisher) -> None:
-    sink.fail_user("alice", lambda: TransientError("receiver down"))
-    publisher.drain()  # alice's "away" fails and waits for a retry; bob's goes
-    clock.set(END - timedelta(seconds=30))
-    h.service.stage_ahead()
-    clock.set(END)
-    publisher.drain()
-    assert sink.seen() == [("bob", "away"), ("bob", "available")]
-    sink.fail = lambda event: None
-    clock.advance(timedelta(minutes=10))
-    publisher.drain()
-    assert sink.seen("alice") == [("alice", "away"), ("alice", "available")]  # in order
-
-
 def test_a_staged_event_does_not_hold_back_an_earlier_due_one(
         h: Harness, clock: Clock, sink: FakeSink, publisher: Publisher) -> None:
     clock.set(END - timedelta(seconds=30))
@@ -289,12 +274,17 @@ def test_prepared_events_another_replica_sent_are_not_sent_again(
     assert ours.events == []
 
 
-def test_a_prepared_event_waits_behind_a_failing_earlier_one(
-        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher]) -> None:
+@pytest.mark.parametrize("prepared", [False, True], ids=["staged", "prepared"])
+def test_a_staged_event_waits_behind_a_failing_earlier_one(
+        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher], prepared: bool) -> None:
     sink, publisher = preparing
     sink.fail_user("alice", lambda: TransientError("receiver down"))
-    publisher.drain()  # alice's "away" fails and waits for a retry
-    stage_and_prepare(h, clock, publisher, timedelta(seconds=5))
+    publisher.drain()  # alice's "away" fails and waits for a retry; bob's goes
+    if prepared:
+        stage_and_prepare(h, clock, publisher, timedelta(seconds=5))
+    else:
+        clock.set(END - timedelta(seconds=30))
+        h.service.stage_ahead()
     clock.set(END)
     publisher.drain()
     assert sink.seen() == [("bob", "away"), ("bob", "available")]
