@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -112,7 +113,8 @@ class CalendarLinkRow(Base):
     next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
     held_deletions: Mapped[int] = mapped_column(Integer, default=0)
     release_deletions: Mapped[bool] = mapped_column(Boolean, default=False)
-    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_owner: Mapped[str | None] = mapped_column(String(200))  # the replica, as operators see it
+    lease_process: Mapped[str | None] = mapped_column(String(200))  # which process exactly (syncd.replica)
     lease_expires: Mapped[datetime | None]
 
 
@@ -154,6 +156,9 @@ class EventLinkRow(Base):
     etag: Mapped[str | None] = mapped_column(String(500))
     base_hash: Mapped[str] = mapped_column(String(64))
     synced_at: Mapped[datetime]
+    # syncd wrote this version of the event after the link's stored cursor was issued, and no
+    # listing has shown it since: if the person deletes it first, only asking finds that out.
+    unconfirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class UserStatusRow(Base):

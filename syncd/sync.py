@@ -11,9 +11,7 @@ crash mid-way replays the change set rather than losing it.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
 import uuid
@@ -22,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import CalendarConnector, ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow
@@ -41,6 +39,7 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.ooo import OooContent
+from syncd.replica import ProcessIdentity, holder_is_dead, this_process
 from syncd.service import Syncd, block_content, content_columns, set_content
 
 __all__ = ["LinkOutcome", "LinkSyncer"]
@@ -50,6 +49,7 @@ MAX_ROUNDS = 4  # re-read + re-merge rounds after lost write races
 MAX_BACKOFF = timedelta(hours=1)
 LEASE_TTL = timedelta(seconds=60)  # a replica that dies loses its links to the others after this
 PUSH_POLL_INTERVAL = timedelta(hours=1)  # the fallback poll of a link whose push channel is live
+DEAD_HOLDER_CHECK = 5.0  # seconds between looks for leases held by dead processes of this machine
 BATCH = 2000  # database-only actions per transaction (each one re-evaluates the user's status)
 LIST_CHUNK = 1000  # links listed together by `sync_many` (10 batch requests of 100 for Google)
 LOCAL_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock, rc.Relink, rc.Adopt, rc.Unlink)
@@ -95,12 +95,16 @@ class _Round:
 
 class LinkSyncer:
     def __init__(self, service: Syncd, connectors: Connectors, *, rng: random.Random | None = None,
-                 observe: Callable[[str, bool, float], None] | None = None, replica: str | None = None,
-                 lease_ttl: timedelta = LEASE_TTL) -> None:
+                 observe: Callable[[str, bool, float], None] | None = None,
+                 replica: ProcessIdentity | str | None = None, lease_ttl: timedelta = LEASE_TTL) -> None:
         self.observe = observe  # (provider, ok, seconds) after each pull: the metrics
-        # Who holds a link's lease: several replicas share one PostgreSQL database.
-        self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
+        # Who holds a link's lease: several replicas share one PostgreSQL database. A plain
+        # name (tests, embedders) has no process key, so its leases only ever expire.
+        identity = replica if isinstance(replica, ProcessIdentity) else \
+            this_process() if replica is None else ProcessIdentity(replica, "")
+        self.replica, self.process = identity.name, identity.key
         self.lease_ttl = lease_ttl
+        self._dead_checked = float("-inf")  # monotonic time of the last look for dead holders
         self.service = service
         self.db = service.db
         self.connectors = connectors
@@ -233,7 +237,7 @@ class LinkSyncer:
             users = {candidates[i].user_id for i in chunk}
             blocks = list(session.execute(select(*BLOCK_COLUMNS).where(BlockRow.user_id.in_(users))))
             pairs = list(session.execute(select(EventLinkRow.link_id, EventLinkRow.block_id, EventLinkRow.event_id,
-                                                EventLinkRow.etag, EventLinkRow.base_hash)
+                                                EventLinkRow.etag, EventLinkRow.base_hash, EventLinkRow.unconfirmed)
                                          .where(EventLinkRow.link_id.in_(chunk))))
             return blocks, pairs
         idle = {}
@@ -241,11 +245,16 @@ class LinkSyncer:
             block_rows, pair_rows = self.db.read(lambda s, c=chunk: load(s, c))  # type: ignore[misc]
             blocks_of: dict[str, dict[str, rc.BlockView]] = {}
             pairs_of: dict[int, list[rc.Pair]] = {}
+            unconfirmed: set[int] = set()  # links with writes of ours to check: not idle
             for r in block_rows:
                 blocks_of.setdefault(r.user_id, {})[r.id] = _block_view(r)
             for p in pair_rows:
                 pairs_of.setdefault(p.link_id, []).append(rc.Pair(p.block_id, p.event_id, p.etag, p.base_hash))
+                if p.unconfirmed:
+                    unconfirmed.add(p.link_id)
             for link_id in chunk:
+                if link_id in unconfirmed:
+                    continue
                 snap = candidates[link_id]
                 changes = listed[link_id]
                 assert isinstance(changes, ChangeSet)
@@ -290,6 +299,10 @@ class LinkSyncer:
         works), so the links of a replica that died are taken over by the others. On
         PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets replicas claim at once without waiting
         on each other or taking the same link."""
+        if time.monotonic() - self._dead_checked >= DEAD_HOLDER_CHECK:
+            self._dead_checked = time.monotonic()
+            self._free_dead_holders()
+
         def work(session: Session) -> list[int]:
             now = self.service.clock()
             free = CalendarLinkRow.lease_expires.is_(None) | (CalendarLinkRow.lease_expires <= now)
@@ -301,9 +314,28 @@ class LinkSyncer:
                 query = query.with_for_update(skip_locked=True)
             rows = list(session.scalars(query))
             for row in rows:
-                row.lease_owner, row.lease_expires = self.replica, now + self.lease_ttl
+                row.lease_owner, row.lease_process = self.replica, self.process or None
+                row.lease_expires = now + self.lease_ttl
             return [row.id for row in rows]
         return self.db.run(work, what="claiming links")
+
+    def _free_dead_holders(self) -> None:
+        """End the leases of processes of this machine that are gone: a daemon restarted after
+        a crash (SIGKILL, OOM) resumes its predecessor's links at once, not a lease TTL later."""
+        def work(session: Session) -> int:
+            now = self.service.clock()
+            held = CalendarLinkRow.lease_expires.is_not(None) & (CalendarLinkRow.lease_expires > now)
+            holders = session.scalars(select(CalendarLinkRow.lease_process).distinct().where(
+                held, CalendarLinkRow.lease_process.is_not(None)))
+            dead = [key for key in holders if key != self.process and holder_is_dead(key)]
+            if not dead:
+                return 0
+            freed = session.execute(update(CalendarLinkRow).where(held, CalendarLinkRow.lease_process.in_(dead))
+                                    .values(lease_expires=None))
+            return int(getattr(freed, "rowcount", 0) or 0)
+        freed = self.db.run(work, what="freeing dead replicas' leases")
+        if freed:
+            log.info("took over %d link(s) leased by a process of this machine that is no longer running", freed)
 
     def _renew(self, link_ids: Sequence[int]) -> None:
         now = self.service.clock()
@@ -354,8 +386,11 @@ class LinkSyncer:
                 changes = prefetched
             else:
                 changes = self._pull(connector, snap, window, expired=prefetched is not None)
+            written = self.db.read(lambda s: self._unconfirmed(s, snap)) if pull else []
             if changes.full:
                 self._confirm_missing(connector, snap, window, changes)
+            else:
+                self._confirm_written(connector, snap, changes, written)
             result = self._reconcile(connector, snap, window, changes, outcome)
         except SyncdError as exc:
             self._failed(snap, outcome, exc)
@@ -364,7 +399,7 @@ class LinkSyncer:
             self._failed(snap, outcome, exc)
             return outcome
         if pull:
-            self._succeeded(snap, result, changes, outcome)
+            self._succeeded(snap, result, changes, outcome, written)
         return outcome
 
     def release_deletions(self, link_id: int) -> str:
@@ -408,6 +443,29 @@ class LinkSyncer:
         for event_id in self.db.run(missing):
             event = connector.get(snap.calendar, event_id)
             if event is not None:
+                changes.events.append(event)
+
+    def _unconfirmed(self, session: Session, snap: _Snapshot) -> list[tuple[str, str | None]]:
+        return [(event_id, etag) for event_id, etag in session.execute(
+            select(EventLinkRow.event_id, EventLinkRow.etag).where(EventLinkRow.link_id == snap.link.id,
+                                                                   EventLinkRow.unconfirmed.is_(True)))]
+
+    def _confirm_written(self, connector: CalendarConnector, snap: _Snapshot, changes: ChangeSet,
+                         written: Sequence[tuple[str, str | None]]) -> None:
+        """Events syncd wrote after the stored cursor was issued and that this listing does not
+        mention. A calendar normally lists our own write again (the echo); when it does not, the
+        person may have deleted it before we listed: a folder's listing, a CalDAV token or a
+        Graph delta may never report a removal of something they did not list. Ask for each."""
+        mentioned = {e.event_id for e in changes.events} | set(changes.removed)
+        for event_id, _etag in written:
+            if event_id in mentioned:
+                continue
+            event = connector.get(snap.calendar, event_id)
+            if event is None:
+                log.info("link %s: event %s that syncd wrote was deleted before the next listing", snap.name,
+                         event_id)
+                changes.removed.append(event_id)
+            else:
                 changes.events.append(event)
 
     def _reconcile(self, connector: CalendarConnector, snap: _Snapshot, window: SyncWindow,
@@ -507,14 +565,14 @@ class LinkSyncer:
                     # `create` is idempotent per block id: it may hand back an older write of ours
                     # (a crash before its link was saved). Link what the calendar really holds and
                     # merge once more, rather than recording content the event does not have.
-                    self.db.run(lambda s: self._link(s, snap, block_id, created, held, replaces))
+                    self.db.run(lambda s: self._link(s, snap, block_id, created, held, replaces, ours=True))
                     if held != content.fingerprint():
                         retry.retry_events.append(created)
                 case rc.UpdateEvent(block_id, event_id, etag, _):
                     content = self.db.run(lambda s: block_content(_block(s, block_id)))
                     updated = connector.update(cal, event_id, EventDraft(block_id, content, snap.timezone),
                                                etag or "")
-                    self.db.run(lambda s: self._link(s, snap, block_id, updated, content.fingerprint()))
+                    self.db.run(lambda s: self._link(s, snap, block_id, updated, content.fingerprint(), ours=True))
                 case rc.DeleteEvent(block_id, event_id, etag, linked):
                     connector.delete(cal, event_id, etag)
                     if linked:
@@ -574,21 +632,23 @@ class LinkSyncer:
             CalendarLinkRow.enabled.is_(True), CalendarLinkRow.state != "reauth_required").values(next_poll_at=now))
 
     def _link(self, session: Session, snap: _Snapshot, block_id: str, event: RemoteEvent, base: str,
-              replaces: str | None = None) -> None:
+              replaces: str | None = None, *, ours: bool = False) -> None:
+        """Record the pair; ``ours`` when the event is what syncd just wrote (no listing has shown it)."""
         link_id = snap.link.id
         session.execute(delete(EventLinkRow).where(
             EventLinkRow.link_id == link_id,
             (EventLinkRow.block_id == block_id) | (EventLinkRow.event_id == event.event_id)
             | (EventLinkRow.event_id == (replaces or event.event_id))))
         session.add(EventLinkRow(link_id=link_id, block_id=block_id, event_id=event.event_id, etag=event.etag,
-                                 base_hash=base, synced_at=self.service.clock()))
+                                 base_hash=base, synced_at=self.service.clock(), unconfirmed=ours))
 
     def _unlink(self, session: Session, snap: _Snapshot, event_id: str) -> None:
         session.execute(delete(EventLinkRow).where(EventLinkRow.link_id == snap.link.id,
                                                    EventLinkRow.event_id == event_id))
 
     # -- bookkeeping ---------------------------------------------------------------------
-    def _succeeded(self, snap: _Snapshot, result: rc.Plan, changes: ChangeSet, outcome: LinkOutcome) -> None:
+    def _succeeded(self, snap: _Snapshot, result: rc.Plan, changes: ChangeSet, outcome: LinkOutcome,
+                   written: Sequence[tuple[str, str | None]] = ()) -> None:
         def work(session: Session) -> None:
             now = self.service.clock()
             row = session.get(CalendarLinkRow, snap.link.id)
@@ -611,6 +671,12 @@ class LinkSyncer:
                 return  # keep the cursor: the deletions are replayed once released
             row.state, row.held_deletions, row.release_deletions = "ok", 0, False
             row.cursor = changes.cursor
+            seen = [{"e": event_id, "t": etag} for event_id, etag in written if etag is not None]
+            if seen:
+                # This listing (or a read) has seen those writes; one written again since stays unconfirmed.
+                session.connection().execute(update(_PAIRS).where(
+                    _PAIRS.c.link_id == snap.link.id, _PAIRS.c.event_id == bindparam("e"),
+                    _PAIRS.c.etag == bindparam("t")).values(unconfirmed=False), seen)
         self.db.run(work, what=f"saving link {snap.name}")
 
     def _failed(self, snap: _Snapshot, outcome: LinkOutcome, exc: Exception) -> None:
@@ -659,6 +725,7 @@ class LinkSyncer:
 
 
 
+_PAIRS = cast(Table, EventLinkRow.__table__)
 BLOCK_COLUMNS = (BlockRow.id, BlockRow.user_id, BlockRow.start, BlockRow.end, BlockRow.all_day, BlockRow.start_date,
                  BlockRow.end_date, BlockRow.timezone, BlockRow.title, BlockRow.updated_at, BlockRow.deleted_at)
 

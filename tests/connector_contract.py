@@ -13,8 +13,9 @@ A subclass of `ConnectorContract` provides three fixtures:
 It may override ``window`` (the sync window, read in `TZ`), and set ``LISTS_BLOCK_IDS = False``
 for a provider whose listings cannot carry syncd's block id (Microsoft Graph's delta never
 returns extended properties): its events are then recognised through stored links, and the
-tests check `find_by_block_id` instead. The tests cover each clause of
-the contract: full and incremental listings, removals (an event that stops being OOO is
+tests check `find_by_block_id` instead. A subclass whose calendar is addressed through the
+user's email (Google, Graph) overrides `linked_as`, for the tests that run the sync engine
+over the connector. The tests cover each clause of the contract: full and incremental listings, removals (an event that stops being OOO is
 removed), the window, create idempotent per block id, block ids in listings, etag
 preconditions, NotFound, deleting what is gone, find_by_block_id, and round trips of
 all-day dates and timed instants.
@@ -23,6 +24,7 @@ all-day dates and timed instants.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -37,7 +39,13 @@ from connectors.base import (
     SyncWindow,
     unique_ids,
 )
+from connectors.registry import Connectors
+from store.db import Database
+from syncd.config import AccountConfig, CalendarLinkConfig, UserConfig
 from syncd.ooo import OooContent, all_day_content, timed_content
+from syncd.service import Syncd
+from syncd.sync import LinkSyncer
+from tests.conftest import make_config
 
 __all__ = ["TZ", "ConnectorContract", "Person", "all_day", "timed"]
 
@@ -338,6 +346,74 @@ class ConnectorContract:
         event_id = person.add(timed(5))
         connector.delete(calendar, event_id, None)
         assert connector.get(calendar, event_id) is None
+
+    def test_our_write_deleted_before_our_next_listing_is_gone(
+        self, connector: CalendarConnector, calendar: str, person: Person, window: SyncWindow
+    ) -> None:
+        """Written by us, deleted by the person before our next listing. A listing need not report
+        the removal of an event it never listed (a folder, a CalDAV token, a Graph delta may not),
+        but it must not show the event, and `get`, which the engine then asks, must say it is gone."""
+        cursor = connector.changes(calendar, None, window).cursor
+        created = connector.create(calendar, draft("b1", timed(3)))
+        person.remove(created.event_id)
+        changes = connector.changes(calendar, cursor, window)
+        assert created.event_id not in by_id(changes)
+        assert connector.get(calendar, created.event_id) is None
+
+    # -- the engine over this connector ----------------------------------------------------------
+    def linked_as(self, calendar: str) -> tuple[str, str]:
+        """(the user's email, the link's calendar in the config) that address ``calendar``."""
+        return "alice@example.com", calendar
+
+    def engine(self, connector: CalendarConnector, calendar: str, tmp_path: Path) -> tuple[Syncd, LinkSyncer]:
+        """The sync engine on SQLite, with one user whose one two-way link is ``calendar``."""
+        email, linked = self.linked_as(calendar)
+        alice = UserConfig(id="alice", email=email, timezone=TZ,
+                           calendars=(CalendarLinkConfig(account="cal", calendar=linked),))
+        config = make_config([alice], accounts={"cal": AccountConfig(name="cal", provider=connector.provider)})
+        service = Syncd(config, Database(f"sqlite:///{tmp_path / 'contract.db'}"))
+        service.prepare()
+        return service, LinkSyncer(service, Connectors(config.accounts, overrides={"cal": connector}))
+
+    def test_written_by_us_deleted_by_the_person_before_our_next_listing(
+        self, connector: CalendarConnector, calendar: str, person: Person, tmp_path: Path
+    ) -> None:
+        service, syncer = self.engine(connector, calendar, tmp_path)
+        try:
+            syncer.sync_once()
+            block = service.add_block("alice", timed(3))
+            syncer.sync_once()  # lists (nothing new), then writes the block's event
+            written = connector.find_by_block_id(calendar, block.id)
+            assert written is not None
+            person.remove(written.event_id)  # before syncd lists the calendar again
+            assert all(outcome.ok for outcome in syncer.sync_once())
+            assert service.list_blocks("alice") == []
+            assert all(outcome.ok and not outcome.actions for outcome in syncer.sync_once())
+        finally:
+            service.db.dispose()
+
+    def test_written_by_us_deleted_by_the_person_while_the_helpdesk_edited_the_block(
+        self, connector: CalendarConnector, calendar: str, person: Person, window: SyncWindow, tmp_path: Path
+    ) -> None:
+        service, syncer = self.engine(connector, calendar, tmp_path)
+        try:
+            syncer.sync_once()
+            block = service.add_block("alice", timed(3))
+            syncer.sync_once()
+            written = connector.find_by_block_id(calendar, block.id)
+            assert written is not None
+            person.remove(written.event_id)
+            service.edit_block(block.id, timed(4, title="Longer trip"))  # the edit wins: written again
+            assert all(outcome.ok for outcome in syncer.sync_once())
+            [kept] = service.list_blocks("alice")
+            assert kept.id == block.id and kept.content == timed(4, title="Longer trip")
+            again = connector.find_by_block_id(calendar, block.id)
+            assert again is not None and again.content == timed(4, title="Longer trip")
+            listed = [e for e in connector.changes(calendar, None, window).events
+                      if self.listed_block_id(connector, calendar, e, block.id) == block.id]
+            assert [e.event_id for e in listed] == [again.event_id]
+        finally:
+            service.db.dispose()
 
     # -- lookups -------------------------------------------------------------------------------
     def test_find_by_block_id(self, connector: CalendarConnector, calendar: str, window: SyncWindow) -> None:

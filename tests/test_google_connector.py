@@ -67,6 +67,10 @@ def window() -> SyncWindow:
 class TestGoogleConnectorContract(ConnectorContract):
     """Fixtures above: the module's fake server, connector, calendar and person."""
 
+    def linked_as(self, calendar: str) -> tuple[str, str]:
+        owner, _, calendar_id = calendar.partition("/")  # the calendar of `address(owner, calendar_id)`
+        return owner, calendar_id
+
 
 def draft(block_id: str, content: object) -> EventDraft:
     assert not isinstance(content, str)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +19,7 @@ from connectors.registry import Connectors
 from store.db import Database
 from store.models import CalendarLinkRow
 from syncd.ooo import timed_content
+from syncd.replica import ProcessIdentity, holder_is_dead, this_process
 from syncd.sync import LinkSyncer
 from tests.conftest import Clock, Harness, make_config, pg_url_for, user
 
@@ -198,3 +202,65 @@ def test_replicas_starting_together_on_an_empty_database_all_start(pg_schema: st
     finally:
         for service in services:
             service.db.dispose()
+
+
+# -- a dead process of this machine ---------------------------------------------------------------
+
+
+@contextmanager
+def another_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A process of this machine (as a crashed daemon was), and its process key."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys\nfrom syncd.replica import this_process\n"
+                              "print(this_process().key, flush=True)\nsys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        yield child, child.stdout.readline().strip()
+    finally:
+        child.kill()
+        child.wait()
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def test_a_process_key_tells_a_dead_holder_from_a_live_one() -> None:
+    me = this_process()
+    assert me.key and not holder_is_dead(me.key)
+    assert not holder_is_dead(None) and not holder_is_dead("")
+    machine, pid, _start = me.key.split(":")
+    assert holder_is_dead(f"{machine}:{pid}:1")  # this pid, but a process that started earlier: gone
+    assert not holder_is_dead(f"{'0' * 16}:{pid}:1")  # another machine: only its lease's expiry tells
+    with another_process() as (child, key):
+        assert key.startswith(machine + ":") and not holder_is_dead(key)
+        child.kill()
+        child.wait()
+        assert holder_is_dead(key)
+
+
+def test_a_dead_local_holders_leases_are_taken_over_at_once(harness_factory: HarnessFactory) -> None:
+    h = harness_factory([user("alice", "work"), user("bob", "work")])
+    everyone_due(h)
+    connectors = Connectors(h.service.config.accounts, overrides={"mem": h.calendars})
+    with another_process() as (child, key):
+        crashed = LinkSyncer(h.service, connectors, replica=ProcessIdentity("host:1", key))
+        taken = crashed.claim_due()
+        assert len(taken) == 2
+        assert LinkSyncer(h.service, connectors).claim_due() == []  # alive: its leases stand
+        child.kill()
+        child.wait()
+        restarted = LinkSyncer(h.service, connectors)
+        assert sorted(restarted.claim_due()) == sorted(taken)  # no lease TTL to wait out
+    owners = {link["owner"] for link in h.service.links()}
+    assert owners == {restarted.replica}
+
+
+def test_leases_of_another_machine_wait_for_their_ttl(harness_factory: HarnessFactory, clock: Clock) -> None:
+    h = harness_factory([user("alice", "work")])
+    everyone_due(h)
+    connectors = Connectors(h.service.config.accounts, overrides={"mem": h.calendars})
+    elsewhere = LinkSyncer(h.service, connectors, replica=ProcessIdentity("other-host:7", f"{'0' * 16}:7:99"))
+    [link] = elsewhere.claim_due()
+    assert LinkSyncer(h.service, connectors).claim_due() == []
+    clock.advance(timedelta(seconds=61))
+    assert LinkSyncer(h.service, connectors).claim_due() == [link]

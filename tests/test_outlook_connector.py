@@ -67,6 +67,10 @@ class TestOutlookConnectorContract(ConnectorContract):
 
     LISTS_BLOCK_IDS = False  # delta never returns extended properties
 
+    def linked_as(self, calendar: str) -> tuple[str, str]:
+        owner, _, calendar_id = calendar.partition("/")  # the calendar of `address(owner, calendar_id)`
+        return owner, calendar_id
+
 
 
 def draft(block_id: str, content: OooContent) -> EventDraft:

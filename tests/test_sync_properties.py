@@ -17,6 +17,10 @@ Content comes from a handful of shapes (overlapping timed periods, and one all-d
 written both in the user's zone and in UTC, which mean the same days), so both sides often
 make the same edit and the "both changed the same way" path is exercised.
 
+A third machine lists like a calendar folder (a removal is reported only for events listed
+before), and a rule syncs once without listing again, so the person may delete syncd's fresh
+write before syncd has listed it: the block must go too.
+
 One `sync_once` is enough to converge (its push pass carries blocks pulled from one calendar
 to the other, and lost races are re-merged inside the pass); the `sync` rule then runs a
 second one and asserts it writes nothing, so echoes of our own writes never look like edits.
@@ -45,6 +49,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors.base import ChangeSet, SyncWindow
 from connectors.memory import MemoryConnector
 from connectors.registry import Connectors
 from store.db import Database
@@ -80,8 +85,26 @@ def fingerprint(content: OooContent) -> str:
     return content.in_zone(TZ).fingerprint()
 
 
+class ListedOnly(MemoryConnector):
+    """A calendar that reports a removal only for events it listed before, as a calendar folder,
+    a CalDAV sync token or a Graph delta may: syncd's own write, deleted before syncd lists the
+    calendar again, is then never reported removed."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.listed: dict[str, set[str]] = {}
+
+    def changes(self, calendar: str, cursor: str | None, window: SyncWindow) -> ChangeSet:
+        changes = super().changes(calendar, cursor, window)
+        seen = self.listed.setdefault(calendar, set())
+        changes.removed = [event_id for event_id in changes.removed if event_id in seen]
+        seen.update(e.event_id for e in changes.events)
+        return changes
+
+
 class TwoWaySync(RuleBasedStateMachine):
     policy: ClassVar[str] = "newest"
+    calendar_type: ClassVar[type[MemoryConnector]] = MemoryConnector
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,7 +123,7 @@ class TwoWaySync(RuleBasedStateMachine):
         self.clock = Clock(NOW)
         self.db = db = Database(f"sqlite:///{self.dir / 'syncd.db'}")
         config = make_config([user("alice", *CALENDARS, tz=TZ)], sinks=(), conflict_policy=self.policy)
-        self.calendars = MemoryConnector(clock=self.clock)
+        self.calendars = self.calendar_type(clock=self.clock)
         self.service = Syncd(config, db, clock=self.clock)
         self.service.prepare()
         self.syncer = LinkSyncer(self.service, Connectors(config.accounts, overrides={"mem": self.calendars}))
@@ -261,6 +284,19 @@ class TwoWaySync(RuleBasedStateMachine):
         assert self.calendars.writes == writes, "a second sync with nothing new must write nothing"
         self._check()
 
+    @rule()
+    def sync_and_let_the_person_race(self) -> None:
+        """One pass only: the events it writes are not listed again before the person may edit
+        (or delete) them."""
+        outcomes = self.syncer.sync_once()
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+        for outcome in outcomes:
+            if outcome.held_deletions:
+                self.syncer.release_deletions(outcome.link_id)
+                assert all(o.ok for o in self.syncer.sync_once())
+        self._check()
+        self._settle_model()
+
     def _check(self) -> None:
         blocks = self._blocks()
         want = Counter(fingerprint(c) for c in blocks.values())
@@ -307,13 +343,20 @@ class TwoWaySyncCalendarWins(TwoWaySync):
     policy = "calendar"
 
 
+class TwoWaySyncListedOnly(TwoWaySync):
+    calendar_type = ListedOnly
+
+
 TwoWaySync.TestCase.settings = FAST
 TwoWaySyncCalendarWins.TestCase.settings = FAST
+TwoWaySyncListedOnly.TestCase.settings = FAST
 TestTwoWaySync = TwoWaySync.TestCase
 TestTwoWaySyncCalendarWins = TwoWaySyncCalendarWins.TestCase
+TestTwoWaySyncListedOnly = TwoWaySyncListedOnly.TestCase
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("machine", [TwoWaySync, TwoWaySyncCalendarWins], ids=["newest", "calendar"])
+@pytest.mark.parametrize("machine", [TwoWaySync, TwoWaySyncCalendarWins, TwoWaySyncListedOnly],
+                         ids=["newest", "calendar", "listed-only"])
 def test_two_way_sync_long_runs(machine: type[TwoWaySync]) -> None:
     run_state_machine_as_test(machine, settings=settings(FAST, max_examples=400, stateful_step_count=40))

@@ -1,5 +1,7 @@
 """The chaos driver: `syncd run` against fake Google, fake Microsoft Graph and a real Radicale,
-with edits on both sides, killed with SIGKILL at random moments and restarted.
+with edits on both sides (among them a person deleting syncd's fresh write before syncd lists
+the calendar again), killed with SIGKILL at random moments and restarted, with the default
+lease TTL: a restarted replica takes over its dead predecessor's leases at once.
 
 After the last restart and a settling period, `check` proves DESIGN.md's promises: every
 calendar holds exactly the user's live blocks (no duplicated event, no duplicated or lost
@@ -169,12 +171,7 @@ class World:
         if not own:
             return
         event_id, _content = self.rng.choice(own)
-        if user.provider == "google":
-            self.google.delete_event(user.email, "primary", event_id)
-        elif user.provider == "outlook":
-            self.graph.delete_event(user.email, event_id)
-        else:
-            self.dav.delete_event(user.calendar, event_id)
+        self.delete_event(user, event_id)
 
     def helpdesk_add(self, service: Syncd, user: User) -> None:
         start = self._when()
@@ -189,17 +186,56 @@ class World:
             service.delete_block(block.id)
             self.helpdesk_blocks.discard(block.id)
 
+    def fresh_write_deleted(self, service: Syncd, user: User) -> None:
+        """The helpdesk adds a block and the person deletes syncd's event for it within moments of
+        its being written, before syncd lists the calendar again: the block must go too."""
+        start = self._when()
+        block = service.add_block(user.id, timed_content(start, start + timedelta(hours=self.rng.randint(1, 30)),
+                                                         f"R{self.edits}"))
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            event_id = self.written_event(user, block.id)
+            if event_id is not None:
+                self.delete_event(user, event_id)
+                return
+            time.sleep(0.02)
+        # Not written in time (the daemon is starting, or busy): the block stays and is written later.
+        self.helpdesk_blocks.add(block.id)
+
+    def written_event(self, user: User, block_id: str) -> str | None:
+        """The id of the event syncd wrote for ``block_id`` in ``user``'s calendar, if it is there yet."""
+        if user.provider == "google":
+            return next((str(e["id"]) for e in self.google.events(user.email, "primary")
+                         if (e.get("extendedProperties") or {}).get("private", {}).get("syncdBlock") == block_id),
+                        None)
+        if user.provider == "outlook":
+            return next((str(e["id"]) for e in self.graph.events(user.email)
+                         if any(p.get("value") == block_id for p in e.get("singleValueExtendedProperties") or ())),
+                        None)
+        uid = f"syncd-{block_id}"
+        return uid if self.dav.get_event(user.calendar, uid) is not None else None
+
+    def delete_event(self, user: User, event_id: str) -> None:
+        if user.provider == "google":
+            self.google.delete_event(user.email, "primary", event_id)
+        elif user.provider == "outlook":
+            self.graph.delete_event(user.email, event_id)
+        else:
+            self.dav.delete_event(user.calendar, event_id)
+
     def edit(self, service: Syncd) -> None:
         user = self.rng.choice(self.users)
         self.edits += 1
         action = self.rng.choice(("person_add", "person_add", "person_delete", "helpdesk_add", "helpdesk_add",
-                                  "helpdesk_delete"))
+                                  "helpdesk_delete", "fresh_write_deleted"))
         if action == "person_add":
             self.person_add(user)
         elif action == "person_delete":
             self.person_delete(user)
         elif action == "helpdesk_add":
             self.helpdesk_add(service, user)
+        elif action == "fresh_write_deleted":
+            self.fresh_write_deleted(service, user)
         else:
             self.helpdesk_delete(service, user)
 
@@ -304,7 +340,6 @@ def world(root: Path, *, seed: int = 0, users_per_provider: int = 2, database_ur
 database_url = "{database_url or f'sqlite:///{root}/syncd.db'}"
 poll_interval = "1s"
 mass_delete_min = 1000000
-lease_ttl = "3s"
 [api]
 listen = "127.0.0.1:API_PORT"
 {google_account_toml(google, root)}
