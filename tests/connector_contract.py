@@ -15,10 +15,13 @@ for a provider whose listings cannot carry syncd's block id (Microsoft Graph's d
 returns extended properties): its events are then recognised through stored links, and the
 tests check `find_by_block_id` instead. A subclass whose calendar is addressed through the
 user's email (Google, Graph) overrides `linked_as`, for the tests that run the sync engine
-over the connector. The tests cover each clause of the contract: full and incremental listings, removals (an event that stops being OOO is
-removed), the window, create idempotent per block id, block ids in listings, etag
-preconditions, NotFound, deleting what is gone, find_by_block_id, and round trips of
-all-day dates and timed instants.
+over the connector.
+
+The tests cover each clause of the contract: full and incremental listings, removals (an
+event that stops being OOO is removed; our own write deleted by the person before our next
+listing is gone, and the engine deletes its block), the window, create idempotent per block
+id, block ids in listings, etag preconditions, NotFound, deleting what is gone,
+find_by_block_id, and round trips of all-day dates and timed instants.
 """
 
 from __future__ import annotations
