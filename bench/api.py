@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from store.db import Database
-from syncd import availability as av
 from syncd.config import load_config
+from syncd.core import availability as av
 from syncd.service import Syncd
 
 TOKEN = "bench-token"

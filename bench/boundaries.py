@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.harness import Receiver, percentile, pg_schema, process_stats, replica, seed_helpdesk_users, stop, wait_for
-from syncd.ooo import format_utc
+from syncd.core.time import format_utc
 from tests.support import free_port
 
 

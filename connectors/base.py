@@ -1,23 +1,7 @@
-"""The calendar connector interface: the only thing the core knows about calendars.
+"""The calendar connector interface: all the sync engine knows about calendars.
 
-Terms
------
-calendar
-    A string naming one calendar inside an account: a folder name (local), a URL or display
-    name (CalDAV), a calendar id (Google, Outlook).
-event id
-    The connector's stable id of one OOO event. A recurring series is expanded inside the
-    sync window and each occurrence gets its own id (``<uid>/<recurrence instant>``), so the
-    core only ever sees single periods.
-etag
-    An opaque version of one event. Writes pass the etag they were based on; a mismatch
-    raises `PreconditionFailed` instead of overwriting somebody else's edit.
-cursor
-    An opaque string the connector returns with each change set and gets back on the next
-    call. ``None`` asks for a full listing.
-block id
-    syncd's id for an OOO block. Every event syncd writes carries it, so an echo of our own
-    write, or an event created just before a crash, is recognised.
+The values a connector takes and returns (`SyncWindow`, `RemoteEvent`, `ChangeSet` ...) and
+their terms (calendar, event id, etag, cursor, block id) are defined in `syncd.core.calendars`.
 
 Contract (tested for every connector by ``tests/connector_contract.py``)
 ----------------------------------------------------------------------
@@ -29,7 +13,7 @@ Contract (tested for every connector by ``tests/connector_contract.py``)
   existing event rather than a second one.
 - `update` and `delete` raise `PreconditionFailed` when the etag is stale; `delete` of an
   event that is already gone succeeds; `update` of a missing event raises `NotFound`.
-- Errors are translated at the boundary into `syncd.errors`: `AuthError`,
+- Errors are translated at the boundary into `syncd.core.errors`: `AuthError`,
   `RateLimited`, `TransientError`, `CursorExpired`, `PreconditionFailed`, `NotFound`,
   `ConfigError`. No database access, no global state.
 """
@@ -38,106 +22,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from syncd.errors import (
-    AuthError,
-    BadEventData,
-    ConfigError,
-    CursorExpired,
-    NotFound,
-    PreconditionFailed,
-    RateLimited,
-    TransientError,
-)
-from syncd.ooo import OooContent
+from syncd.core.calendars import ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
+from syncd.core.errors import ConfigError
 
-__all__ = [
-    "AuthError",
-    "BadEventData",
-    "CalendarConnector",
-    "ChangeSet",
-    "ConfigError",
-    "CursorExpired",
-    "EventDraft",
-    "NotFound",
-    "OooRules",
-    "PollRequest",
-    "PreconditionFailed",
-    "RateLimited",
-    "RemoteEvent",
-    "SyncWindow",
-    "TransientError",
-    "Watch",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class SyncWindow:
-    """The span synced, and the zone (the user's) that all-day dates and floating times are read in."""
-
-    start: datetime
-    end: datetime
-    timezone: str = "UTC"
-
-    def overlaps(self, start: datetime, end: datetime) -> bool:
-        return start < self.end and end > self.start
-
-
-@dataclass(frozen=True, slots=True)
-class OooRules:
-    """Operator rules that make an iCalendar event count as OOO, besides the OOF marker."""
-
-    categories: tuple[str, ...] = ()  # case-insensitive CATEGORIES values
-    keywords: tuple[str, ...] = ()  # case-insensitive substrings of SUMMARY
-    all_events: bool = False  # the whole calendar means "away"
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteEvent:
-    event_id: str
-    etag: str
-    content: OooContent
-    block_id: str | None = None  # ours, if syncd wrote it
-    updated: datetime | None = None  # provider's last-modified, for the `newest` policy
-    series_id: str | None = None  # the recurring series it is an occurrence of
-    read_only: bool = False  # the calendar's version always wins (e.g. a mailbox's automatic replies)
-
-
-@dataclass(frozen=True, slots=True)
-class EventDraft:
-    """What syncd wants an OOO event to say."""
-
-    block_id: str
-    content: OooContent
-    timezone: str  # the user's zone: all-day events are written in it
-
-
-@dataclass(frozen=True, slots=True)
-class PollRequest:
-    """One calendar to list, as in a `changes` call."""
-
-    calendar: str
-    cursor: str | None
-    window: SyncWindow
-
-
-@dataclass(frozen=True, slots=True)
-class Watch:
-    """A push channel a provider opened for one calendar (Google watch, Graph subscription)."""
-
-    channel_id: str
-    resource_id: str
-    expires_at: datetime
-
-
-@dataclass(slots=True)
-class ChangeSet:
-    events: list[RemoteEvent] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    cursor: str | None = None
-    full: bool = False
+__all__ = ["CalendarConnector"]
 
 
 class CalendarConnector(abc.ABC):
@@ -205,7 +95,3 @@ class CalendarConnector(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sockets and files."""
-
-
-def unique_ids(events: Sequence[RemoteEvent]) -> bool:
-    return len({e.event_id for e in events}) == len(events)

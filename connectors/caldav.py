@@ -53,10 +53,11 @@ import requests
 from lxml import etree
 
 from connectors import ical
-from connectors.base import CalendarConnector, ChangeSet, EventDraft, OooRules, PollRequest, RemoteEvent, SyncWindow
+from connectors.base import CalendarConnector
 from connectors.httputil import read_body, retry_after, stale_connection
 from connectors.peruser import WorkerPool
-from syncd.errors import (
+from syncd.core.calendars import ChangeSet, EventDraft, OooRules, PollRequest, RemoteEvent, SyncWindow
+from syncd.core.errors import (
     AuthError,
     BadEventData,
     ConfigError,
@@ -68,7 +69,7 @@ from syncd.errors import (
     SyncdError,
     TransientError,
 )
-from syncd.ooo import zone
+from syncd.core.time import zone
 
 __all__ = ["CalDAVConnector"]
 

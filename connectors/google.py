@@ -67,19 +67,11 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
 from connectors import ical
-from connectors.base import (
-    ChangeSet,
-    EventDraft,
-    OooRules,
-    PollRequest,
-    RemoteEvent,
-    SyncWindow,
-    Watch,
-)
 from connectors.httputil import read_body, retry_after, stale_connection
 from connectors.peruser import PerUserConnector
 from connectors.quota import Quota
-from syncd.errors import (
+from syncd.core.calendars import ChangeSet, EventDraft, OooRules, PollRequest, RemoteEvent, SyncWindow, Watch
+from syncd.core.errors import (
     AuthError,
     BadEventData,
     ConfigError,
@@ -91,7 +83,8 @@ from syncd.errors import (
     SyncdError,
     TransientError,
 )
-from syncd.ooo import OooContent, all_day_content, format_utc, local_midnight, timed_content, zone
+from syncd.core.ooo import OooContent, all_day_content, timed_content
+from syncd.core.time import format_utc, local_midnight, zone
 
 __all__ = [
     "DEFAULT_API_ENDPOINT",

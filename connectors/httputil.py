@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.errors import ConnectorError
+from syncd.core.errors import ConnectorError
 
 __all__ = ["MAX_BODY", "read_body", "retry_after", "stale_connection"]
 

@@ -37,10 +37,11 @@ import icalendar
 import recurring_ical_events
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-from connectors.base import EventDraft, OooRules, RemoteEvent, SyncWindow
 from connectors.ical_fast import read_simple
-from syncd.errors import BadEventData, NotFound
-from syncd.ooo import OooContent, all_day_content, timed_content, zone
+from syncd.core.calendars import EventDraft, OooRules, RemoteEvent, SyncWindow
+from syncd.core.errors import BadEventData, NotFound
+from syncd.core.ooo import OooContent, all_day_content, timed_content
+from syncd.core.time import zone
 
 __all__ = [
     "PRODID",

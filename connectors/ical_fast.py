@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from connectors.base import OooRules, RemoteEvent, SyncWindow
-from syncd.errors import UserInputError
-from syncd.ooo import OooContent, all_day_content, timed_content
+from syncd.core.calendars import OooRules, RemoteEvent, SyncWindow
+from syncd.core.errors import UserInputError
+from syncd.core.ooo import OooContent, all_day_content, timed_content
 
 __all__ = ["SimpleObject", "read_simple"]
 

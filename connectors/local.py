@@ -37,21 +37,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connectors import ical
-from connectors.base import (
-    CalendarConnector,
-    ChangeSet,
-    ConfigError,
-    CursorExpired,
-    EventDraft,
-    NotFound,
-    OooRules,
-    PreconditionFailed,
-    RemoteEvent,
-    SyncWindow,
-    TransientError,
-)
-from syncd.errors import BadEventData
-from syncd.ooo import zone
+from connectors.base import CalendarConnector
+from syncd.core.calendars import ChangeSet, EventDraft, OooRules, RemoteEvent, SyncWindow
+from syncd.core.errors import BadEventData, ConfigError, CursorExpired, NotFound, PreconditionFailed, TransientError
+from syncd.core.time import zone
 
 __all__ = ["LocalConnector"]
 

@@ -14,17 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from connectors.base import (
-    CalendarConnector,
-    ChangeSet,
-    CursorExpired,
-    EventDraft,
-    NotFound,
-    PreconditionFailed,
-    RemoteEvent,
-    SyncWindow,
-)
-from syncd.ooo import OooContent
+from connectors.base import CalendarConnector
+from syncd.core.calendars import ChangeSet, EventDraft, RemoteEvent, SyncWindow
+from syncd.core.errors import CursorExpired, NotFound, PreconditionFailed
+from syncd.core.ooo import OooContent
 
 __all__ = ["MemoryCalendar", "MemoryConnector"]
 

@@ -58,10 +58,10 @@ import msal
 import requests
 
 from connectors import ical
-from connectors.base import ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
 from connectors.httputil import read_body, retry_after, stale_connection
 from connectors.peruser import PerUserConnector
-from syncd.errors import (
+from syncd.core.calendars import ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
+from syncd.core.errors import (
     AuthError,
     BadEventData,
     ConfigError,
@@ -73,7 +73,8 @@ from syncd.errors import (
     SyncdError,
     TransientError,
 )
-from syncd.ooo import OooContent, all_day_content, format_utc, timed_content, zone
+from syncd.core.ooo import OooContent, all_day_content, timed_content
+from syncd.core.time import format_utc, zone
 
 __all__ = [
     "AUTOMATIC_REPLIES",

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from connectors.base import CalendarConnector, ChangeSet, PollRequest, SyncWindow
-from syncd.errors import ConfigError
+from connectors.base import CalendarConnector
+from syncd.core.calendars import ChangeSet, PollRequest, SyncWindow
+from syncd.core.errors import ConfigError
 
 __all__ = ["PerUserConnector", "WorkerPool"]
 

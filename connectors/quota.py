@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from syncd.errors import RateLimited
+from syncd.core.errors import RateLimited
 
 __all__ = ["Quota", "TokenBucket"]
 

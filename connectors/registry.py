@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import CalendarConnector
-from syncd.errors import ConfigError
+from syncd.core.errors import ConfigError
 
 __all__ = ["Connectors"]
 

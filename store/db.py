@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from syncd.errors import TransientError
+from syncd.core.errors import TransientError
 
 __all__ = ["Database"]
 

@@ -28,8 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from syncd import __version__
 from syncd.config import ApiConfig
-from syncd.directory import ConfigOwned, Directory
-from syncd.errors import (
+from syncd.core.errors import (
     ConfigError,
     ConfirmationRequired,
     NotFoundInStore,
@@ -38,8 +37,10 @@ from syncd.errors import (
     SyncdError,
     UserInputError,
 )
+from syncd.core.ooo import all_day_content, timed_content
+from syncd.core.time import ensure_aware, format_utc
+from syncd.directory import ConfigOwned, Directory
 from syncd.metrics import Metrics
-from syncd.ooo import all_day_content, ensure_aware, format_utc, timed_content
 from syncd.push import PushChannels
 from syncd.rotations import NobodyEligible, RotationEngine
 from syncd.service import BlockInfo, Syncd

@@ -20,7 +20,6 @@ them. Errors raised by ``deliver`` are one line and never contain a password fro
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -29,7 +28,8 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from syncd.errors import Bug, ConfigError, TransientError
+from syncd.core.errors import Bug, ConfigError, TransientError
+from syncd.core.events import encode
 from syncd.sinks import LoopThread, PermanentDeliveryError, Sink
 
 if TYPE_CHECKING:
@@ -65,11 +65,6 @@ def _check_timeout(name: str, timeout: float) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
         raise ConfigError(f"sink {name!r}: timeout must be a positive duration, got {timeout!r}")
     return float(timeout)
-
-
-def _body(event: Mapping[str, Any]) -> bytes:
-    """The same bytes a webhook receives."""
-    return json.dumps(event, separators=(",", ":"), sort_keys=False, ensure_ascii=False).encode("utf-8")
 
 
 def _keys(event: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -201,7 +196,7 @@ class RedisStreamSink(Sink):
         from redis import exceptions as rx
 
         event_id, user_id, kind = _keys(event)
-        body = _body(event)
+        body = encode(event)
         with self._lock:
             try:
                 self._connect().xadd(
@@ -321,7 +316,7 @@ class NatsJetStreamSink(Sink):
 
     def deliver(self, event: Mapping[str, Any]) -> None:
         event_id, user_id, _ = _keys(event)
-        subject, body = self.subject_for(user_id), _body(event)
+        subject, body = self.subject_for(user_id), encode(event)
         # connect + look up / create the stream + publish, each bounded by `timeout`; plus slack.
         budget = 4 * self.timeout + 1.0
         with self._lock:

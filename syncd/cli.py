@@ -21,9 +21,10 @@ from typing import Any
 
 from syncd import __version__
 from syncd.config import Config, find_config_path, load_config
-from syncd.errors import Bug, ConfigError, ConfirmationRequired, RetryLater, SyncdError, UserInputError
+from syncd.core.errors import Bug, ConfigError, ConfirmationRequired, RetryLater, SyncdError, UserInputError
+from syncd.core.ooo import all_day_content, timed_content
+from syncd.core.time import format_utc, parse_instant
 from syncd.memory import few_malloc_arenas
-from syncd.ooo import all_day_content, format_utc, parse_instant, timed_content
 
 __all__ = ["main"]
 

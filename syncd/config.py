@@ -32,8 +32,10 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connectors.base import OooRules
-from syncd.errors import ConfigError
+from syncd.core.calendars import OooRules
+from syncd.core.errors import ConfigError
+from syncd.core.hours import DAYS, parse_day
+from syncd.core.time import parse_duration
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
@@ -62,7 +64,6 @@ DIRECTIONS = ("two-way", "pull", "push")
 SCOPES = ("read", "write", "admin")
 SINK_TYPES = ("webhook", "stdout", "redis", "nats")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # Option keys per provider, with the TOML type each takes.
 PROVIDER_OPTIONS: Mapping[str, Mapping[str, type]] = {
@@ -126,9 +127,6 @@ _CHOICES = {"auth": ("app", "delegated"), "auto_decline": ("declineNone", "decli
                              "declineOnlyNewConflictingInvitations")}
 _FILE_KEYS = frozenset({"root", "ca_bundle", "service_account_file", "credentials_file", "certificate_file"})
 
-_DURATION_HINT = "use e.g. 30s, 5m, 2h, 1d"
-_DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_RE = re.compile(r"\s*([0-9]+)\s*([wdhms])\s*")
 
 
 # --------------------------------------------------------------------------- the model
@@ -263,43 +261,6 @@ class Config:
     accounts: Mapping[str, AccountConfig] = field(default_factory=lambda: MappingProxyType({}))
     users: tuple[UserConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
-
-
-# --------------------------------------------------------------------------- durations
-
-
-def parse_duration(text: str | int) -> timedelta:
-    """``"30s"``, ``"5m"``, ``"2h"``, ``"30d"``, ``"1w"``, ``"1h30m"`` (units largest first,
-    each at most once), or a whole number of seconds (``30`` or ``"30"``).
-
-    Raises `ConfigError` with the message ``bad duration '<text>' (use e.g. 30s, 5m, 2h, 1d)``.
-    """
-    bad = ConfigError(f"bad duration {_show_value(text)} ({_DURATION_HINT})")
-    if isinstance(text, bool) or not isinstance(text, int | str):
-        raise bad
-    try:
-        if isinstance(text, int):
-            if text < 0:
-                raise bad
-            return timedelta(seconds=text)
-        stripped = text.strip()
-        if stripped.isdigit() and stripped.isascii():
-            return timedelta(seconds=int(stripped))
-        seconds, pos, last_rank = 0, 0, -1
-        while pos < len(text):
-            match = _DURATION_RE.match(text, pos)
-            if match is None:
-                raise bad
-            rank = list(_DURATION_UNITS).index(match.group(2))
-            if rank <= last_rank:  # "30m1h" or "5m5m": almost certainly a typo
-                raise bad
-            seconds += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-            pos, last_rank = match.end(), rank
-        if last_rank < 0:
-            raise bad
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise bad from None
 
 
 # --------------------------------------------------------------------------- finding the file
@@ -766,22 +727,16 @@ class _Loader:
     def working_hours(self, t: _Table) -> Mapping[int, tuple[tuple[time, time], ...]]:
         hours: dict[int, tuple[tuple[time, time], ...]] = {}
         for key, value in t.data.items():
-            if key not in WEEKDAYS:
-                t.fail(key, f"unknown day (use {', '.join(WEEKDAYS)})")
-            if isinstance(value, str):
-                parts = value.split(",") if value.strip() else []
-            elif isinstance(value, list) and all(isinstance(p, str) for p in value):
-                parts = list(value)
-            else:
+            if key not in DAYS:
+                t.fail(key, f"unknown day (use {', '.join(DAYS)})")
+            if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(p, str) for p in value))):
                 t.fail(key, f"expected a string such as \"09:00-17:00\", got {_show_value(value)}")
-            if [p.strip().lower() for p in parts] == ["off"]:
-                parts = []
-            ranges = sorted(_time_range(t, key, p) for p in parts)
-            for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
-                if start < end:
-                    t.fail(key, f"time ranges overlap at {start:%H:%M}")
+            try:
+                ranges = parse_day(value)
+            except ValueError as exc:
+                t.fail(key, str(exc))
             if ranges:
-                hours[WEEKDAYS.index(key)] = tuple(ranges)
+                hours[DAYS.index(key)] = ranges
         return MappingProxyType(dict(sorted(hours.items())))
 
     def calendar_link(self, t: _Table, accounts: Mapping[str, AccountConfig]) -> CalendarLinkConfig:
@@ -888,24 +843,6 @@ class _Loader:
             if match is None or match[1].lower() not in schemes:
                 table.fail("url", f"expected a {kind} URL ({', '.join(s + '://' for s in schemes)})")
         return value
-
-
-_RANGE_RE = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
-
-
-def _time_range(t: _Table, key: str, text: str) -> tuple[time, time]:
-    match = _RANGE_RE.fullmatch(text)
-    bad = f"bad time range {text.strip()!r} (use e.g. \"09:00-17:00\", several separated by commas)"
-    if match is None:
-        t.fail(key, bad)
-    sh, sm, eh, em = (int(g) for g in match.groups())
-    if sh > 23 or sm > 59 or em > 59 or eh > 24 or (eh == 24 and em != 0):
-        t.fail(key, bad)
-    start = time(sh, sm)
-    end = time.max if eh == 24 else time(eh, em)  # 24:00: the day's last instant
-    if start >= end:
-        t.fail(key, f"time range {text.strip()!r} must start before it ends (split overnight shifts across days)")
-    return start, end
 
 
 def redact_url(url: str) -> str:

@@ -34,7 +34,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connectors.registry import Connectors
 from store.db import Database
 from syncd.config import Config, redact_url
-from syncd.errors import ConfigError, SyncdError
+from syncd.core.errors import ConfigError, SyncdError
 from syncd.memory import return_free_memory
 from syncd.metrics import Metrics
 from syncd.publisher import Publisher

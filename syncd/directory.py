@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 
 from store.models import CalendarLinkRow, TeamMemberRow, TeamRow, UserRow, UserStatusRow
 from syncd.config import CalendarLinkConfig, UserConfig
-from syncd.errors import NotFoundInStore, UserInputError
-from syncd.ooo import format_utc, zone
+from syncd.core.errors import NotFoundInStore, UserInputError
+from syncd.core.hours import DAYS, hours_from_json, hours_to_json, parse_day
+from syncd.core.time import format_utc, zone
 from syncd.rotations import rotations_with_team, sync_seats
 from syncd.service import Syncd
-from syncd.status import DAYS, hours_from_json, hours_to_json
 
 __all__ = ["ConfigOwned", "Directory", "parse_user"]
 
@@ -33,24 +33,18 @@ def _hours(data: Any) -> dict[int, tuple[tuple[time, time], ...]]:
         return {}
     if not isinstance(data, Mapping):
         raise UserInputError('working_hours must be an object like {"mon": "09:00-17:00"}')
-    normalised: dict[str, list[str]] = {}
+    hours: dict[int, tuple[tuple[time, time], ...]] = {}
     for day, value in data.items():
         if day not in DAYS:
             raise UserInputError(f"working_hours: unknown day {day!r} (use {', '.join(DAYS)})")
-        ranges = value.split(",") if isinstance(value, str) else value
-        if not isinstance(ranges, list) or not all(isinstance(r, str) for r in ranges):
+        if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(r, str) for r in value))):
             raise UserInputError(f'working_hours.{day}: use "09:00-17:00" or a list of such ranges')
-        normalised[day] = [r.strip() for r in ranges if r.strip()]
-    try:
-        hours = hours_from_json(normalised)
-    except ValueError:
-        raise UserInputError('working_hours: each range is "HH:MM-HH:MM", e.g. "09:00-17:00" '
-                             '(24:00 ends at midnight)') from None
-    for day, ranges in hours.items():
-        for start, end in ranges:
-            if end != time.max and end <= start:
-                raise UserInputError(f"working_hours.{DAYS[day]}: {start:%H:%M}-{end:%H:%M} ends before it "
-                                     "starts; split a night shift across two days")
+        try:
+            ranges = parse_day(value)
+        except ValueError as exc:
+            raise UserInputError(f"working_hours.{day}: {exc}") from None
+        if ranges:
+            hours[DAYS.index(day)] = ranges
     return hours
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, aliased
 
 from store.db import Database
 from store.models import DeliveryRow, OutboxRow
-from syncd.errors import RateLimited, SyncdError
+from syncd.core.errors import RateLimited, SyncdError
 from syncd.sinks import Sink, retry_delay
 
 __all__ = ["DeliveryReport", "Publisher"]

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from connectors.registry import Connectors
 from store.models import CalendarLinkRow, PushChannelRow, UserRow
-from syncd.errors import SyncdError
+from syncd.core.errors import SyncdError
 from syncd.service import Syncd
 
 __all__ = ["PushChannels"]

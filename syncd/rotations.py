@@ -19,9 +19,9 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from store.models import AssignmentRow, RotationMemberRow, RotationRow, RotationSeatRow, TeamMemberRow, TeamRow, UserRow
-from syncd import rotation as rot
-from syncd.errors import NotFoundInStore, UserInputError
-from syncd.ooo import ensure_aware, format_utc
+from syncd.core import rotation as rot
+from syncd.core.errors import NotFoundInStore, UserInputError
+from syncd.core.time import ensure_aware, format_utc
 from syncd.service import Syncd
 
 __all__ = ["Assignment", "NobodyEligible", "RotationEngine", "rotations_with_team", "sync_seats"]

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from store.db import Database
 from store.models import CalendarLinkRow, CredentialRow, UserRow
-from syncd.errors import AuthError, ConfigError, NotFoundInStore, UserInputError
+from syncd.core.errors import AuthError, ConfigError, NotFoundInStore, UserInputError
 
 __all__ = ["CredentialVault", "new_key"]
 

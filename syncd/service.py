@@ -26,11 +26,13 @@ from store.models import (
     UserRow,
     UserStatusRow,
 )
-from syncd import availability as av
 from syncd.config import Config, UserConfig
-from syncd.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
-from syncd.ooo import OooContent, ensure_aware, format_utc
-from syncd.status import LOOKAHEAD, StatusRecorder, hours_from_json, hours_to_json, state_of
+from syncd.core import availability as av
+from syncd.core.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
+from syncd.core.hours import hours_from_json, hours_to_json
+from syncd.core.ooo import OooContent
+from syncd.core.time import ensure_aware, format_utc
+from syncd.status import LOOKAHEAD, StatusRecorder, state_of
 
 __all__ = ["BlockInfo", "StatusInfo", "Syncd", "block_content", "set_content", "utc_now"]
 

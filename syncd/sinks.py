@@ -21,7 +21,6 @@ import asyncio
 import concurrent.futures
 import hashlib
 import hmac
-import json
 import logging
 import math
 import random
@@ -38,7 +37,8 @@ from types import TracebackType
 from typing import Any, TextIO, TypeVar
 
 from syncd import __version__
-from syncd.errors import Bug, ConfigError, RateLimited, SyncdError, TransientError
+from syncd.core.errors import Bug, ConfigError, RateLimited, SyncdError, TransientError
+from syncd.core.events import encode
 from syncd.httpclient import CannotConnect, NoAnswer, OneUrlClient
 
 __all__ = [
@@ -203,7 +203,7 @@ class StdoutSink(Sink):
         self._lock = threading.Lock()
 
     def deliver(self, event: Mapping[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":"), sort_keys=False) + "\n"
+        line = encode(event, ascii_only=True).decode("ascii") + "\n"
         with self._lock:  # one write + flush per line, so lines from several threads never interleave
             try:
                 self._stream.write(line)
@@ -386,7 +386,7 @@ class WebhookSink(Sink):
         costs only the sending. Kept until sent, or until they would be too old to use."""
         ready = {}
         for event in events:
-            body = _encode(event)
+            body = encode(event)
             ready[str(event.get("id"))] = (at, self._client.request(body, self._headers(event, body, at)))
         now = self._clock()
         with self._prepared_lock:
@@ -400,7 +400,7 @@ class WebhookSink(Sink):
         if prepared is not None and abs(self._clock() - prepared[0]) <= _PREPARED_FOR:
             request = prepared[1]
         else:
-            body = _encode(event)
+            body = encode(event)
             request = client.request(body, self._headers(event, body, self._clock()))
         try:
             answer = await client.send(request)
@@ -443,10 +443,6 @@ class WebhookSink(Sink):
     def _scrub(self, text: str) -> str:
         # Belt and braces: reason phrases and error texts are the receiver's words.
         return text.replace(self._secret, "***") if self._secret else text
-
-
-def _encode(event: Mapping[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), sort_keys=False, ensure_ascii=False).encode("utf-8")
 
 
 def _standard_phrase(status: int) -> str:

@@ -10,17 +10,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.models import BlockRow, DeliveryRow, OutboxRow, StatusLogRow, UserRow, UserStatusRow
-from syncd import availability as av
-from syncd.ooo import format_utc
+from syncd.core import availability as av
+from syncd.core.events import status_event
+from syncd.core.hours import hours_from_json
 
-__all__ = ["HORIZON", "LOOKAHEAD", "SETTLE", "StatusRecorder", "hours_from_json", "hours_to_json", "policy_of",
+__all__ = ["HORIZON", "LOOKAHEAD", "SETTLE", "StatusRecorder", "policy_of",
            "state_of"]
 
 # Core tables for the bulk statements (the ORM's bulk path costs more than the SQL).
@@ -36,29 +37,6 @@ _LATER = "\0later"  # the block id of that stand-in: covers no instant, so it ne
 LOOKAHEAD = timedelta(seconds=60)
 # ... and their state written this long after it, out of the way of the sending.
 SETTLE = timedelta(seconds=10)
-
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def hours_to_json(hours: av.WorkingHours | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for weekday, ranges in (hours or {}).items():
-        out[DAYS[weekday]] = [
-            f"{s.strftime('%H:%M')}-{'24:00' if e == time.max else e.strftime('%H:%M')}" for s, e in ranges
-        ]
-    return out
-
-
-def hours_from_json(data: dict[str, Any] | None) -> dict[int, tuple[tuple[time, time], ...]]:
-    hours: dict[int, tuple[tuple[time, time], ...]] = {}
-    for day, ranges in (data or {}).items():
-        parsed = []
-        for text in ranges:
-            start, end = text.split("-")
-            parsed.append((time.fromisoformat(start), time.max if end == "24:00" else time.fromisoformat(end)))
-        hours[DAYS.index(day)] = tuple(parsed)
-    return hours
-
 
 def policy_of(user: UserRow | Row[Any], away_outside_working_hours: bool) -> av.StatusPolicy:
     return av.StatusPolicy(user.timezone, hours_from_json(user.working_hours), away_outside_working_hours)
@@ -359,19 +337,8 @@ class StatusRecorder:
         for user_id, email, change in published:
             block = self._block_of(session, change.block_id, known)
             event_id = uuid.uuid4().hex
-            outbox.append({"event_id": event_id, "user_id": user_id, "created_at": now, "payload": {
-                "id": event_id,
-                "type": "status.changed",
-                "user": {"id": user_id, "email": email},
-                "status": change.status,
-                "previous": change.previous,
-                "reason": change.reason,
-                "effective_at": format_utc(change.effective_at),
-                "block": None if block is None else {
-                    "id": block.block_id, "start": format_utc(block.start), "end": format_utc(block.end),
-                    "title": block.title,
-                },
-            }})
+            outbox.append({"event_id": event_id, "user_id": user_id, "created_at": now,
+                           "payload": status_event(event_id, user_id, email, change, block)})
         conn = session.connection()
         # Outbox order is delivery order per user: the sequence numbers must follow the list.
         seqs = list(conn.execute(insert(_OUTBOX).returning(_OUTBOX.c.seq, sort_by_parameter_order=True),

@@ -23,11 +23,12 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from connectors.base import CalendarConnector, ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow
+from connectors.base import CalendarConnector
 from connectors.registry import Connectors
 from store.models import BlockRow, CalendarLinkRow, EventLinkRow, PushChannelRow, UserRow
-from syncd import reconcile as rc
-from syncd.errors import (
+from syncd.core import reconcile as rc
+from syncd.core.calendars import ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow
+from syncd.core.errors import (
     Bug,
     ConfigError,
     CursorExpired,
@@ -38,7 +39,7 @@ from syncd.errors import (
     SyncdError,
     TransientError,
 )
-from syncd.ooo import OooContent
+from syncd.core.ooo import OooContent
 from syncd.replica import ProcessIdentity, holder_is_dead, this_process
 from syncd.service import Syncd, block_content, content_columns, set_content
 

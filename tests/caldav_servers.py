@@ -103,7 +103,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httpx
 import icalendar
 
-from syncd.ooo import OooContent
+from syncd.core.ooo import OooContent
 from tests.support import free_port
 
 __all__ = [

@@ -32,20 +32,13 @@ from typing import Protocol
 
 import pytest
 
-from connectors.base import (
-    CalendarConnector,
-    ChangeSet,
-    EventDraft,
-    NotFound,
-    PreconditionFailed,
-    RemoteEvent,
-    SyncWindow,
-    unique_ids,
-)
+from connectors.base import CalendarConnector
 from connectors.registry import Connectors
 from store.db import Database
 from syncd.config import AccountConfig, CalendarLinkConfig, UserConfig
-from syncd.ooo import OooContent, all_day_content, timed_content
+from syncd.core.calendars import ChangeSet, EventDraft, RemoteEvent, SyncWindow, unique_ids
+from syncd.core.errors import NotFound, PreconditionFailed
+from syncd.core.ooo import OooContent, all_day_content, timed_content
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.conftest import make_config

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.google import GoogleConnector, GoogleOptions
-from syncd.ooo import OooContent, local_midnight, zone
+from syncd.core.ooo import OooContent
+from syncd.core.time import local_midnight, zone
 from tests.fakes.google_calendar import FakeGoogleCalendar
 
 ALICE = "alice@example.com"

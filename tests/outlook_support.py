@@ -7,7 +7,7 @@ from datetime import UTC
 from typing import Any
 
 from connectors.outlook import OutlookConnector, OutlookOptions
-from syncd.ooo import OooContent
+from syncd.core.ooo import OooContent
 from tests.fakes.graph import FakeGraph
 
 ALICE = "alice@contoso.com"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.availability import (
+from syncd.core.availability import (
     AVAILABLE,
     AWAY,
     Period,
@@ -29,7 +29,7 @@ from syncd.availability import (
     next_change,
     set_manual,
 )
-from syncd.ooo import all_day_content
+from syncd.core.ooo import all_day_content
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -24,7 +24,7 @@ import pytest
 
 from syncd.brokers import NatsJetStreamSink, RedisStreamSink, nats_subject_token
 from syncd.config import SinkConfig
-from syncd.errors import ConfigError, TransientError
+from syncd.core.errors import ConfigError, TransientError
 from syncd.publisher import Publisher
 from syncd.sinks import PermanentDeliveryError, build_sink
 from tests.conftest import Harness, user
@@ -458,7 +458,7 @@ def test_bad_arguments_are_config_errors(make: Callable[[], Any], expected: str)
 
 
 def test_events_without_id_or_user_are_bugs() -> None:
-    from syncd.errors import Bug
+    from syncd.core.errors import Bug
 
     sink = RedisStreamSink("r", url=f"redis://{UNREACHABLE}/0")
     with pytest.raises(Bug, match="no 'id'"):

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from connectors.base import EventDraft, SyncWindow
 from connectors.caldav import CalDAVConnector
-from syncd.errors import AuthError, CursorExpired, PreconditionFailed, SyncdError, TransientError
-from syncd.ooo import OooContent
+from syncd.core.calendars import EventDraft, SyncWindow
+from syncd.core.errors import AuthError, CursorExpired, PreconditionFailed, SyncdError, TransientError
+from syncd.core.ooo import OooContent
 from tests.caldav_servers import CalDAVPerson, CalDAVServer, server, vcalendar, vevent
 from tests.connector_contract import TZ, ConnectorContract, timed
 

@@ -14,9 +14,9 @@ from urllib.parse import unquote, urlsplit
 import icalendar
 import pytest
 
-from connectors.base import OooRules, RemoteEvent, SyncWindow
 from connectors.ical import parse_ooo_events
-from syncd.ooo import OooContent
+from syncd.core.calendars import OooRules, RemoteEvent, SyncWindow
+from syncd.core.ooo import OooContent
 from tests.caldav_servers import (
     CS,
     DAV,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import OooRules
 from syncd.config import (
     AccountConfig,
     ApiConfig,
@@ -21,9 +20,10 @@ from syncd.config import (
     UserConfig,
     find_config_path,
     load_config,
-    parse_duration,
 )
-from syncd.errors import ConfigError, SyncdError
+from syncd.core.calendars import OooRules
+from syncd.core.errors import ConfigError, SyncdError
+from syncd.core.time import parse_duration
 
 SECRETS = {
     "SYNCD_API_TOKEN": "api-token-s3cret",

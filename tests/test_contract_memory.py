@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.base import RemoteEvent
 from connectors.memory import MemoryConnector
-from syncd.ooo import OooContent
+from syncd.core.calendars import RemoteEvent
+from syncd.core.ooo import OooContent
 from tests.connector_contract import ConnectorContract
 
 

@@ -18,8 +18,8 @@ import pytest
 from connectors.memory import MemoryConnector
 from connectors.registry import Connectors
 from syncd.config import SinkConfig
+from syncd.core.ooo import timed_content
 from syncd.daemon import Daemon, build_runtime
-from syncd.ooo import timed_content
 from syncd.sinks import Sink
 from tests.conftest import Clock, make_config, user
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import EventDraft, PollRequest, SyncWindow
 from connectors.google import (
     BLOCK_PROPERTY,
     GoogleConnector,
@@ -18,7 +17,8 @@ from connectors.google import (
     split_instance_id,
 )
 from connectors.quota import Quota
-from syncd.errors import (
+from syncd.core.calendars import EventDraft, PollRequest, SyncWindow
+from syncd.core.errors import (
     AuthError,
     ConfigError,
     CursorExpired,
@@ -27,7 +27,7 @@ from syncd.errors import (
     RateLimited,
     TransientError,
 )
-from syncd.ooo import all_day_content, timed_content
+from syncd.core.ooo import all_day_content, timed_content
 from tests.connector_contract import TZ, ConnectorContract, all_day, timed
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.google_support import ALICE, GooglePerson, connector_for
@@ -466,7 +466,7 @@ def test_event_types_refused_with_a_sync_token_falls_back_to_filtering_here(
 
 def test_an_answer_over_64_mb_is_refused_not_read(connector: GoogleConnector, calendar: str,
                                                   fake: FakeGoogleCalendar, window: SyncWindow) -> None:
-    from syncd.errors import SyncdError
+    from syncd.core.errors import SyncdError
 
     fake.fail_next(1, 500, "backendError", message="x" * (70 << 20))  # a 70 MB body
     with pytest.raises(SyncdError, match="MB"):

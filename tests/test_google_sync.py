@@ -21,8 +21,8 @@ from connectors.registry import Connectors
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow, PushChannelRow
 from syncd.config import AccountConfig, ApiConfig, Options
+from syncd.core.ooo import OooContent
 from syncd.daemon import Daemon, build_runtime
-from syncd.ooo import OooContent
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.conftest import make_config, user
@@ -183,7 +183,7 @@ def test_one_users_failure_does_not_stop_the_others(fake: FakeGoogleCalendar, da
 
 
 def _draft(block_id: str, content: OooContent) -> Any:
-    from connectors.base import EventDraft
+    from syncd.core.calendars import EventDraft
     return EventDraft(block_id, content, TZ)
 
 

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors import ical
-from connectors.base import EventDraft, OooRules, SyncWindow
-from syncd.errors import BadEventData, NotFound
-from syncd.ooo import OooContent, all_day_content, timed_content
+from syncd.core.calendars import EventDraft, OooRules, SyncWindow
+from syncd.core.errors import BadEventData, NotFound
+from syncd.core.ooo import OooContent, all_day_content, timed_content
 
 DATA = Path(__file__).parent / "data" / "ics"
 SAMPLES = sorted(DATA.glob("*.ics"))

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.base import OooRules, SyncWindow
 from connectors.ical import parse_ooo_events
 from connectors.ical_fast import read_simple
+from syncd.core.calendars import OooRules, SyncWindow
 
 SAMPLES = sorted((Path(__file__).parent / "data" / "ics").glob("*.ics"))
 WINDOW = SyncWindow(datetime(2000, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC), "Europe/Stockholm")

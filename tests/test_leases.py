@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from connectors.base import ChangeSet, SyncWindow
 from connectors.memory import MemoryConnector
 from connectors.registry import Connectors
 from store.db import Database
 from store.models import CalendarLinkRow
-from syncd.ooo import timed_content
+from syncd.core.calendars import ChangeSet, SyncWindow
+from syncd.core.ooo import timed_content
 from syncd.replica import ProcessIdentity, holder_is_dead, this_process
 from syncd.sync import LinkSyncer
 from tests.conftest import Clock, Harness, make_config, pg_url_for, user

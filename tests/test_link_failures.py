@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from connectors.base import ChangeSet, SyncWindow
 from connectors.memory import MemoryConnector
 from connectors.registry import Connectors
-from syncd.errors import AuthError, Bug, RateLimited, TransientError
-from syncd.ooo import timed_content
+from syncd.core.calendars import ChangeSet, SyncWindow
+from syncd.core.errors import AuthError, Bug, RateLimited, TransientError
+from syncd.core.ooo import timed_content
 from syncd.sync import MAX_BACKOFF
 from tests.conftest import Clock, Harness, user
 

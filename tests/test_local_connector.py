@@ -16,17 +16,10 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from connectors.base import (
-    ConfigError,
-    CursorExpired,
-    EventDraft,
-    NotFound,
-    OooRules,
-    PreconditionFailed,
-    SyncWindow,
-)
 from connectors.local import LocalConnector
-from syncd.ooo import OooContent, all_day_content, timed_content
+from syncd.core.calendars import EventDraft, OooRules, SyncWindow
+from syncd.core.errors import ConfigError, CursorExpired, NotFound, PreconditionFailed
+from syncd.core.ooo import OooContent, all_day_content, timed_content
 from tests.connector_contract import TZ, ConnectorContract, all_day, timed
 
 LOGGER = "syncd.connectors.local"

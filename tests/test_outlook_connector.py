@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.base import EventDraft, PollRequest, SyncWindow
 from connectors.outlook import (
     AUTOMATIC_REPLIES,
     BLOCK_PROPERTY,
@@ -20,8 +19,9 @@ from connectors.outlook import (
     replies_content,
     transaction_id,
 )
-from syncd.errors import AuthError, CursorExpired, RateLimited, TransientError
-from syncd.ooo import OooContent, all_day_content, timed_content
+from syncd.core.calendars import EventDraft, PollRequest, SyncWindow
+from syncd.core.errors import AuthError, CursorExpired, RateLimited, TransientError
+from syncd.core.ooo import OooContent, all_day_content, timed_content
 from tests.connector_contract import TZ, ConnectorContract, all_day, timed
 from tests.fakes.graph import FakeGraph
 from tests.outlook_support import ALICE, OutlookPerson, connector_for, options_for

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connectors.base import EventDraft
 from connectors.outlook import OutlookConnector
 from connectors.registry import Connectors
 from store.db import Database
 from store.models import CalendarLinkRow, PushChannelRow
 from syncd.config import AccountConfig, Options, load_config
+from syncd.core.calendars import EventDraft
+from syncd.core.ooo import OooContent
 from syncd.daemon import Daemon, build_runtime
-from syncd.ooo import OooContent
 from syncd.push import PushChannels
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer

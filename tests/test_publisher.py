@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from store.models import DeliveryRow, OutboxRow
 from syncd.config import SinkConfig
-from syncd.errors import SyncdError, TransientError
-from syncd.ooo import format_utc, timed_content
+from syncd.core.errors import SyncdError, TransientError
+from syncd.core.ooo import timed_content
+from syncd.core.time import format_utc
 from syncd.publisher import Publisher
 from syncd.sinks import (
     EVENT_ID_HEADER,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from connectors.base import ChangeSet, RemoteEvent, SyncWindow
-from syncd.ooo import OooContent, timed_content
-from syncd.reconcile import (
+from syncd.core.calendars import ChangeSet, RemoteEvent, SyncWindow
+from syncd.core.ooo import OooContent, timed_content
+from syncd.core.reconcile import (
     Adopt,
     BlockView,
     Conflict,

@@ -22,7 +22,7 @@ from sqlalchemy import update
 from store.db import Database
 from store.models import CalendarLinkRow
 from syncd.config import load_config
-from syncd.ooo import timed_content
+from syncd.core.ooo import timed_content
 from syncd.replica import holder_is_dead
 from syncd.service import Syncd
 from tests.caldav_servers import vevent

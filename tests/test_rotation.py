@@ -16,16 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.rotation import (
-    Choice,
-    Ineligible,
-    Member,
-    Policy,
-    away_credits,
-    choose,
-    ineligibility,
-    starting_count,
-)
+from syncd.core.rotation import Choice, Ineligible, Member, Policy, away_credits, choose, ineligibility, starting_count
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 PROPS = settings(max_examples=200, deadline=None)

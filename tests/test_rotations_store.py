@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from store.models import AssignmentRow, RotationSeatRow
+from syncd.core.errors import NotFoundInStore, TransientError, UserInputError
+from syncd.core.ooo import timed_content
 from syncd.directory import Directory
-from syncd.errors import NotFoundInStore, TransientError, UserInputError
-from syncd.ooo import timed_content
 from syncd.rotations import Assignment, NobodyEligible, RotationEngine
 from tests.conftest import Harness, user
 

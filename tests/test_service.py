@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow, DeliveryRow, EventLinkRow, OutboxRow, StatusLogRow
 from syncd.config import SinkConfig
-from syncd.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
-from syncd.ooo import all_day_content, ensure_aware, timed_content
+from syncd.core.errors import ConfirmationRequired, NotFoundInStore, StaleRevision, UserInputError
+from syncd.core.ooo import all_day_content, timed_content
+from syncd.core.time import ensure_aware
 from tests.conftest import Harness, user
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the clock fixture's start: a Monday

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from syncd import __version__
-from syncd.errors import Bug, ConfigError, RateLimited, TransientError
+from syncd.core.errors import Bug, ConfigError, RateLimited, TransientError
 from syncd.sinks import (
     DeliveryThrottled,
     PermanentDeliveryError,

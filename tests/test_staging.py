@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from store.models import DeliveryRow, OutboxRow, StatusLogRow, UserStatusRow
-from syncd.errors import TransientError
-from syncd.ooo import timed_content
+from syncd.core.errors import TransientError
+from syncd.core.ooo import timed_content
 from syncd.publisher import Publisher
 from syncd.status import LOOKAHEAD, SETTLE
 from tests.conftest import Clock, Harness, user

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from store.db import Database
 from store.models import Base, UserRow, UTCDateTime
-from syncd.errors import TransientError
+from syncd.core.errors import TransientError
 
 NAIVE = datetime(2026, 3, 2, 9, 0)  # noqa: DTZ001 - what the store must refuse
 

@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import EventDraft, RemoteEvent
 from connectors.memory import MemoryConnector
 from connectors.registry import Connectors
 from store.models import CalendarLinkRow, EventLinkRow
 from syncd.config import CalendarLinkConfig, UserConfig
-from syncd.ooo import OooContent, timed_content
+from syncd.core.calendars import EventDraft, RemoteEvent
+from syncd.core.ooo import OooContent, timed_content
 from syncd.sync import LinkSyncer
 from tests.conftest import Harness, user
 

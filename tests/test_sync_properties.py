@@ -49,12 +49,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import ChangeSet, SyncWindow
 from connectors.memory import MemoryConnector
 from connectors.registry import Connectors
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow, EventLinkRow
-from syncd.ooo import OooContent, all_day_content, timed_content
+from syncd.core.calendars import ChangeSet, SyncWindow
+from syncd.core.ooo import OooContent, all_day_content, timed_content
 from syncd.service import Syncd, block_content
 from syncd.sync import LinkSyncer
 from tests.conftest import Clock, make_config, user

@@ -30,13 +30,13 @@ from typing import Any
 from sqlalchemy import select
 
 from connectors import ical
-from connectors.base import OooRules, SyncWindow
 from connectors.google import event_content as google_content
 from connectors.outlook import event_content as outlook_content
 from store.db import Database
 from store.models import OutboxRow
 from syncd.config import load_config
-from syncd.ooo import OooContent, timed_content
+from syncd.core.calendars import OooRules, SyncWindow
+from syncd.core.ooo import OooContent, timed_content
 from syncd.service import Syncd
 from tests.caldav_servers import CalDAVServer, radicale_server, vevent
 from tests.fakes.google_calendar import FakeGoogleCalendar

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from connectors.base import ChangeSet, RemoteEvent, SyncWindow
-from syncd.ooo import OooContent, format_utc
+from syncd.core.calendars import ChangeSet, RemoteEvent, SyncWindow
+from syncd.core.ooo import OooContent
+from syncd.core.time import format_utc
 
 __all__ = [
     "Adopt",

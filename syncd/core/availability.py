@@ -1,4 +1,4 @@
-"""Available / Away: the status rules of DESIGN.md §1.2 as pure functions.
+"""Available / Away: the status rules as pure functions.
 
 Nothing here reads a clock or a database: the caller passes the blocks, the working hours,
 the last known `StatusState` and `now`, and gets back the new state and the `StatusChange`s
@@ -13,11 +13,13 @@ is whichever of the two happened last.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
+
+from syncd.core.hours import WorkingHours
 
 __all__ = [
     "AWAY",
@@ -43,8 +45,6 @@ AVAILABLE: Status = "available"
 AWAY: Status = "away"
 Reason = Literal["ooo_started", "ooo_ended", "ooo_ended_early", "manual", "working_hours", "initial"]
 
-# weekday (0 = Monday) -> local (start, end) ranges; end == time.max means "until midnight".
-WorkingHours = Mapping[int, Sequence[tuple[time, time]]]
 
 # How far ahead `next_change` looks when only working hours could change the status.
 HOURS_HORIZON = timedelta(days=400)

@@ -1,4 +1,4 @@
-"""OOO content and time arithmetic shared by the core and the connectors.
+"""What an OOO period says, independent of where it is stored.
 
 An OOO period is a half-open UTC interval ``[start, end)``. All-day periods also keep their
 local dates (``end_date`` exclusive, as in iCalendar) and the IANA zone they are read in, so
@@ -11,56 +11,12 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, date, datetime, timedelta
 
-from syncd.errors import UserInputError
+from syncd.core.errors import UserInputError
+from syncd.core.time import ensure_aware, format_utc, local_midnight, zone
 
-__all__ = [
-    "OooContent",
-    "all_day_content",
-    "ensure_aware",
-    "format_utc",
-    "local_midnight",
-    "parse_instant",
-    "timed_content",
-    "zone",
-]
-
-
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UserInputError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Stockholm')") from exc
-
-
-def ensure_aware(value: datetime, what: str = "time") -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise UserInputError(f"{what} {value.isoformat()} has no UTC offset; add one, e.g. 'Z' or '+01:00'")
-    return value.astimezone(UTC)
-
-
-def parse_instant(text: str, what: str = "time") -> datetime:
-    """ISO 8601 with an offset (``Z`` accepted) -> aware UTC datetime."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError as exc:
-        raise UserInputError(f"{what} {text!r} is not an ISO 8601 time like 2026-12-24T09:00:00+01:00") from exc
-    return ensure_aware(value, what)
-
-
-def format_utc(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    """The first instant of ``day`` in ``tz`` as UTC (midnight may not exist on DST days)."""
-    local = datetime.combine(day, time(0), tzinfo=tz)
-    # A skipped midnight (e.g. America/Santiago) round-trips to a later wall time.
-    return local.astimezone(UTC)
+__all__ = ["OooContent", "all_day_content", "timed_content"]
 
 
 @dataclass(frozen=True, slots=True)

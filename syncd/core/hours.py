@@ -1,0 +1,70 @@
+"""Working hours: per weekday, the local times a user works, as the status rules read them.
+
+Written as ``{"mon": "09:00-17:00", "fri": "09:00-12:00,13:00-17:00"}`` (or a list of ranges
+per day) in the config file and the API, and stored in that form; ``24:00`` ends at midnight
+and ``"off"`` (or an empty string) is a day without hours. Parsing raises `ValueError` with a
+message that names what is wrong, for the caller to prefix with where it was written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import time
+from typing import Any
+
+__all__ = ["DAYS", "WorkingHours", "hours_from_json", "hours_to_json", "parse_day"]
+
+# weekday (0 = Monday) -> local (start, end) ranges; end == time.max means "until midnight".
+WorkingHours = Mapping[int, Sequence[tuple[time, time]]]
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_RANGE_RE = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
+
+
+def parse_range(text: str) -> tuple[time, time]:
+    match = _RANGE_RE.fullmatch(text)
+    bad = f"bad time range {text.strip()!r} (use e.g. \"09:00-17:00\", several separated by commas)"
+    if match is None:
+        raise ValueError(bad)
+    sh, sm, eh, em = (int(g) for g in match.groups())
+    if sh > 23 or sm > 59 or em > 59 or eh > 24 or (eh == 24 and em != 0):
+        raise ValueError(bad)
+    start = time(sh, sm)
+    end = time.max if eh == 24 else time(eh, em)  # 24:00: the day's last instant
+    if start >= end:
+        raise ValueError(f"time range {text.strip()!r} must start before it ends (split overnight shifts across days)")
+    return start, end
+
+
+def parse_day(value: str | Sequence[str]) -> tuple[tuple[time, time], ...]:
+    """One day's ranges, sorted and checked not to overlap."""
+    parts = (value.split(",") if value.strip() else []) if isinstance(value, str) else list(value)
+    if [p.strip().lower() for p in parts] == ["off"]:
+        parts = []
+    ranges = sorted(parse_range(p) for p in parts)
+    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+        if start < end:
+            raise ValueError(f"time ranges overlap at {start:%H:%M}")
+    return tuple(ranges)
+
+
+def hours_to_json(hours: WorkingHours | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for weekday, ranges in (hours or {}).items():
+        out[DAYS[weekday]] = [
+            f"{s.strftime('%H:%M')}-{'24:00' if e == time.max else e.strftime('%H:%M')}" for s, e in ranges
+        ]
+    return out
+
+
+def hours_from_json(data: Mapping[str, Any] | None) -> dict[int, tuple[tuple[time, time], ...]]:
+    hours: dict[int, tuple[tuple[time, time], ...]] = {}
+    for day, ranges in (data or {}).items():
+        parsed = []
+        for text in ranges:
+            start, end = text.split("-")
+            parsed.append((time.fromisoformat(start), time.max if end == "24:00" else time.fromisoformat(end)))
+        hours[DAYS.index(day)] = tuple(parsed)
+    return hours
