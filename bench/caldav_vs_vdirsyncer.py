@@ -35,7 +35,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import connectors.caldav  # noqa: F401 - a warm daemon has it loaded
+import connectors.caldav.connector  # noqa: F401 - a warm daemon has it loaded
 from syncd.config import load_config
 from syncd.daemon import Runtime, build_runtime
 from tests.caldav_servers import CalDAVServer, radicale_server, vcalendar, vevent

@@ -21,13 +21,17 @@ Contract (tested for every connector by ``tests/connector_contract.py``)
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, Protocol
 
-from syncd.core.calendars import ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
-from syncd.core.errors import ConfigError
+from syncd.core.calendars import ChangeSet, EventDraft, OooRules, PollRequest, RemoteEvent, SyncWindow, Watch
+from syncd.core.errors import ConfigError, UserInputError
+from syncd.core.options import Option
 
-__all__ = ["CalendarConnector"]
+__all__ = ["AccountSettings", "BadPush", "CalendarConnector", "Provider", "PushNotice", "PushReceiver", "PushReply",
+           "PushRequest", "RefreshTokens"]
 
 
 class CalendarConnector(abc.ABC):
@@ -95,3 +99,82 @@ class CalendarConnector(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sockets and files."""
+
+
+# -- what a provider's folder declares ------------------------------------------------------------
+
+
+class RefreshTokens(Protocol):
+    """Per-user OAuth refresh tokens, kept encrypted by syncd, for providers that act as each user."""
+
+    def refresh_token(self, account: str, subject: str) -> str | None: ...
+
+    def replace_refresh_token(self, account: str, subject: str, token: str) -> None:
+        """Keep the token a provider issued in place of the one just used (Entra ID rotates them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSettings:
+    """What a connector is built from: one account of the config file, its options checked."""
+
+    name: str
+    options: Mapping[str, Any]
+    ooo_rules: OooRules = field(default_factory=OooRules)
+    max_occurrences: int = 1000  # per recurring series, inside the sync window
+    refresh_tokens: RefreshTokens | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PushRequest:
+    """A provider's HTTP notification as it arrived at ``/v1/hooks/<provider>``."""
+
+    headers: Mapping[str, str]  # names in lower case
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PushNotice:
+    """One notification: which channel, the token it carries, and what it says."""
+
+    channel_id: str
+    token: str | None
+    state: str | None = None  # "sync" is the handshake after opening: nothing changed yet
+    resource_id: str | None = None
+    lifecycle: str | None = None  # a lifecycle event about the channel itself, not a change
+
+
+@dataclass(frozen=True, slots=True)
+class PushReply:
+    """What a request carried, and how to answer it."""
+
+    status: int  # the answer when the notices are taken
+    text: str = ""  # its plain-text body (a validation handshake echoes a token)
+    notices: tuple[PushNotice, ...] = ()
+    refused_status: int | None = None  # the answer when a notice is not ours; None: ``status`` all the same
+
+
+class BadPush(UserInputError):
+    """A request to a push hook that is not a notification of this provider at all."""
+
+
+class PushReceiver(Protocol):
+    def parse(self, request: PushRequest) -> PushReply:
+        """The notices in ``request``; raises `BadPush` for a request that is none."""
+
+
+def _no_check(options: Mapping[str, Any]) -> None:
+    """No rule across keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A calendar provider, as its folder under ``connectors/`` declares it to the registry."""
+
+    name: str
+    build: Callable[[AccountSettings], CalendarConnector]
+    options: tuple[Option, ...] = ()
+    check: Callable[[Mapping[str, Any]], None] = _no_check  # raises OptionError for a rule across keys
+    ooo_rules: bool = False  # operators' iCalendar OOO rules (categories, keywords) apply to it
+    default_calendar: str | None = None  # a link that names no calendar gets this one
+    push: PushReceiver | None = None  # how its push notifications read, if it has any

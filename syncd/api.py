@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors.base import BadPush, PushNotice, PushRequest
 from syncd import __version__
 from syncd.config import ApiConfig
 from syncd.core.errors import (
@@ -556,51 +557,37 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
     # -- push notifications from calendar providers ---------------------------------------
     text_body = {"text/plain": {"schema": {"type": "string"}}}
 
-    @app.post("/v1/hooks/google", tags=["push"], status_code=200,
-              responses={200: {"description": "accepted", "content": text_body},
-                         403: {"model": ErrorBody, "description": "unknown channel or wrong channel token"}})
-    def google_hook(x_goog_channel_id: Annotated[str, Header()] = "",
-                    x_goog_channel_token: Annotated[str | None, Header()] = None,
-                    x_goog_resource_state: Annotated[str | None, Header()] = None,
-                    x_goog_resource_id: Annotated[str | None, Header()] = None) -> PlainTextResponse:
-        """Google Calendar watch channels post here; authenticated by the channel's token."""
-        if push is None or not push.notify(x_goog_channel_id, x_goog_channel_token, x_goog_resource_state,
-                                           x_goog_resource_id):
-            if metrics is not None:
-                metrics.push_refused.inc()
-            raise ApiError(403, "forbidden", "unknown push channel or wrong channel token")
-        return PlainTextResponse("")
-
-    @app.post("/v1/hooks/outlook", tags=["push"], status_code=202,
-              responses={202: {"description": "accepted", "content": text_body},
-                         200: {"description": "the subscription validation handshake: the token echoed",
-                               "content": text_body}})
-    async def outlook_hook(request: Request, validation_token: Annotated[str | None, Query(
-            alias="validationToken")] = None) -> PlainTextResponse:
-        """Microsoft Graph change and lifecycle notifications, authenticated by each item's clientState."""
-        if validation_token is not None:
-            # The handshake when a subscription is made: echo the (URL-decoded) token at once.
-            return PlainTextResponse(validation_token, status_code=200)
+    @app.post("/v1/hooks/{provider}", tags=["push"], status_code=200,
+              responses={200: {"description": "accepted (or a validation handshake, echoed)", "content": text_body},
+                         202: {"description": "accepted", "content": text_body},
+                         403: {"model": ErrorBody, "description": "unknown channel or wrong channel token"},
+                         404: {"model": ErrorBody, "description": "no such provider, or it has no push"}})
+    async def hook(provider: str, request: Request) -> Response:
+        """A calendar provider's push notifications; each is authenticated by its channel's token."""
+        receiver = push.receiver(provider) if push is not None else None
+        if receiver is None:
+            raise ApiError(404, "not_found", f"no push notifications for {provider!r}")
         try:
-            data = await request.json()
-            items = data.get("value") if isinstance(data, dict) else None
-        except ValueError:
-            items = None
-        if not isinstance(items, list):
-            raise ApiError(400, "bad_request", "expected a JSON object with a 'value' list of notifications")
-        await run_in_threadpool(_outlook_notifications, items)
-        return PlainTextResponse("", status_code=202)
+            reply = receiver.parse(PushRequest({k.lower(): v for k, v in request.headers.items()},
+                                               dict(request.query_params), await request.body()))
+        except BadPush as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        refused = await run_in_threadpool(_notify, reply.notices)
+        if refused and reply.refused_status is not None:
+            raise ApiError(reply.refused_status, "forbidden", "unknown push channel or wrong channel token")
+        return PlainTextResponse(reply.text, status_code=reply.status)
 
-    def _outlook_notifications(items: list[Any]) -> None:
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            channel, token = str(item.get("subscriptionId") or ""), item.get("clientState")
-            token = token if isinstance(token, str) else None
-            lifecycle = item.get("lifecycleEvent")
+    def _notify(notices: tuple[PushNotice, ...]) -> int:
+        """Hand each notice to the push channels; how many were not ours (counted, nothing synced)."""
+        refused = 0
+        for notice in notices:
             accepted = push is not None and (
-                push.lifecycle(channel, token, str(lifecycle)) if lifecycle else push.notify(channel, token, "exists"))
-            if not accepted and metrics is not None:
-                metrics.push_refused.inc()  # a wrong clientState: ignored, counted, nothing synced
+                push.lifecycle(notice.channel_id, notice.token, notice.lifecycle) if notice.lifecycle
+                else push.notify(notice.channel_id, notice.token, notice.state, notice.resource_id))
+            if not accepted:
+                refused += 1
+                if metrics is not None:
+                    metrics.push_refused.inc()
+        return refused
 
     return app

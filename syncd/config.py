@@ -32,9 +32,11 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.registry import PROVIDERS
 from syncd.core.calendars import OooRules
 from syncd.core.errors import ConfigError
 from syncd.core.hours import DAYS, parse_day
+from syncd.core.options import Option, OptionError
 from syncd.core.time import parse_duration
 
 __all__ = [
@@ -58,74 +60,14 @@ __all__ = [
 ENV_CONFIG = "SYNCD_CONFIG"
 DEFAULT_CONFIG_NAME = "syncd.toml"
 
-PROVIDERS = ("local", "caldav", "google", "outlook", "memory")
 CONFLICT_POLICIES = ("newest", "calendar", "helpdesk")
 DIRECTIONS = ("two-way", "pull", "push")
 SCOPES = ("read", "write", "admin")
 SINK_TYPES = ("webhook", "stdout", "redis", "nats")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-# Option keys per provider, with the TOML type each takes.
-PROVIDER_OPTIONS: Mapping[str, Mapping[str, type]] = {
-    "local": {"root": str},
-    "caldav": {"url": str, "username": str, "password": str, "ca_bundle": str, "workers": int},
-    "google": {
-        "service_account_file": str,
-        "api_endpoint": str,
-        "batch_uri": str,
-        "credentials_file": str,
-        "client_id": str,
-        "client_secret": str,
-        "subject_domain": str,
-        "token_key": str,
-        "token_uri": str,
-        "ca_bundle": str,
-        "batch_size": int,
-        "workers": int,
-        "project_quota": int,
-        "user_quota": int,
-        "summary": str,
-        "auto_decline": str,
-        "decline_message": str,
-        "push_url": str,
-        "push_poll_interval": timedelta,
-        "channel_ttl": timedelta,
-    },
-    "outlook": {
-        "tenant_id": str,
-        "client_id": str,
-        "client_secret": str,
-        "authority": str,
-        "graph_url": str,
-        "ca_bundle": str,
-        "certificate_file": str,
-        "token_key": str,
-        "automatic_replies": bool,
-        "scope": str,
-        "auth": str,
-        "batch_size": int,
-        "workers": int,
-        "summary": str,
-        "push_url": str,
-        "push_poll_interval": timedelta,
-        "channel_ttl": timedelta,
-    },
-    "memory": {},
-}
-# Calendars read natively as OOO (Google eventType, Graph showAs) ignore iCalendar rules.
-_RULE_PROVIDERS = ("local", "caldav", "memory")
-# Where a link may leave out `calendar`: these providers have a default calendar.
-_PRIMARY_PROVIDERS = ("google", "outlook")
 # Keys whose values are secrets even when written literally in the file.
 SECRET_KEYS = frozenset({"password", "client_secret", "secret", "token", "token_key"})
-# Option keys that are URLs (checked for http/https) and files (resolved like `root`).
-_URL_KEYS = frozenset({"url", "api_endpoint", "batch_uri", "authority", "graph_url", "token_uri", "push_url"})
-# Option limits: (minimum, maximum) for numbers.
-_INT_LIMITS = {"batch_size": (1, 1000), "workers": (1, 64), "project_quota": (1, 10**9), "user_quota": (1, 10**9)}
-_PROVIDER_INT_LIMITS = {("outlook", "batch_size"): (1, 20)}  # Graph's $batch takes 20 requests
-_CHOICES = {"auth": ("app", "delegated"), "auto_decline": ("declineNone", "declineAllConflictingInvitations",
-                             "declineOnlyNewConflictingInvitations")}
-_FILE_KEYS = frozenset({"root", "ca_bundle", "service_account_file", "credentials_file", "certificate_file"})
 
 
 
@@ -629,66 +571,48 @@ class _Loader:
         return ApiConfig(listen=listen, tokens=tuple(tokens), public_health=t.boolean("public_health", d.public_health))
 
     def account(self, t: _Table) -> AccountConfig:
-        provider = t.choice("provider", PROVIDERS)
-        known = PROVIDER_OPTIONS[provider]
-        t.allow(("name", "provider", "ooo_rules", *known, *(f"{k}_env" for k, v in known.items() if v is str)))
+        provider = PROVIDERS[t.choice("provider", tuple(PROVIDERS))]
+        known = {option.name: option for option in provider.options}
+        t.allow(("name", "provider", "ooo_rules", *known, *(f"{k}_env" for k, o in known.items() if o.kind is str)))
         name = t.string("name")
-        data, from_env = self.resolve_env(t, (k for k, v in known.items() if v is str))
+        data, from_env = self.resolve_env(t, (k for k, o in known.items() if o.kind is str))
         resolved = _Table(t.file, t.path, data)
-        options: dict[str, Any] = {}
-        for key, kind in known.items():
-            if key not in data:
-                continue
-            if kind is bool:
-                options[key] = resolved.boolean(key)
-                continue
-            if kind is int:
-                low, high = _PROVIDER_INT_LIMITS.get((provider, key), _INT_LIMITS.get(key, (0, 10**9)))
-                number = resolved.integer(key, minimum=low)
-                if number > high:
-                    t.fail(key, f"must be at most {high}, got {number}")
-                options[key] = number
-                continue
-            if kind is timedelta:
-                options[key] = resolved.duration(key, timedelta(0))
-                continue
-            if key in _CHOICES:
-                options[key] = resolved.choice(key, _CHOICES[key])
-                continue
-            value = resolved.string(key, empty=True)
-            if key in _URL_KEYS and value:
-                self.http_url(resolved, key, value)
-            if key in _FILE_KEYS and value:
-                value = self.path(value)
-            options[key] = value
-        if provider == "local" and not options.get("root"):
-            t.fail("root", "missing (the folder holding one sub-folder per calendar)")
-        if provider == "caldav" and not options.get("url"):
-            t.fail("url", "missing")
+        options = {key: self.option(resolved, option) for key, option in known.items() if key in data}
         rules = OooRules()
         if t.has("ooo_rules"):
-            if provider not in _RULE_PROVIDERS:
-                t.fail("ooo_rules", f"only used by {', '.join(_RULE_PROVIDERS)} accounts; "
-                                    f"{provider} marks out-of-office events itself")
+            if not provider.ooo_rules:
+                users = ", ".join(p.name for p in PROVIDERS.values() if p.ooo_rules)
+                t.fail("ooo_rules", f"only used by {users} accounts; {provider.name} marks out-of-office events itself")
             rules = self.ooo_rules(t.table("ooo_rules"))
-        if provider == "google" and not (options.get("service_account_file") or options.get("credentials_file")
-                                         or (options.get("client_id") and options.get("client_secret"))):
-            t.fail("service_account_file", "missing: give a service account key (domain-wide delegation), or "
-                                           "client_id and client_secret for per-user refresh tokens")
-        if provider == "outlook":
-            for key in ("tenant_id", "client_id"):
-                if not options.get(key) and not (key == "tenant_id" and options.get("authority")):
-                    t.fail(key, "missing (from the app registration in Microsoft Entra ID)")
-            if options.get("auth", "app") == "app" and not (options.get("client_secret")
-                                                            or options.get("certificate_file")):
-                t.fail("client_secret", "missing: give client_secret (or client_secret_env) or certificate_file "
-                                        "for app-only sign-in, or set auth = \"delegated\"")
-        return AccountConfig(
-            name=name,
-            provider=provider,
-            options=Options(options, secret=(SECRET_KEYS | from_env)),
-            ooo_rules=rules,
-        )
+        try:
+            provider.check(options)
+        except OptionError as exc:
+            t.fail(exc.key, exc.message)
+        secret = {k for k, o in known.items() if o.secret} | SECRET_KEYS
+        return AccountConfig(name=name, provider=provider.name, options=Options(options, secret=secret | from_env),
+                             ooo_rules=rules)
+
+    def option(self, t: _Table, option: Option) -> Any:
+        """One provider option, read and checked as its declaration says."""
+        key = option.name
+        if option.kind is bool:
+            return t.boolean(key)
+        if option.kind is int:
+            low, high = option.limits
+            number = t.integer(key, minimum=low)
+            if number > high:
+                t.fail(key, f"must be at most {high}, got {number}")
+            return number
+        if option.kind is timedelta:
+            return t.duration(key, timedelta(0))
+        if option.choices:
+            return t.choice(key, option.choices)
+        value = t.string(key, empty=True)
+        if option.url and value:
+            self.http_url(t, key, value)
+        if option.file and value:
+            value = self.path(value)
+        return value
 
     def ooo_rules(self, t: _Table) -> OooRules:
         t.allow(("categories", "keywords", "all_events"))
@@ -745,7 +669,7 @@ class _Loader:
         if account not in accounts:
             known = ", ".join(accounts) or "none configured"
             t.fail("account", f"unknown account {account!r} (known: {known})")
-        default = "primary" if accounts[account].provider in _PRIMARY_PROVIDERS else _MISSING
+        default = PROVIDERS[accounts[account].provider].default_calendar or _MISSING
         return CalendarLinkConfig(
             account=account,
             calendar=t.string("calendar", default),

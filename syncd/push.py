@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from connectors.registry import Connectors
+from connectors.base import PushReceiver
+from connectors.registry import PROVIDERS, Connectors
 from store.models import CalendarLinkRow, PushChannelRow, UserRow
 from syncd.core.errors import SyncdError
 from syncd.service import Syncd
@@ -69,6 +70,11 @@ class PushChannels:
         self.connectors = connectors
         self.wake = wake or (lambda: None)  # hurry the poll job along
         self._failing: set[int] = set()
+
+    def receiver(self, provider: str) -> PushReceiver | None:
+        """How ``provider``'s notifications read (None: it has none)."""
+        found = PROVIDERS.get(provider)
+        return found.push if found is not None else None
 
     def accounts(self) -> dict[str, str]:
         """Accounts with push configured: name -> the hook address."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from connectors.memory import MemoryConnector
+from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from store.db import Database
 from syncd.config import AccountConfig, CalendarLinkConfig, Config, DaemonConfig, SinkConfig, UserConfig

@@ -12,7 +12,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.google import GoogleConnector, GoogleOptions
+from connectors.google.connector import GoogleConnector
+from connectors.google.options import GoogleOptions
 from syncd.core.ooo import OooContent
 from syncd.core.time import local_midnight, zone
 from tests.fakes.google_calendar import FakeGoogleCalendar

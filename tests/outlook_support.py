@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from connectors.outlook import OutlookConnector, OutlookOptions
+from connectors.outlook.connector import OutlookConnector
+from connectors.outlook.options import OutlookOptions
 from syncd.core.ooo import OooContent
 from tests.fakes.graph import FakeGraph
 

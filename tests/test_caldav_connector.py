@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from connectors.caldav import CalDAVConnector
+from connectors.caldav.connector import CalDAVConnector
 from syncd.core.calendars import EventDraft, SyncWindow
 from syncd.core.errors import AuthError, CursorExpired, PreconditionFailed, SyncdError, TransientError
 from syncd.core.ooo import OooContent

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.memory import MemoryConnector
+from connectors.memory.connector import MemoryConnector
 from syncd.core.calendars import RemoteEvent
 from syncd.core.ooo import OooContent
 from tests.connector_contract import ConnectorContract

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from connectors.memory import MemoryConnector
+from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from syncd.config import SinkConfig
 from syncd.core.ooo import timed_content

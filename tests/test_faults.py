@@ -79,7 +79,7 @@ def test_google_under_faults_converges(google: FakeGoogleCalendar, database: Dat
     connectors = Connectors(config.accounts)
     try:
         people = {u: GooglePerson(google, f"{u}@example.com") for u in USERS}
-        from connectors.google import event_content
+        from connectors.google.connector import event_content
 
         def ooo_of(uid: str) -> list[Any]:
             return [event_content(e, TZ) for e in people[uid].events()]
@@ -104,7 +104,7 @@ def test_outlook_under_faults_converges(graph: FakeGraph, database: Database) ->
     connectors = Connectors(config.accounts)
     try:
         people = {u: OutlookPerson(graph, f"{u}@{domain}", TZ) for u in USERS}
-        from connectors.outlook import event_content
+        from connectors.outlook.connector import event_content
 
         def ooo_of(uid: str) -> list[Any]:
             return [event_content(e, TZ) for e in people[uid].events()]

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from connectors.google import (
-    BLOCK_PROPERTY,
-    GoogleConnector,
-    GoogleOptions,
+from connectors.google.connector import (
     event_content,
     event_id_for_block,
     split_instance_id,
+    BLOCK_PROPERTY,
+    GoogleConnector,
 )
+from connectors.google.options import GoogleOptions
 from connectors.quota import Quota
 from syncd.core.calendars import EventDraft, PollRequest, SyncWindow
 from syncd.core.errors import (

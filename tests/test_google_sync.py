@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connectors.google import BLOCK_PROPERTY, GoogleConnector
+from connectors.google.connector import BLOCK_PROPERTY, GoogleConnector
 from connectors.registry import Connectors
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow, PushChannelRow

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.ical import parse_ooo_events
-from connectors.ical_fast import read_simple
+from connectors.ical.fast import read_simple
 from syncd.core.calendars import OooRules, SyncWindow
 
 SAMPLES = sorted((Path(__file__).parent / "data" / "ics").glob("*.ics"))

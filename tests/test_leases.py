@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from connectors.memory import MemoryConnector
+from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from store.db import Database
 from store.models import CalendarLinkRow

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from connectors.memory import MemoryConnector
+from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from syncd.core.calendars import ChangeSet, SyncWindow
 from syncd.core.errors import AuthError, Bug, RateLimited, TransientError

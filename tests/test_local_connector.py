@@ -16,7 +16,7 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from connectors.local import LocalConnector
+from connectors.local.connector import LocalConnector
 from syncd.core.calendars import EventDraft, OooRules, SyncWindow
 from syncd.core.errors import ConfigError, CursorExpired, NotFound, PreconditionFailed
 from syncd.core.ooo import OooContent, all_day_content, timed_content

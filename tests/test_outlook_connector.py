@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.outlook import (
-    AUTOMATIC_REPLIES,
-    BLOCK_PROPERTY,
-    OutlookConnector,
-    OutlookOptions,
+from connectors.outlook.connector import (
     event_content,
     replies_content,
     transaction_id,
+    AUTOMATIC_REPLIES,
+    BLOCK_PROPERTY,
+    OutlookConnector,
 )
+from connectors.outlook.options import OutlookOptions
 from syncd.core.calendars import EventDraft, PollRequest, SyncWindow
 from syncd.core.errors import AuthError, CursorExpired, RateLimited, TransientError
 from syncd.core.ooo import OooContent, all_day_content, timed_content

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connectors.outlook import OutlookConnector
+from connectors.outlook.connector import OutlookConnector
 from connectors.registry import Connectors
 from store.db import Database
 from store.models import CalendarLinkRow, PushChannelRow

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.memory import MemoryConnector
+from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from store.models import CalendarLinkRow, EventLinkRow
 from syncd.config import CalendarLinkConfig, UserConfig

@@ -49,7 +49,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.memory import MemoryConnector
+from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow, EventLinkRow

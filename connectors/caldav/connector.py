@@ -39,7 +39,6 @@ back; syncd compares what events mean, never their bytes, so a rewrite causes no
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -54,8 +53,9 @@ from lxml import etree
 
 from connectors import ical
 from connectors.base import CalendarConnector
-from connectors.httputil import read_body, retry_after, stale_connection
+from connectors.cursor import dump_cursor, load_cursor, window_key
 from connectors.peruser import WorkerPool
+from connectors.responses import read_body, retry_after, stale_connection
 from syncd.core.calendars import ChangeSet, EventDraft, OooRules, PollRequest, RemoteEvent, SyncWindow
 from syncd.core.errors import (
     AuthError,
@@ -81,7 +81,6 @@ CS = "http://calendarserver.org/ns/"
 NS = {"d": DAV, "c": CAL, "cs": CS}
 MULTIGET_CHUNK = 1000  # hrefs per calendar-multiget REPORT
 MAX_SYNC_PAGES = 100  # a truncated sync report is continued this many times at most
-_CURSOR_VERSION = 1
 # Safe for hostile servers: no entities, no DTD, no network, no huge trees.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                           remove_blank_text=True)
@@ -105,24 +104,17 @@ class _Cursor:
     objects: dict[str, _Object] = field(default_factory=dict)  # href -> what it gave
 
     def dump(self) -> str:
-        return json.dumps({"v": _CURSOR_VERSION, "m": self.mode, "t": self.token, "c": self.ctag, "w": self.window,
-                           "o": {h: [o.etag, ical.pack_ids(o.ids)] for h, o in self.objects.items()}},
-                          separators=(",", ":"))
+        return dump_cursor({"m": self.mode, "t": self.token, "c": self.ctag, "w": self.window,
+                            "o": {h: [o.etag, ical.pack_ids(o.ids)] for h, o in self.objects.items()}})
 
     @classmethod
     def load(cls, text: str) -> _Cursor:
-        try:
-            raw = json.loads(text)
-            if raw["v"] != _CURSOR_VERSION or raw["m"] not in ("sync", "etag"):
-                raise ValueError("version")
+        def read(raw: dict[str, Any]) -> _Cursor:
+            if raw["m"] not in ("sync", "etag"):
+                raise ValueError("mode")
             objects = {str(h): _Object(str(v[0]), ical.unpack_ids(v[1])) for h, v in raw["o"].items()}
             return cls(raw["m"], raw["t"], raw["c"], str(raw["w"]), objects)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise CursorExpired(f"caldav cursor cannot be read ({exc}); listing again from scratch") from exc
-
-
-def _window_key(window: SyncWindow) -> str:
-    return f"{window.start.astimezone(UTC).date()}/{window.end.astimezone(UTC).date()}/{window.timezone}"
+        return load_cursor(text, "caldav", read)
 
 
 def _stem(href: str) -> str:
@@ -283,7 +275,7 @@ class CalDAVConnector(WorkerPool, CalendarConnector):
     def changes(self, calendar: str, cursor: str | None, window: SyncWindow) -> ChangeSet:
         collection = self._collection(calendar)
         state = _Cursor.load(cursor) if cursor is not None else None
-        if state is not None and state.window != _window_key(window):
+        if state is not None and state.window != window_key(window):
             state = None  # the window moved: expand every series again
         with self._lock:
             self._windows[collection] = window
@@ -446,7 +438,7 @@ class CalDAVConnector(WorkerPool, CalendarConnector):
         unique: dict[str, RemoteEvent] = {}
         for event in events:
             unique.setdefault(event.event_id, event)
-        cursor = _Cursor(mode, token, ctag, _window_key(window), objects)
+        cursor = _Cursor(mode, token, ctag, window_key(window), objects)
         return ChangeSet(events=list(unique.values()), removed=sorted(removed - current), cursor=cursor.dump(),
                          full=full)
 

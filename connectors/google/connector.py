@@ -52,7 +52,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import google.auth.exceptions
@@ -67,9 +67,12 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
 from connectors import ical
-from connectors.httputil import read_body, retry_after, stale_connection
+from connectors.base import RefreshTokens
+from connectors.cursor import dump_cursor, load_cursor, window_key
+from connectors.google.options import GoogleOptions
 from connectors.peruser import PerUserConnector
 from connectors.quota import Quota
+from connectors.responses import read_body, retry_after, stale_connection
 from syncd.core.calendars import ChangeSet, EventDraft, OooRules, PollRequest, RemoteEvent, SyncWindow, Watch
 from syncd.core.errors import (
     AuthError,
@@ -86,30 +89,16 @@ from syncd.core.errors import (
 from syncd.core.ooo import OooContent, all_day_content, timed_content
 from syncd.core.time import format_utc, local_midnight, zone
 
-__all__ = [
-    "DEFAULT_API_ENDPOINT",
-    "DEFAULT_BATCH_URI",
-    "BLOCK_PROPERTY",
-    "GoogleConnector",
-    "GoogleOptions",
-    "google_options",
-    "RefreshTokens",
-    "Watch",
-    "event_id_for_block",
-]
+__all__ = ["BLOCK_PROPERTY", "GoogleConnector", "event_content", "event_id_for_block"]
 
 log = logging.getLogger("syncd.google")
 
-DEFAULT_API_ENDPOINT = "https://www.googleapis.com/calendar/v3/"
-DEFAULT_BATCH_URI = "https://www.googleapis.com/batch/calendar/v3"
-DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 SCOPES = ("https://www.googleapis.com/auth/calendar.events",)
 BLOCK_PROPERTY = "syncdBlock"  # extendedProperties.private key holding our block id
 OOO = "outOfOffice"
 PAGE_SIZE = 2500  # the most events.list returns per page
 MAX_PAGES = 200  # 500,000 events: a calendar bigger than that is not a person's
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
-_CURSOR_VERSION = 1
 _NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, httplib2.HttpLib2Error, TimeoutError,
                    requests.RequestException)
 
@@ -138,58 +127,6 @@ class _Transport:
 
     def close(self) -> None:
         self.session.close()
-
-
-class RefreshTokens(Protocol):
-    """Where per-user OAuth refresh tokens are kept (encrypted, in the store)."""
-
-    def refresh_token(self, account: str, subject: str) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class GoogleOptions:
-    """An account's settings, as read from the config file."""
-
-    account: str = "google"
-    api_endpoint: str = DEFAULT_API_ENDPOINT
-    batch_uri: str = DEFAULT_BATCH_URI
-    service_account_file: str | None = None  # domain-wide delegation
-    subject_domain: str | None = None  # only impersonate users of this domain
-    client_id: str | None = None  # per-user refresh tokens (with client_secret)
-    client_secret: str | None = None
-    token_uri: str = DEFAULT_TOKEN_URI
-    ca_bundle: str | None = None
-    timeout: float = 30.0
-    batch_size: int = 100  # calls per batch request (Google allows 1000)
-    workers: int = 4  # batch requests in flight at once
-    project_quota: int = 10_000  # requests a minute for the whole project
-    user_quota: int = 600  # requests a minute per user
-    summary: str = "Out of office"  # the title of blocks that have none
-    # declineNone | declineAllConflictingInvitations | declineOnlyNewConflictingInvitations
-    auto_decline: str = "declineNone"
-    decline_message: str = ""
-    max_occurrences: int = 1000
-
-
-def google_options(account: str, options: Mapping[str, Any], *, max_occurrences: int = 1000) -> GoogleOptions:
-    """`GoogleOptions` from an account's config table (already type-checked by syncd.config)."""
-    known = {f for f in GoogleOptions.__dataclass_fields__ if f != "account"}
-    values = {k: v for k, v in options.items() if k in known and v not in (None, "")}
-    client_file = options.get("credentials_file")
-    if client_file:
-        try:
-            with open(client_file, encoding="utf-8") as fh:
-                raw = json.load(fh)
-            client = raw.get("installed") or raw.get("web") or raw
-            values.setdefault("client_id", str(client["client_id"]))
-            values.setdefault("client_secret", str(client["client_secret"]))
-            if client.get("token_uri"):
-                values.setdefault("token_uri", str(client["token_uri"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(f"accounts.{account}: credentials_file: not an OAuth client file with client_id and "
-                              f"client_secret ({why})") from exc
-    return GoogleOptions(account=account, max_occurrences=max_occurrences, **values)
 
 
 # -- ids and cursors -----------------------------------------------------------------------
@@ -224,24 +161,18 @@ class _Cursor:
     later: dict[str, str] = field(default_factory=dict)  # event id -> start (UTC, ISO)
 
     def dump(self) -> str:
-        return json.dumps({"v": _CURSOR_VERSION, "t": self.token, "f": int(self.filtered), "w": self.window,
-                           "s": self.series, "l": self.later}, separators=(",", ":"))
+        return dump_cursor({"t": self.token, "f": int(self.filtered), "w": self.window, "s": self.series,
+                            "l": self.later})
 
     @classmethod
     def load(cls, text: str) -> _Cursor:
-        try:
-            raw = json.loads(text)
-            if raw["v"] != _CURSOR_VERSION or not isinstance(raw["t"], str):
-                raise ValueError("version")
+        def read(raw: dict[str, Any]) -> _Cursor:
+            if not isinstance(raw["t"], str):
+                raise ValueError("no token")
             series = {str(k): [str(i) for i in v] for k, v in raw["s"].items()}
             later = {str(k): str(v) for k, v in raw.get("l", {}).items()}
             return cls(raw["t"], bool(raw["f"]), str(raw["w"]), series, later)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise CursorExpired(f"google sync cursor cannot be read ({exc}); listing again from scratch") from exc
-
-
-def _window_key(window: SyncWindow) -> str:
-    return f"{window.start.astimezone(UTC).date()}/{window.end.astimezone(UTC).date()}/{window.timezone}"
+        return load_cursor(text, "google", read)
 
 
 # -- Google events <-> OOO content -----------------------------------------------------------
@@ -540,7 +471,7 @@ class GoogleConnector(PerUserConnector):
         owner, calendar_id = self._split(request.calendar)
         self._zones[request.calendar] = request.window.timezone
         state = _Cursor.load(request.cursor) if request.cursor is not None else None
-        if state is not None and state.series and state.window != _window_key(request.window):
+        if state is not None and state.series and state.window != window_key(request.window):
             state = None  # the window moved: expand every series again, from a full listing
         filtered = state.filtered if state is not None else self._filter_types
         return _Listing(request, owner, calendar_id, state, filtered)
@@ -695,7 +626,7 @@ class GoogleConnector(PerUserConnector):
                 reported[master_id] = now_ids
             else:
                 reported.pop(master_id, None)
-        cursor = _Cursor(listing.next_token, listing.filtered, _window_key(window), reported, later)
+        cursor = _Cursor(listing.next_token, listing.filtered, window_key(window), reported, later)
         out.cursor = cursor.dump() if listing.next_token else None
         if out.cursor is None:
             raise TransientError(f"google: {listing.request.calendar}: listing ended without a sync token; will retry")

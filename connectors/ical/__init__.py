@@ -37,7 +37,7 @@ import icalendar
 import recurring_ical_events
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-from connectors.ical_fast import read_simple
+from connectors.ical.fast import read_simple
 from syncd.core.calendars import EventDraft, OooRules, RemoteEvent, SyncWindow
 from syncd.core.errors import BadEventData, NotFound
 from syncd.core.ooo import OooContent, all_day_content, timed_content

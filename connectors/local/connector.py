@@ -25,7 +25,6 @@ removed, so a half-saved file does not delete OOO blocks. Thread-safe.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -35,11 +34,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from connectors import ical
 from connectors.base import CalendarConnector
+from connectors.cursor import dump_cursor, load_cursor, window_key
 from syncd.core.calendars import ChangeSet, EventDraft, OooRules, RemoteEvent, SyncWindow
-from syncd.core.errors import BadEventData, ConfigError, CursorExpired, NotFound, PreconditionFailed, TransientError
+from syncd.core.errors import BadEventData, ConfigError, NotFound, PreconditionFailed, TransientError
 from syncd.core.time import zone
 
 __all__ = ["LocalConnector"]
@@ -48,7 +49,6 @@ log = logging.getLogger("syncd.connectors.local")
 
 _RACY_NS = 2_000_000_000  # coarse file-system clocks (FAT: 2 s) make newer files racy
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9@._+-]{1,200}$")
-_CURSOR_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,29 +77,17 @@ def _stat_key(st: os.stat_result) -> str:
     return f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}"
 
 
-def _window_key(window: SyncWindow) -> tuple[str, str, str]:
-    return (window.start.astimezone(UTC).date().isoformat(), window.end.astimezone(UTC).date().isoformat(),
-            window.timezone)
-
-
 def _dump_cursor(window: SyncWindow, entries: dict[str, _Entry]) -> str:
     files = {name: [e.etag, ical.pack_ids(e.ids), *([1] if e.racy else [])] for name, e in entries.items()}
-    return json.dumps({"v": _CURSOR_VERSION, "w": list(_window_key(window)), "f": files}, separators=(",", ":"))
+    return dump_cursor({"w": window_key(window), "f": files})
 
 
-def _load_cursor(cursor: str) -> tuple[tuple[str, str, str], dict[str, _Entry]]:
-    try:
-        raw = json.loads(cursor)
-        if raw["v"] != _CURSOR_VERSION:
-            raise ValueError("version")
-        w = raw["w"]
-        window = (str(w[0]), str(w[1]), str(w[2]))
-        entries = {}
-        for name, item in raw["f"].items():
-            entries[str(name)] = _Entry(str(item[0]), ical.unpack_ids(item[1]), len(item) > 2 and bool(item[2]))
-        return window, entries
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise CursorExpired(f"local calendar cursor cannot be read ({exc}); list again from scratch") from exc
+def _load_cursor(cursor: str) -> tuple[str, dict[str, _Entry]]:
+    def read(raw: dict[str, Any]) -> tuple[str, dict[str, _Entry]]:
+        entries = {str(name): _Entry(str(item[0]), ical.unpack_ids(item[1]), len(item) > 2 and bool(item[2]))
+                   for name, item in raw["f"].items()}
+        return str(raw["w"]), entries
+    return load_cursor(cursor, "local", read)
 
 
 def _file_name(uid: str) -> str:
@@ -147,7 +135,7 @@ class LocalConnector(CalendarConnector):
             folder = self._folder(calendar)
             previous = _load_cursor(cursor) if cursor is not None else None
             self._windows[calendar] = window
-            full = previous is None or previous[0] != _window_key(window)
+            full = previous is None or previous[0] != window_key(window)
             old_entries = {} if full or previous is None else previous[1]
             listed_ns = time.time_ns()
             files = self._list(folder)

@@ -51,15 +51,18 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import msal
 import requests
 
 from connectors import ical
-from connectors.httputil import read_body, retry_after, stale_connection
+from connectors.base import RefreshTokens
+from connectors.cursor import dump_cursor, load_cursor
+from connectors.outlook.options import MAX_BATCH, OutlookOptions
 from connectors.peruser import PerUserConnector
+from connectors.responses import read_body, retry_after, stale_connection
 from syncd.core.calendars import ChangeSet, EventDraft, PollRequest, RemoteEvent, SyncWindow, Watch
 from syncd.core.errors import (
     AuthError,
@@ -76,66 +79,21 @@ from syncd.core.errors import (
 from syncd.core.ooo import OooContent, all_day_content, timed_content
 from syncd.core.time import format_utc, zone
 
-__all__ = [
-    "AUTOMATIC_REPLIES",
-    "BLOCK_PROPERTY",
-    "OutlookConnector",
-    "OutlookOptions",
-    "outlook_options",
-    "transaction_id",
-]
+__all__ = ["AUTOMATIC_REPLIES", "BLOCK_PROPERTY", "OutlookConnector", "event_content", "transaction_id"]
 
 log = logging.getLogger("syncd.outlook")
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
-DEFAULT_GRAPH = "https://graph.microsoft.com/v1.0"
-DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
 DELEGATED_SCOPES = ("https://graph.microsoft.com/Calendars.ReadWrite", "https://graph.microsoft.com/MailboxSettings.Read")
 # A fixed GUID names syncd's property set; "Name SyncdBlockId" is the property in it.
 BLOCK_PROPERTY = "String {5b1c7f6e-3a2d-4c8e-9f41-2d6b8e0a7c35} Name SyncdBlockId"
 AUTOMATIC_REPLIES = "automatic-replies"
-MAX_BATCH = 20  # Graph's limit per $batch
 MAILBOX_CONCURRENCY = 4  # Exchange Online: at most 4 concurrent requests per mailbox
 MAX_PAGES = 500
 PAGE_SIZE = 100
 SHORT_RETRY = 2.0  # seconds: a throttled batch part waiting no longer than this is retried in the same pass
-_CURSOR_VERSION = 1
 _EXPIRED_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, OSError)
-
-
-class RefreshTokens(Protocol):
-    """Per-user refresh tokens, kept encrypted by syncd (see `syncd.secrets.CredentialVault`)."""
-
-    def refresh_token(self, account: str, subject: str) -> str | None: ...
-
-    def replace_refresh_token(self, account: str, subject: str, token: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class OutlookOptions:
-    account: str = "outlook"
-    tenant_id: str = ""
-    client_id: str = ""
-    client_secret: str | None = None
-    certificate_file: str | None = None  # PEM with the private key and the certificate
-    authority: str | None = None  # default: https://login.microsoftonline.com/<tenant_id>
-    graph_url: str = DEFAULT_GRAPH
-    scope: str = DEFAULT_SCOPE
-    auth: str = "app"  # app | delegated
-    ca_bundle: str | None = None
-    timeout: float = 30.0
-    batch_size: int = MAX_BATCH
-    workers: int = 8
-    summary: str = "Out of office"
-    automatic_replies: bool = False
-    max_occurrences: int = 1000
-
-
-def outlook_options(account: str, options: Mapping[str, Any], *, max_occurrences: int = 1000) -> OutlookOptions:
-    known = {f for f in OutlookOptions.__dataclass_fields__ if f != "account"}
-    values = {k: v for k, v in options.items() if k in known and v not in (None, "")}
-    return OutlookOptions(account=account, max_occurrences=max_occurrences, **values)
 
 
 def transaction_id(block_id: str) -> str:
@@ -163,18 +121,15 @@ class _Cursor:
     replies: str | None = None  # fingerprint of the automatic replies reported, if any
 
     def dump(self) -> str:
-        return json.dumps({"v": _CURSOR_VERSION, "d": self.delta, "s": self.span, "k": self.known,
-                           "a": self.replies}, separators=(",", ":"))
+        return dump_cursor({"d": self.delta, "s": self.span, "k": self.known, "a": self.replies})
 
     @classmethod
     def load(cls, text: str) -> _Cursor:
-        try:
-            raw = json.loads(text)
-            if raw["v"] != _CURSOR_VERSION or not isinstance(raw["d"], str):
-                raise ValueError("version")
+        def read(raw: dict[str, Any]) -> _Cursor:
+            if not isinstance(raw["d"], str):
+                raise ValueError("no delta link")
             return cls(raw["d"], str(raw["s"]), [str(i) for i in raw["k"]], raw.get("a"))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise CursorExpired(f"outlook sync cursor cannot be read ({exc}); listing again from scratch") from exc
+        return load_cursor(text, "outlook", read)
 
 
 def _span_key(window: SyncWindow) -> str:

@@ -30,8 +30,8 @@ from typing import Any
 from sqlalchemy import select
 
 from connectors import ical
-from connectors.google import event_content as google_content
-from connectors.outlook import event_content as outlook_content
+from connectors.google.connector import event_content as google_content
+from connectors.outlook.connector import event_content as outlook_content
 from store.db import Database
 from store.models import OutboxRow
 from syncd.config import load_config

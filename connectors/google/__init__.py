@@ -1,0 +1,28 @@
+"""Google Calendar: every linked user's calendar through the Calendar API v3.
+
+- `options`: the account's keys in the config file and their checks;
+- `connector`: the client (google-api-python-client), listing with sync tokens and batches,
+  event mapping and writing;
+- `push`: how its push notifications read.
+
+What an operator needs to know is in ``README.md`` beside this file (the docs include it).
+"""
+
+from __future__ import annotations
+
+from connectors.base import AccountSettings, CalendarConnector, Provider
+from connectors.google import options
+from connectors.google.push import GooglePush
+
+__all__ = ["PROVIDER"]
+
+
+def _build(account: AccountSettings) -> CalendarConnector:
+    from connectors.google.connector import GoogleConnector  # the API client is heavy: only when used
+
+    settings = options.google_options(account.name, account.options, max_occurrences=account.max_occurrences)
+    return GoogleConnector(settings, refresh_tokens=account.refresh_tokens)
+
+
+PROVIDER = Provider("google", _build, options=options.OPTIONS, check=options.check, default_calendar="primary",
+                    push=GooglePush())

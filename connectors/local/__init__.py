@@ -1,0 +1,26 @@
+"""Local iCalendar folders: one sub-folder of ``.ics`` files per calendar (the vdir layout
+that vdirsyncer and khal use).
+
+- `options`: the account's keys in the config file and their checks;
+- `connector`: listing, change detection, atomic writes; what the bytes mean is `connectors.ical`.
+
+What an operator needs to know is in ``README.md`` beside this file (the docs include it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from connectors.base import AccountSettings, CalendarConnector, Provider
+from connectors.local import options
+
+__all__ = ["PROVIDER"]
+
+
+def _build(account: AccountSettings) -> CalendarConnector:
+    from connectors.local.connector import LocalConnector
+
+    return LocalConnector(Path(account.options["root"]), account.ooo_rules, max_occurrences=account.max_occurrences)
+
+
+PROVIDER = Provider("local", _build, options=options.OPTIONS, check=options.check, ooo_rules=True)
