@@ -13,17 +13,19 @@ $(BIN)/syncd: pyproject.toml
 	touch $(BIN)/syncd
 
 run: $(BIN)/syncd
-	$(BIN)/python -m syncd.demo var/demo
+	$(BIN)/python -m syncd.cli.demo var/demo
 	$(BIN)/syncd -c $(CONFIG) run
 
 test: $(BIN)/syncd
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(BIN)/syncd
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf var .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import connectors.caldav.connector  # noqa: F401 - a warm daemon has it loaded
 from syncd.config import load_config
-from syncd.daemon import Runtime, build_runtime
+from syncd.daemon.runtime import Runtime, build_runtime
 from tests.caldav_servers import CalDAVServer, radicale_server, vcalendar, vevent
 
 QUERY_ALL = ('<?xml version="1.0" encoding="utf-8"?>'

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from syncd.config import load_config
-from syncd.daemon import Runtime, build_runtime
+from syncd.daemon.runtime import Runtime, build_runtime
 
 
 class Fake(Protocol):

@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syncd.config import load_config
-from syncd.daemon import Daemon, build_runtime
+from syncd.daemon import Daemon
+from syncd.daemon.runtime import build_runtime
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.fakes.graph import FakeGraph
 from tests.google_support import account_toml as google_account_toml

@@ -22,10 +22,10 @@ from syncd.core.availability import Period
 from syncd.core.ooo import OooContent
 
 __all__ = [
-    "add", "by_id", "confirm_writes", "content_columns", "content_of", "end_now", "from_calendar", "insert_from_calendar",
-    "link_event", "linked_in_window", "live", "live_periods", "live_periods_of", "live_rows", "mark_deleted", "pairs",
-    "pairs_of_links", "purge_tombstones", "revise", "set_content", "unconfirmed_writes", "unlink_event", "views_of",
-    "views_of_users",
+    "add", "by_id", "confirm_writes", "content_columns", "content_of", "end_now", "from_calendar",
+    "insert_from_calendar", "link_event", "linked_in_window", "live", "live_periods", "live_periods_of", "live_rows",
+    "mark_deleted", "pairs", "pairs_of_links", "period", "purge_tombstones", "revise", "set_content",
+    "unconfirmed_writes", "unlink_block", "unlink_event", "views_of", "views_of_users",
 ]
 
 _PAIRS = cast(Table, EventLinkRow.__table__)

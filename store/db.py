@@ -23,12 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.core.errors import TransientError
 
-__all__ = ["Database"]
+__all__ = ["Database", "Transaction"]
 
-log = logging.getLogger("syncd.store")
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 STARTUP_LOCK = 0x73796E6364  # "syncd": the PostgreSQL advisory lock replicas take while starting
 T = TypeVar("T")
+# What the layers above are handed for one transaction; they pass it on to the store's functions.
+Transaction = Session
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -123,6 +125,10 @@ class Database:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STARTUP_LOCK})
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
+
+    def ping(self) -> None:
+        """Raises unless the database answers a query now."""
+        self.read(lambda s: s.execute(text("SELECT 1")))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

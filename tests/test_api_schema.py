@@ -31,8 +31,8 @@ from schemathesis.checks import (
 from store.db import Database
 from syncd.api import create_app
 from syncd.config import ApiConfig, ApiToken
-from syncd.metrics import Metrics
 from syncd.service import Syncd
+from syncd.service.metrics import Metrics
 from tests.conftest import make_config, user
 
 ADMIN = {"Authorization": "Bearer a-token"}

@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
-from syncd.brokers import NatsJetStreamSink, RedisStreamSink, nats_subject_token
 from syncd.config import SinkConfig
 from syncd.core.errors import ConfigError, TransientError
-from syncd.publisher import Publisher
-from syncd.sinks import PermanentDeliveryError, build_sink
+from syncd.publish.brokers import NatsJetStreamSink, RedisStreamSink, nats_subject_token
+from syncd.publish.build import build_sink
+from syncd.publish.publisher import Publisher
+from syncd.publish.sink import PermanentDeliveryError
 from tests.conftest import Harness, user
 
 try:

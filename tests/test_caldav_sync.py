@@ -19,7 +19,8 @@ from connectors.registry import Connectors
 from store.db import Database
 from syncd.config import AccountConfig, Options, load_config
 from syncd.core.ooo import OooContent
-from syncd.daemon import Daemon, build_runtime
+from syncd.daemon import Daemon
+from syncd.daemon.runtime import build_runtime
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.caldav_servers import CalDAVPerson, CalDAVServer, server, vevent

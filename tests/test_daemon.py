@@ -19,8 +19,9 @@ from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from syncd.config import SinkConfig
 from syncd.core.ooo import timed_content
-from syncd.daemon import Daemon, build_runtime
-from syncd.sinks import Sink
+from syncd.daemon import Daemon
+from syncd.daemon.runtime import build_runtime
+from syncd.publish.sink import Sink
 from tests.conftest import Clock, make_config, user
 
 

@@ -17,7 +17,8 @@ import pytest
 from store.db import Database
 from syncd.config import load_config
 from syncd.core.ooo import timed_content
-from syncd.daemon import Daemon, build_runtime
+from syncd.daemon import Daemon
+from syncd.daemon.runtime import build_runtime
 from syncd.service import Syncd
 from tests.chaos.driver import Receiver
 from tests.conftest import PG_URL, pg_url_for

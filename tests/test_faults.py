@@ -119,7 +119,8 @@ def test_a_failing_provider_neither_delays_the_others_nor_floods_the_log(
     import time
 
     from syncd.config import load_config
-    from syncd.daemon import Daemon, build_runtime
+    from syncd.daemon import Daemon
+    from syncd.daemon.runtime import build_runtime
 
     config = tmp_path / "syncd.toml"
     mailboxes = [f"m{n}@down.example.com" for n in range(3)]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from connectors.google.connector import (
+    BLOCK_PROPERTY,
+    GoogleConnector,
     event_content,
     event_id_for_block,
     split_instance_id,
-    BLOCK_PROPERTY,
-    GoogleConnector,
 )
 from connectors.google.options import GoogleOptions
 from connectors.quota import Quota

@@ -22,7 +22,8 @@ from store.db import Database
 from store.models import BlockRow, CalendarLinkRow, PushChannelRow
 from syncd.config import AccountConfig, ApiConfig, Options
 from syncd.core.ooo import OooContent
-from syncd.daemon import Daemon, build_runtime
+from syncd.daemon import Daemon
+from syncd.daemon.runtime import build_runtime
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.conftest import make_config, user
@@ -314,7 +315,7 @@ def test_forged_notifications_are_refused(fake: FakeGoogleCalendar, database: Da
     from fastapi.testclient import TestClient
 
     from syncd.api import create_app
-    from syncd.push import PushChannels
+    from syncd.service.push import PushChannels
 
     config = make_config([user("alice", "primary", account="gw", tz=TZ)],
                          accounts={"gw": google_account(fake, tmp_path, push_url="https://hooks.example/g")})
@@ -357,7 +358,7 @@ def test_forged_notifications_are_refused(fake: FakeGoogleCalendar, database: Da
 
 def test_channels_are_renewed_before_they_expire(fake: FakeGoogleCalendar, database: Database,
                                                  tmp_path: Path) -> None:
-    from syncd.push import PushChannels
+    from syncd.service.push import PushChannels
 
     config = make_config([user("alice", "primary", account="gw", tz=TZ)],
                          accounts={"gw": google_account(fake, tmp_path, push_url="https://hooks.example/g",

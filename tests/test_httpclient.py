@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from syncd.httpclient import Answer, CannotConnect, NoAnswer, OneUrlClient, header_lines
+from syncd.publish.httpclient import Answer, CannotConnect, NoAnswer, OneUrlClient, header_lines
 
 Script = Callable[[socket.socket], None]
 

@@ -19,8 +19,8 @@ from store.db import Database
 from store.models import CalendarLinkRow
 from syncd.core.calendars import ChangeSet, SyncWindow
 from syncd.core.ooo import timed_content
-from syncd.replica import ProcessIdentity, holder_is_dead, this_process
 from syncd.sync import LinkSyncer
+from syncd.sync.replica import ProcessIdentity, holder_is_dead, this_process
 from tests.conftest import Clock, Harness, make_config, pg_url_for, user
 
 HarnessFactory = Callable[..., Harness]
@@ -67,8 +67,8 @@ def test_a_lease_is_renewed_while_its_sync_runs(harness_factory: HarnessFactory,
     a, b = replicas(h, "a", "b")
     [link] = a.claim_due()
     clock.advance(timedelta(seconds=50))
-    a._renew([link])
-    b._renew([link])  # not b's: nothing happens
+    a.leases.renew([link])
+    b.leases.renew([link])  # not b's: nothing happens
     clock.advance(timedelta(seconds=50))
     assert b.claim_due() == []  # renewed 50 s ago, good for 60
     with h.service.db.session() as session:
@@ -210,7 +210,7 @@ def test_replicas_starting_together_on_an_empty_database_all_start(pg_schema: st
 @contextmanager
 def another_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A process of this machine (as a crashed daemon was), and its process key."""
-    child = subprocess.Popen([sys.executable, "-c", "import sys\nfrom syncd.replica import this_process\n"
+    child = subprocess.Popen([sys.executable, "-c", "import sys\nfrom syncd.sync.replica import this_process\n"
                               "print(this_process().key, flush=True)\nsys.stdin.read()"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -18,7 +18,8 @@ from connectors.registry import Connectors
 from syncd.core.calendars import ChangeSet, SyncWindow
 from syncd.core.errors import AuthError, Bug, RateLimited, TransientError
 from syncd.core.ooo import timed_content
-from syncd.sync import MAX_BACKOFF
+from syncd.sync import LinkSyncer
+from syncd.sync.schedule import MAX_BACKOFF
 from tests.conftest import Clock, Harness, user
 
 HarnessFactory = Callable[..., Harness]
@@ -48,8 +49,8 @@ class FailingCalendars(MemoryConnector):
 def h(harness_factory: HarnessFactory, clock: Clock) -> Harness:
     harness = harness_factory([user("alice", "work"), user("bob", "home")])
     calendars = FailingCalendars(clock)
-    harness.syncer.connectors = Connectors(harness.service.config.accounts, overrides={"mem": calendars})
-    harness.syncer.rng = random.Random(3)
+    harness.syncer = LinkSyncer(harness.service, Connectors(harness.service.config.accounts,
+                                                            overrides={"mem": calendars}), rng=random.Random(3))
     harness.calendars = calendars
     harness.sync()  # both links start healthy
     return harness
@@ -74,7 +75,7 @@ def next_poll(h: Harness, calendar: str) -> datetime:
 
 
 def lines(caplog: pytest.LogCaptureFixture, level: int, name: str = ALICE) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "syncd.sync" and r.levelno == level
+    return [r for r in caplog.records if r.name.startswith("syncd.sync") and r.levelno == level
             and f"link {name}:" in r.getMessage()]
 
 

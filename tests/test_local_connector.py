@@ -22,7 +22,7 @@ from syncd.core.errors import ConfigError, CursorExpired, NotFound, Precondition
 from syncd.core.ooo import OooContent, all_day_content, timed_content
 from tests.connector_contract import TZ, ConnectorContract, all_day, timed
 
-LOGGER = "syncd.connectors.local"
+LOGGER = "connectors.local"  # the package: each of its modules logs under its own name
 
 
 def _stamp(value: datetime) -> str:
@@ -136,7 +136,7 @@ def ids(connector: LocalConnector, window: SyncWindow) -> set[str]:
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name.startswith(LOGGER) and r.levelno >= logging.WARNING]
 
 
 def _monday_in(days: int) -> date:

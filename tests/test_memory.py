@@ -1,4 +1,4 @@
-"""syncd.memory against the real allocator (glibc here; elsewhere the calls are no-ops)."""
+"""syncd.daemon.heap against the real allocator (glibc here; elsewhere the calls are no-ops)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from syncd.memory import _glibc
+from syncd.daemon.heap import _glibc
 
 pytestmark = pytest.mark.skipif(_glibc() is None, reason="glibc only: malloc_trim and mallopt are glibc's")
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(_glibc() is None, reason="glibc only: malloc_tri
 def test_free_heap_pages_are_handed_back() -> None:
     """Freed blocks with a few survivors between them stay in glibc's heap until trimmed."""
     script = textwrap.dedent("""
-        from syncd.memory import return_free_memory
+        from syncd.daemon.heap import return_free_memory
 
         def rss_mb():
             return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
@@ -35,6 +35,6 @@ def test_free_heap_pages_are_handed_back() -> None:
 
 
 def test_arenas_are_limited_before_threads_start() -> None:
-    script = "from syncd.memory import few_malloc_arenas; print(few_malloc_arenas())"
+    script = "from syncd.daemon.heap import few_malloc_arenas; print(few_malloc_arenas())"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"

@@ -11,12 +11,12 @@ import pytest
 import requests
 
 from connectors.outlook.connector import (
-    event_content,
-    replies_content,
-    transaction_id,
     AUTOMATIC_REPLIES,
     BLOCK_PROPERTY,
     OutlookConnector,
+    event_content,
+    replies_content,
+    transaction_id,
 )
 from connectors.outlook.options import OutlookOptions
 from syncd.core.calendars import EventDraft, PollRequest, SyncWindow

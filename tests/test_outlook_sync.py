@@ -23,9 +23,10 @@ from store.models import CalendarLinkRow, PushChannelRow
 from syncd.config import AccountConfig, Options, load_config
 from syncd.core.calendars import EventDraft
 from syncd.core.ooo import OooContent
-from syncd.daemon import Daemon, build_runtime
-from syncd.push import PushChannels
+from syncd.daemon import Daemon
+from syncd.daemon.runtime import build_runtime
 from syncd.service import Syncd
+from syncd.service.push import PushChannels
 from syncd.sync import LinkSyncer
 from tests.conftest import make_config, user
 from tests.connector_contract import all_day, timed
@@ -289,7 +290,7 @@ def test_forged_and_lifecycle_notifications(fake: FakeGraph, database: Database,
     from fastapi.testclient import TestClient
 
     from syncd.api import create_app
-    from syncd.metrics import Metrics
+    from syncd.service.metrics import Metrics
 
     config = make_config([user("alice", "primary", account="m365", tz=TZ)],
                          accounts={"m365": outlook_account(fake, push_url="https://hooks.example/o")})
@@ -306,7 +307,7 @@ def test_forged_and_lifecycle_notifications(fake: FakeGraph, database: Database,
         # A subscription as the connector would have made it (its own handshake needs a public URL).
         with database.session() as session:
             link_id = session.scalars(select(CalendarLinkRow.id)).one()
-            from syncd.push import digest
+            from syncd.service.push import digest
             expires = datetime.now(UTC) + timedelta(days=2)
             session.add(PushChannelRow(id="sub-1", link_id=link_id, token_digest=digest("client-state"),
                                        resource_id="users/alice/events", expires_at=expires,

@@ -25,17 +25,10 @@ from syncd.config import SinkConfig
 from syncd.core.errors import SyncdError, TransientError
 from syncd.core.ooo import timed_content
 from syncd.core.time import format_utc
-from syncd.publisher import Publisher
-from syncd.sinks import (
-    EVENT_ID_HEADER,
-    SIGNATURE_HEADER,
-    DeliveryThrottled,
-    PermanentDeliveryError,
-    Sink,
-    WebhookSink,
-    retry_delay,
-    verify_signature,
-)
+from syncd.publish.publisher import Publisher
+from syncd.publish.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from syncd.publish.sink import DeliveryThrottled, PermanentDeliveryError, Sink, retry_delay
+from syncd.publish.webhook import WebhookSink
 from tests.conftest import Clock, Harness, user
 
 HarnessFactory = Callable[..., Harness]
@@ -285,7 +278,7 @@ def test_dead_letter_after_the_age_then_the_queue_moves_on(setup: Setup, caplog:
     toggle(s, "alice", "available")
     toggle(s, "bob", "away")
 
-    with caplog.at_level(logging.INFO, "syncd.publisher"):
+    with caplog.at_level(logging.INFO, "syncd.publish.publisher"):
         s.publisher.drain()
         assert s.a.seen() == [("bob", "away")]
         for _ in range(200):  # retried whenever due, until the first attempt past the age
@@ -323,7 +316,7 @@ def test_one_log_line_per_failure_episode_per_sink(setup: Setup, caplog: pytest.
     s.a.fail = s.b.fail = lambda event: TransientError("cannot reach hooks.example.com: connection refused")
     toggle(s, "alice", "away")
     toggle(s, "bob", "away")
-    with caplog.at_level(logging.DEBUG, "syncd.publisher"):
+    with caplog.at_level(logging.DEBUG, "syncd.publish.publisher"):
         for _ in range(6):
             s.publisher.deliver_due()
             s.clock.advance(timedelta(minutes=5))  # everything is due again

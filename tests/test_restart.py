@@ -23,8 +23,8 @@ from store.db import Database
 from store.models import CalendarLinkRow
 from syncd.config import load_config
 from syncd.core.ooo import timed_content
-from syncd.replica import holder_is_dead
 from syncd.service import Syncd
+from syncd.sync.replica import holder_is_dead
 from tests.caldav_servers import vevent
 from tests.conftest import pg_url_for
 

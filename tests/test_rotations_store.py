@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from store.models import AssignmentRow, RotationSeatRow
 from syncd.core.errors import NotFoundInStore, TransientError, UserInputError
 from syncd.core.ooo import timed_content
-from syncd.directory import Directory
-from syncd.rotations import Assignment, NobodyEligible, RotationEngine
+from syncd.service.directory import Directory
+from syncd.service.rotations import Assignment, NobodyEligible, RotationEngine
 from tests.conftest import Harness, user
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the clock fixture's start: a Monday
@@ -36,7 +36,8 @@ def iso(value: datetime) -> str:
 
 def setup(harness_factory: Factory, *names: str) -> tuple[Harness, RotationEngine, Directory]:
     h = harness_factory([user(n) for n in names or ("a", "b", "c")])
-    return h, RotationEngine(h.service, rng=random.Random(7)), Directory(h.service)
+    engine = RotationEngine(h.service, rng=random.Random(7))
+    return h, engine, Directory(h.service, engine)
 
 
 def members(engine: RotationEngine, rid: str) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from store.db import Database
 from store.models import CredentialRow, UserRow
 from syncd.core.errors import AuthError, ConfigError, NotFoundInStore, UserInputError
-from syncd.secrets import CredentialVault, new_key
+from syncd.service.credentials import CredentialVault, new_key
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TOKEN = "1//refresh-token-of-alice"

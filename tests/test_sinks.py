@@ -23,16 +23,11 @@ import pytest
 
 from syncd import __version__
 from syncd.core.errors import Bug, ConfigError, RateLimited, TransientError
-from syncd.sinks import (
-    DeliveryThrottled,
-    PermanentDeliveryError,
-    StdoutSink,
-    WebhookSink,
-    build_sink,
-    retry_delay,
-    sign,
-    verify_signature,
-)
+from syncd.publish.build import build_sink
+from syncd.publish.signing import sign, verify_signature
+from syncd.publish.sink import DeliveryThrottled, PermanentDeliveryError, retry_delay
+from syncd.publish.stdout import StdoutSink
+from syncd.publish.webhook import WebhookSink
 
 SECRET = "whsec_test"
 NOW = 1_700_000_000

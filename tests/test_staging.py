@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from store.models import DeliveryRow, OutboxRow, StatusLogRow, UserStatusRow
 from syncd.core.errors import TransientError
 from syncd.core.ooo import timed_content
-from syncd.publisher import Publisher
-from syncd.status import LOOKAHEAD, SETTLE
+from syncd.publish.publisher import Publisher
+from syncd.service.recorder import LOOKAHEAD, SETTLE
 from tests.conftest import Clock, Harness, user
 from tests.test_publisher import FakeSink
 

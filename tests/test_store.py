@@ -163,7 +163,7 @@ def test_run_retries_while_sqlite_is_locked(quick_db: Database, sqlite_path: Pat
         assert locked.wait(5)
         threading.Timer(0.3, release.set).start()  # released while `run` is backing off
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="syncd.store"):
+        with caplog.at_level(logging.WARNING, logger="store"):
             quick_db.run(lambda s: add_user(s, "writer", datetime(2026, 3, 2, tzinfo=UTC)), what="test write")
         elapsed = time.monotonic() - started
     finally:

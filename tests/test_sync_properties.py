@@ -51,11 +51,12 @@ from sqlalchemy.orm import Session
 
 from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
+from store.blocks import content_of
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow, EventLinkRow
 from syncd.core.calendars import ChangeSet, SyncWindow
 from syncd.core.ooo import OooContent, all_day_content, timed_content
-from syncd.service import Syncd, block_content
+from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.conftest import Clock, make_config, user
 
@@ -149,7 +150,7 @@ class TwoWaySync(RuleBasedStateMachine):
     def _blocks(self) -> dict[str, OooContent]:
         def work(session: Session) -> dict[str, OooContent]:
             rows = session.scalars(select(BlockRow).where(BlockRow.deleted_at.is_(None)))
-            return {r.id: block_content(r) for r in rows}
+            return {r.id: content_of(r) for r in rows}
         return self.service.db.run(work)
 
     def _entity_of_event(self, cal: str, event_id: str) -> str:

@@ -1,8 +1,11 @@
 """CalDAV: any CalDAV server (Nextcloud, Fastmail, iCloud, SOGo, Radicale, Xandikos ...).
 
 - `options`: the account's keys in the config file and their checks;
-- `connector`: discovery, sync-collection (RFC 6578) or ctag/etag listing, multiget,
-  writing with If-Match; what the objects mean is `connectors.ical`.
+- `connector`: `CalDAVConnector`, composed from one mixin module per concern: `client`
+  (HTTP, credentials, errors), `objects` (one object: GET, ETag, parsing), `discovery`
+  (calendar names), `lookup` (`get`, `find_by_block_id`), `listing` (sync-collection
+  (RFC 6578) or ctag/ETag listing, multiget, the cursor) and `writing` (PUT and DELETE with
+  If-Match), over the shared state in `base`; what the objects mean is `connectors.ical`.
 
 What an operator needs to know is in ``README.md`` beside this file (the docs include it).
 """

@@ -1,8 +1,11 @@
 """Google Calendar: every linked user's calendar through the Calendar API v3.
 
 - `options`: the account's keys in the config file and their checks;
-- `connector`: the client (google-api-python-client), listing with sync tokens and batches,
-  event mapping and writing;
+- `connector`: `GoogleConnector`, composed from one mixin per concern over `base` (the
+  shared state): `client` (credentials, requests, errors; over `transport`), `listing`
+  (sync tokens, batches, the cursor), `writing` (one event at a time) and `watch` (push
+  channels), with the plain functions of `mapping` (event JSON <-> OOO content, ids) and
+  `series` (recurring events);
 - `push`: how its push notifications read.
 
 What an operator needs to know is in ``README.md`` beside this file (the docs include it).

@@ -2,7 +2,11 @@
 that vdirsyncer and khal use).
 
 - `options`: the account's keys in the config file and their checks;
-- `connector`: listing, change detection, atomic writes; what the bytes mean is `connectors.ical`.
+- `connector`: `LocalConnector`, composed from one mixin module per concern: `files`
+  (listing, reading, atomic writes, bad files logged once), `parsing` (what each file says,
+  cached; the UID index), `lookup` (`get`, `find_by_block_id`), `listing` (`changes`, the
+  cursor) and `writing` (`create`, `update`, `delete`), over the shared state in `base`;
+  what the bytes mean is `connectors.ical`.
 
 What an operator needs to know is in ``README.md`` beside this file (the docs include it).
 """

@@ -1,8 +1,24 @@
-"""Microsoft 365 / Outlook: mailboxes' calendars through Microsoft Graph, signing in with msal.
+"""Microsoft 365 / Outlook: mailboxes' calendars through Microsoft Graph v1.0, signing in with msal.
 
+Calendars
+---------
+A link's calendar is addressed as ``<user email>/<calendar id>`` (`address`); ``primary`` is
+the mailbox's default calendar. App-only sign-in (client credentials: a secret or a
+certificate) reaches every mailbox of the tenant; ``auth = "delegated"`` uses each user's own
+refresh token instead (kept encrypted by syncd; Entra ID rotates it on every use, and the new
+one is stored at once).
+
+Modules
+-------
 - `options`: the account's keys in the config file and their checks;
-- `connector`: sign-in, delta listing with ``$batch``, event mapping and writing, the
-  mailbox's automatic replies;
+- `connector`: `OutlookConnector`, composed of the parts below;
+- `client`: msal sign-in, the HTTP sessions, one Graph request and its errors, the
+  per-mailbox concurrency;
+- `mapping`: Graph event JSON <-> OOO content;
+- `listing`: delta listing with ``$batch``, the cursor (how Graph's changes are read);
+- `writing`: reading one event, and writing syncd's events;
+- `replies`: the mailbox's automatic replies as a read-only source;
+- `watch`: change notification subscriptions;
 - `push`: how its change notifications read.
 
 What an operator needs to know is in ``README.md`` beside this file (the docs include it).

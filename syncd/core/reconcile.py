@@ -1,9 +1,9 @@
-"""The three-way merge of DESIGN.md §1.3 as a pure plan.
+"""The three-way merge of one calendar link, as a pure plan.
 
 For one calendar link, `plan` compares three things — the user's blocks (the helpdesk side),
 the calendar's change set, and for every linked (block, event) pair the fingerprint both
 sides had when they were last in step (the *base*) — and returns the `Action`s that bring
-the two sides together. It performs no I/O; `syncd.service` executes the actions.
+the two sides together. It performs no I/O; the sync runner (`syncd.sync.execute`) carries the actions out.
 
 Directions: ``two-way`` copies both ways; ``pull`` only turns events into blocks (it never
 writes to the calendar); ``push`` only mirrors blocks into the calendar (the helpdesk wins
@@ -183,148 +183,171 @@ def plan(
     release_deletions: bool = False,
 ) -> Plan:
     """The actions that bring one calendar and the user's blocks in step."""
-    can_pull = link.direction in ("two-way", "pull")
-    can_push = link.direction in ("two-way", "push")
-    events = {e.event_id: e for e in changes.events}
-    removed = set(changes.removed)
-    result = Plan()
-    linked_blocks = {p.block_id for p in pairs}
-    linked_events = {p.event_id for p in pairs}
+    planner = _Planner(link, blocks, pairs, changes, window, policy)
+    for pair in pairs:  # 1. pairs we know: compare each side with the base
+        planner.known_pair(pair)
+    adopted = planner.unlinked_events()  # 2. our own writes (echo, crash), or new OOO in the calendar
+    planner.unlinked_blocks(adopted)  # 3. live blocks with no event here yet: mirror them
+    planner.safety_valve(safety, release_deletions)  # 4. a calendar that suddenly looks empty
+    return planner.result
 
-    def fingerprint(event: RemoteEvent) -> str:
-        return event.content.in_zone(window.timezone).fingerprint()
 
-    def resolve(block: BlockView, event: RemoteEvent) -> Action:
+class _Planner:
+    """The state of one planning; each method is one phase of `plan`."""
+
+    def __init__(self, link: LinkView, blocks: Mapping[str, BlockView], pairs: Sequence[Pair],
+                 changes: ChangeSet, window: SyncWindow, policy: ConflictPolicy) -> None:
+        self.link, self.blocks, self.pairs, self.changes = link, blocks, pairs, changes
+        self.window, self.policy = window, policy
+        self.events = {e.event_id: e for e in changes.events}
+        self.removed = set(changes.removed)
+        self.result = Plan()
+        self.linked_blocks = {p.block_id for p in pairs}
+        self.linked_events = {p.event_id for p in pairs}
+        self.can_pull = link.direction in ("two-way", "pull")
+        self.can_push = link.direction in ("two-way", "push")
+
+    def fingerprint(self, event: RemoteEvent) -> str:
+        return event.content.in_zone(self.window.timezone).fingerprint()
+
+    def resolve(self, block: BlockView, event: RemoteEvent, *, can_pull: bool, can_push: bool) -> Action:
         """Both changed, differently (or no base says which side changed)."""
         winner: Literal["calendar", "helpdesk"]
         if not can_push or event.read_only:
             winner = "calendar"
         elif not can_pull:
             winner = "helpdesk"
-        elif policy == "newest":
+        elif self.policy == "newest":
             calendar_newer = event.updated is not None and event.updated > block.updated_at
             winner = "calendar" if calendar_newer else "helpdesk"
         else:
-            winner = policy
-        conflict = Conflict(block.id, winner, policy, block.content, event.content)
-        result.conflicts.append(conflict)
+            winner = self.policy
+        conflict = Conflict(block.id, winner, self.policy, block.content, event.content)
+        self.result.conflicts.append(conflict)
         if winner == "calendar":
             return UpdateBlock(block.id, event, conflict)
         return UpdateEvent(block.id, event.event_id, event.etag, conflict)
 
-    # 1. Pairs we know: compare each side with the base.
-    for pair in pairs:
-        block = blocks.get(pair.block_id)
-        event = events.get(pair.event_id)
+    def known_pair(self, pair: Pair) -> None:
+        block = self.blocks.get(pair.block_id)
+        event = self.events.get(pair.event_id)
         # A read-only event is never written: its calendar's version wins.
         read_only = event is not None and event.read_only
-        can_push = link.direction in ("two-way", "push") and not read_only
-        can_pull = link.direction in ("two-way", "pull") or (read_only and link.direction != "push")
+        direction = self.link.direction
+        can_push = direction in ("two-way", "push") and not read_only
+        can_pull = direction in ("two-way", "pull") or (read_only and direction != "push")
         block_gone = block is None or block.deleted
-        if pair.event_id in removed:
+        if pair.event_id in self.removed:
             event_gone = True
-        elif changes.full and event is None:
+        elif self.changes.full and event is None:
             # A full listing covers only the window: a pair outside it is unknown, not gone.
-            event_gone = block is None or window.overlaps(block.content.start, block.content.end)
+            event_gone = block is None or self.window.overlaps(block.content.start, block.content.end)
         else:
             event_gone = False
-        block_changed = block is not None and block.content.fingerprint() != pair.base
-        event_changed = event is not None and fingerprint(event) != pair.base
-
+        add = self.result.actions.append
         if block_gone and event_gone:
-            result.actions.append(Unlink(pair.block_id, pair.event_id))
-        elif block_gone and read_only and can_pull:
-            assert event is not None
-            result.actions.append(UpdateBlock(pair.block_id, event, undelete=True))  # its calendar wins
+            add(Unlink(pair.block_id, pair.event_id))
         elif block_gone:
-            if event_changed and can_pull:
-                assert event is not None
-                result.actions.append(UpdateBlock(pair.block_id, event, undelete=True))
-            elif can_push:
-                etag = event.etag if event is not None else pair.etag
-                result.actions.append(DeleteEvent(pair.block_id, pair.event_id, etag))
-            # pull-only: the calendar keeps its event; the tombstone keeps it from coming back.
+            self._block_gone(pair, event, read_only, can_pull=can_pull, can_push=can_push)
         elif event_gone:
             assert block is not None
-            if can_push and (block_changed or not can_pull):
-                result.actions.append(CreateEvent(block.id, replaces=pair.event_id))
+            if can_push and (block.content.fingerprint() != pair.base or not can_pull):
+                add(CreateEvent(block.id, replaces=pair.event_id))
             elif can_pull:
-                result.actions.append(DeleteBlock(block.id, pair.event_id))
+                add(DeleteBlock(block.id, pair.event_id))
         elif event is None:  # not in this change set: unchanged on the calendar side
             assert block is not None
-            if block_changed and can_push:
-                result.actions.append(UpdateEvent(block.id, pair.event_id, pair.etag))
+            if block.content.fingerprint() != pair.base and can_push:
+                add(UpdateEvent(block.id, pair.event_id, pair.etag))
         else:
             assert block is not None
-            if block_changed and event_changed:
-                if fingerprint(event) == block.content.fingerprint():
-                    result.actions.append(Relink(block.id, event))
-                else:
-                    result.actions.append(resolve(block, event))
-            elif event_changed:
-                if can_pull:
-                    result.actions.append(UpdateBlock(block.id, event))
-                else:
-                    result.actions.append(UpdateEvent(block.id, event.event_id, event.etag))
-            elif block_changed:
-                if can_push:
-                    result.actions.append(UpdateEvent(block.id, event.event_id, event.etag))
-                elif read_only and can_pull:
-                    result.actions.append(UpdateBlock(block.id, event))  # never written: its version stands
-            elif event.etag != pair.etag:
-                result.actions.append(Relink(block.id, event))
+            self._both_present(pair, block, event, read_only, can_pull=can_pull, can_push=can_push)
 
-    can_pull = link.direction in ("two-way", "pull")
-    can_push = link.direction in ("two-way", "push")
+    def _block_gone(self, pair: Pair, event: RemoteEvent | None, read_only: bool, *, can_pull: bool,
+                    can_push: bool) -> None:
+        add = self.result.actions.append
+        event_changed = event is not None and self.fingerprint(event) != pair.base
+        if read_only and can_pull:
+            assert event is not None
+            add(UpdateBlock(pair.block_id, event, undelete=True))  # its calendar wins
+        elif event_changed and can_pull:
+            assert event is not None
+            add(UpdateBlock(pair.block_id, event, undelete=True))
+        elif can_push:
+            add(DeleteEvent(pair.block_id, pair.event_id, event.etag if event is not None else pair.etag))
+        # pull-only: the calendar keeps its event; the tombstone keeps it from coming back.
 
-    # 2. Events we have not linked: our own writes (echo / crash), or new OOO in the calendar.
-    adopted: set[str] = set()
-    unlinked_live = {
-        b.content.fingerprint(): b.id for b in blocks.values() if not b.deleted and b.id not in linked_blocks
-    }
-    for event in changes.events:
-        if event.event_id in linked_events:
-            continue
-        mine = blocks.get(event.block_id) if event.block_id else None
-        if mine is not None and mine.id not in linked_blocks and mine.id not in adopted:
-            if mine.deleted:
-                if can_push:
-                    result.actions.append(DeleteEvent(mine.id, event.event_id, event.etag, linked=False))
-                continue
-            adopted.add(mine.id)
-            result.actions.append(Adopt(mine.id, event))
-            if fingerprint(event) != mine.content.fingerprint():
-                # No base: the block may have been edited since we wrote the event, or the
-                # event since it was written. Either may be newer, so the policy decides.
-                result.actions.append(resolve(mine, event))
-            continue
-        if mine is not None:
-            # A second event for a block that already has one here (a copy): remove the copy.
+    def _both_present(self, pair: Pair, block: BlockView, event: RemoteEvent, read_only: bool, *, can_pull: bool,
+                      can_push: bool) -> None:
+        add = self.result.actions.append
+        block_changed = block.content.fingerprint() != pair.base
+        event_changed = self.fingerprint(event) != pair.base
+        if block_changed and event_changed:
+            if self.fingerprint(event) == block.content.fingerprint():
+                add(Relink(block.id, event))
+            else:
+                add(self.resolve(block, event, can_pull=can_pull, can_push=can_push))
+        elif event_changed:
+            add(UpdateBlock(block.id, event) if can_pull else UpdateEvent(block.id, event.event_id, event.etag))
+        elif block_changed:
             if can_push:
-                result.actions.append(DeleteEvent(mine.id, event.event_id, event.etag, linked=False))
-            continue
-        same = unlinked_live.get(fingerprint(event))
-        if same is not None and same not in adopted:
-            # The person entered the same OOO period here too: one block, not two.
-            adopted.add(same)
-            result.actions.append(Adopt(same, event))
-        elif can_pull:
-            result.actions.append(CreateBlock(event))
+                add(UpdateEvent(block.id, event.event_id, event.etag))
+            elif read_only and can_pull:
+                add(UpdateBlock(block.id, event))  # never written: its version stands
+        elif event.etag != pair.etag:
+            add(Relink(block.id, event))
 
-    # 3. Live blocks with no event here yet: mirror them.
-    if can_push:
-        for block in blocks.values():
-            if block.deleted or block.id in linked_blocks or block.id in adopted:
+    def unlinked_events(self) -> set[str]:
+        """Events we have not linked; returns the blocks they were adopted by."""
+        add = self.result.actions.append
+        adopted: set[str] = set()
+        unlinked_live = {b.content.fingerprint(): b.id for b in self.blocks.values()
+                         if not b.deleted and b.id not in self.linked_blocks}
+        for event in self.changes.events:
+            if event.event_id in self.linked_events:
                 continue
-            if block.content.end <= window.start:
-                continue  # long over: no point writing history into the calendar
-            result.actions.append(CreateEvent(block.id))
+            mine = self.blocks.get(event.block_id) if event.block_id else None
+            if mine is not None and mine.id not in self.linked_blocks and mine.id not in adopted:
+                if mine.deleted:
+                    if self.can_push:
+                        add(DeleteEvent(mine.id, event.event_id, event.etag, linked=False))
+                    continue
+                adopted.add(mine.id)
+                add(Adopt(mine.id, event))
+                if self.fingerprint(event) != mine.content.fingerprint():
+                    # No base: the block may have been edited since we wrote the event, or the
+                    # event since it was written. Either may be newer, so the policy decides.
+                    add(self.resolve(mine, event, can_pull=self.can_pull, can_push=self.can_push))
+                continue
+            if mine is not None:
+                # A second event for a block that already has one here (a copy): remove the copy.
+                if self.can_push:
+                    add(DeleteEvent(mine.id, event.event_id, event.etag, linked=False))
+                continue
+            same = unlinked_live.get(self.fingerprint(event))
+            if same is not None and same not in adopted:
+                # The person entered the same OOO period here too: one block, not two.
+                adopted.add(same)
+                add(Adopt(same, event))
+            elif self.can_pull:
+                add(CreateBlock(event))
+        return adopted
 
-    # 4. Safety valve: a calendar that suddenly looks empty must not wipe the helpdesk.
-    deletions = [a for a in result.actions if isinstance(a, DeleteBlock)]
-    live_linked = sum(1 for p in pairs if (b := blocks.get(p.block_id)) is not None and not b.deleted)
-    if (not release_deletions and len(deletions) >= safety.minimum
-            and len(deletions) > safety.share * live_linked):
-        result.actions = [a for a in result.actions if not isinstance(a, DeleteBlock)]
-        result.held_deletions = len(deletions)
-    return result
+    def unlinked_blocks(self, adopted: set[str]) -> None:
+        if not self.can_push:
+            return
+        for block in self.blocks.values():
+            if block.deleted or block.id in self.linked_blocks or block.id in adopted:
+                continue
+            if block.content.end <= self.window.start:
+                continue  # long over: no point writing history into the calendar
+            self.result.actions.append(CreateEvent(block.id))
+
+    def safety_valve(self, safety: DeletionSafety, released: bool) -> None:
+        """A calendar that suddenly looks empty must not wipe the helpdesk."""
+        result = self.result
+        deletions = [a for a in result.actions if isinstance(a, DeleteBlock)]
+        live_linked = sum(1 for p in self.pairs if (b := self.blocks.get(p.block_id)) is not None and not b.deleted)
+        if not released and len(deletions) >= safety.minimum and len(deletions) > safety.share * live_linked:
+            result.actions = [a for a in result.actions if not isinstance(a, DeleteBlock)]
+            result.held_deletions = len(deletions)

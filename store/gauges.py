@@ -1,0 +1,37 @@
+"""Counts an operator graphs (outbox depth and age, users per status, links per state), read
+when metrics are scraped, so they are right on every replica without bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from store.models import CalendarLinkRow, DeliveryRow, UserStatusRow
+
+__all__ = ["Gauges", "read"]
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    undelivered: list[tuple[str, str, int]]  # (sink, state, count) of deliveries not delivered
+    oldest_pending: datetime | None
+    users: dict[str, int]  # effective status -> users
+    links: dict[str, int]  # state -> enabled links
+
+
+def read(session: Session) -> Gauges:
+    undelivered = [(r[0], r[1], int(r[2])) for r in session.execute(
+        select(DeliveryRow.sink, DeliveryRow.state, func.count()).where(DeliveryRow.state != "delivered")
+        .group_by(DeliveryRow.sink, DeliveryRow.state))]
+    oldest = session.scalar(select(func.min(DeliveryRow.created_at)).where(DeliveryRow.state == "pending"))
+    if oldest is not None and oldest.tzinfo is None:  # an aggregate bypasses the column type
+        oldest = oldest.replace(tzinfo=UTC)
+    users = {r[0]: int(r[1]) for r in session.execute(
+        select(UserStatusRow.effective, func.count()).group_by(UserStatusRow.effective))}
+    links = {r[0]: int(r[1]) for r in session.execute(
+        select(CalendarLinkRow.state, func.count()).where(CalendarLinkRow.enabled.is_(True))
+        .group_by(CalendarLinkRow.state))}
+    return Gauges(undelivered, oldest, users, links)

@@ -1,0 +1,82 @@
+"""Push channels: a provider's promise to tell us when a linked calendar changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from store.models import CalendarLinkRow, PushChannelRow, UserRow
+
+__all__ = ["OpenChannel", "WantedChannel", "add", "forget", "get", "mark_notified", "open_channels", "resync",
+           "wanted"]
+
+
+@dataclass(frozen=True, slots=True)
+class WantedChannel:
+    """A link that should have a channel."""
+
+    link_id: int
+    account: str
+    calendar: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenChannel:
+    channel_id: str
+    link_id: int
+    account: str
+    calendar: str
+    email: str
+    resource_id: str
+    expires_at: datetime
+    enabled: bool  # its link is still enabled
+
+
+def wanted(session: Session, accounts: list[str]) -> list[WantedChannel]:
+    links = session.execute(
+        select(CalendarLinkRow.id, CalendarLinkRow.account, CalendarLinkRow.calendar, UserRow.email)
+        .join(UserRow, UserRow.id == CalendarLinkRow.user_id)
+        .where(CalendarLinkRow.enabled.is_(True), CalendarLinkRow.sync_ooo.is_(True),
+               CalendarLinkRow.account.in_(accounts), CalendarLinkRow.state != "reauth_required")
+        .order_by(CalendarLinkRow.id))
+    return [WantedChannel(i, a, c, e.lower()) for i, a, c, e in links]
+
+
+def open_channels(session: Session) -> list[OpenChannel]:
+    channels = session.execute(
+        select(PushChannelRow, CalendarLinkRow.account, CalendarLinkRow.calendar, CalendarLinkRow.enabled,
+               UserRow.email)
+        .join(CalendarLinkRow, CalendarLinkRow.id == PushChannelRow.link_id)
+        .join(UserRow, UserRow.id == CalendarLinkRow.user_id))
+    return [OpenChannel(row.id, row.link_id, account, calendar, email.lower(), row.resource_id, row.expires_at,
+                        enabled) for row, account, calendar, enabled, email in channels]
+
+
+def add(session: Session, channel_id: str, link_id: int, token_digest: str, resource_id: str, expires_at: datetime,
+        now: datetime) -> None:
+    session.add(PushChannelRow(id=channel_id, link_id=link_id, token_digest=token_digest, resource_id=resource_id,
+                               expires_at=expires_at, created_at=now))
+
+
+def get(session: Session, channel_id: str) -> PushChannelRow | None:
+    return session.get(PushChannelRow, channel_id)
+
+
+def forget(session: Session, channel_id: str) -> None:
+    session.execute(delete(PushChannelRow).where(PushChannelRow.id == channel_id))
+
+
+def mark_notified(session: Session, row: PushChannelRow, now: datetime) -> None:
+    """A notification arrived: the channel's link is due now."""
+    row.notified_at = now
+    session.execute(update(CalendarLinkRow).where(CalendarLinkRow.id == row.link_id, CalendarLinkRow.enabled.is_(True))
+                    .values(next_poll_at=now))
+
+
+def resync(session: Session, link_id: int, now: datetime) -> None:
+    """Notifications were lost: list the calendar from scratch, now, rather than trust the cursor."""
+    session.execute(update(CalendarLinkRow).where(CalendarLinkRow.id == link_id).values(cursor=None, next_poll_at=now))

@@ -1,0 +1,147 @@
+"""Users, their calendar links as the config file or the API sets them, and teams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from store.models import CalendarLinkRow, TeamMemberRow, TeamRow, UserRow, UserStatusRow
+
+__all__ = [
+    "LinkSpec", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in", "enabled_links", "ids",
+    "ids_with_email", "put_team",
+    "summaries", "team_exists", "team_members", "teams_of", "touch_links", "upsert",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """One calendar a user links, as configured."""
+
+    account: str
+    calendar: str
+    sync_ooo: bool = True
+    direction: str = "two-way"
+
+
+def by_id(session: Session, user_id: str) -> UserRow | None:
+    return session.get(UserRow, user_id)
+
+
+def by_id_or_email(session: Session, user: str) -> UserRow | None:
+    row = session.get(UserRow, user)
+    if row is None:
+        row = session.scalars(select(UserRow).where(UserRow.email == user)).first()
+    return row
+
+
+def ids_with_email(session: Session, email: str) -> list[str]:
+    return list(session.scalars(select(UserRow.id).where(UserRow.email == email)))
+
+
+def ids(session: Session) -> list[str]:
+    return list(session.scalars(select(UserRow.id).order_by(UserRow.id)))
+
+
+def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: dict[str, Any],
+           links: Sequence[LinkSpec], origin: str, now: datetime) -> tuple[UserRow, bool]:
+    """Create or update a user and their calendar links. Returns the row, and whether what
+    decides their status besides their blocks (zone, working hours) is unchanged. From the
+    API the whole list of links is sent: links left out are switched off (kept, with their
+    event links, in case they come back)."""
+    row = session.get(UserRow, user_id)
+    same_rules = row is not None and row.timezone == timezone and row.working_hours == hours
+    if row is None:
+        row = UserRow(id=user_id, created_at=now, origin=origin)
+        session.add(row)
+    row.email, row.timezone, row.working_hours = email, timezone, hours
+    session.flush()
+    for spec in links:
+        link = session.scalars(select(CalendarLinkRow).where(
+            CalendarLinkRow.user_id == user_id, CalendarLinkRow.account == spec.account,
+            CalendarLinkRow.calendar == spec.calendar)).one_or_none()
+        if link is None:
+            link = CalendarLinkRow(user_id=user_id, account=spec.account, calendar=spec.calendar, next_poll_at=now,
+                                   state="ok", failures=0, held_deletions=0, release_deletions=False)
+            session.add(link)
+        if not link.enabled:
+            link.next_poll_at = now
+        link.sync_ooo, link.direction, link.enabled = spec.sync_ooo, spec.direction, True
+    if origin != "config":
+        wanted = {(spec.account, spec.calendar) for spec in links}
+        for link in session.scalars(select(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id)):
+            if (link.account, link.calendar) not in wanted:
+                link.enabled = False
+    return row, same_rules
+
+
+def disable_links_not_in(session: Session, configured: set[tuple[str, str, str]]) -> None:
+    """Links of config-file users that the file no longer lists are switched off, not deleted,
+    so they return (with their event links) if the calendar is added again."""
+    for link in session.scalars(select(CalendarLinkRow)):
+        owner = session.get(UserRow, link.user_id)
+        if owner is not None and owner.origin == "config" and (link.user_id, link.account, link.calendar) \
+                not in configured:
+            link.enabled = False
+
+
+def delete_user(session: Session, row: UserRow) -> None:
+    session.delete(row)
+    session.flush()
+
+
+def summaries(session: Session, status: str | None) -> list[tuple[UserRow, UserStatusRow | None]]:
+    query = select(UserRow, UserStatusRow).join(UserStatusRow, UserStatusRow.user_id == UserRow.id,
+                                                isouter=True).order_by(UserRow.id)
+    if status:
+        query = query.where(UserStatusRow.effective == status)
+    return [(user, state) for user, state in session.execute(query)]
+
+
+def enabled_links(session: Session, user_id: str) -> list[CalendarLinkRow]:
+    return list(session.scalars(select(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id,
+                                                              CalendarLinkRow.enabled.is_(True))
+                                .order_by(CalendarLinkRow.id)))
+
+
+# -- teams -----------------------------------------------------------------------------------------
+
+
+def team_exists(session: Session, team_id: str) -> bool:
+    return session.get(TeamRow, team_id) is not None
+
+
+def put_team(session: Session, team_id: str, members: Iterable[str], now: datetime) -> bool:
+    """Create the team or replace its members; whether it was created."""
+    created = session.get(TeamRow, team_id) is None
+    if created:
+        session.add(TeamRow(id=team_id, created_at=now))
+        session.flush()
+    session.execute(delete(TeamMemberRow).where(TeamMemberRow.team_id == team_id))
+    for member in dict.fromkeys(members):
+        session.add(TeamMemberRow(team_id=team_id, user_id=member))
+    session.flush()
+    return created
+
+
+def team_members(session: Session, team_id: str) -> list[str]:
+    return list(session.scalars(select(TeamMemberRow.user_id).where(TeamMemberRow.team_id == team_id)
+                                .order_by(TeamMemberRow.user_id)))
+
+
+def teams_of(session: Session, user_id: str) -> list[str]:
+    return list(session.scalars(select(TeamMemberRow.team_id).where(TeamMemberRow.user_id == user_id)))
+
+
+def touch_links(session: Session, user_id: str, now: datetime, *, except_link: int | None = None) -> None:
+    """Poll the user's enabled links now: their calendars must hear of a block change soon."""
+    query = update(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id, CalendarLinkRow.enabled.is_(True),
+                                          CalendarLinkRow.state != "reauth_required")
+    if except_link is not None:
+        query = query.where(CalendarLinkRow.id != except_link)
+    session.execute(query.values(next_poll_at=now))

@@ -1,0 +1,57 @@
+"""Bearer tokens and their scopes: ``read`` ⊂ ``write`` ⊂ ``admin``.
+
+Tokens come from the config file and are kept only as SHA-256 digests; a presented token is
+compared with every known one, so the time taken says nothing about which was close.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Header
+
+from syncd.api.errors import ApiError
+from syncd.config import ApiConfig
+
+__all__ = ["SCOPE_RANK", "TokenBook", "scope_check"]
+
+SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
+
+
+class TokenBook:
+    """The configured bearer tokens, kept as SHA-256 digests only."""
+
+    def __init__(self, api: ApiConfig) -> None:
+        self._tokens = [(hashlib.sha256(t.token.encode()).digest(), t.name, t.scopes) for t in api.tokens]
+
+    def __bool__(self) -> bool:
+        return bool(self._tokens)
+
+    def lookup(self, presented: str) -> tuple[str, tuple[str, ...]] | None:
+        digest = hashlib.sha256(presented.encode()).digest()
+        found = None
+        for known, name, scopes in self._tokens:  # compare with every token: timing says nothing
+            if hmac.compare_digest(known, digest):
+                found = (name, scopes)
+        return found
+
+
+def scope_check(tokens: TokenBook, needed: str) -> Callable[..., Awaitable[str]]:
+    """A dependency that lets a request through with a token of ``needed`` scope (or more);
+    it answers the token's name."""
+    async def check(authorization: Annotated[str | None, Header()] = None) -> str:  # async: no thread hop
+        if not tokens:
+            raise ApiError(401, "unauthorized", "no API tokens are configured; add [api].tokens to the config")
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'")
+        found = tokens.lookup(authorization[7:].strip())
+        if found is None:
+            raise ApiError(401, "unauthorized", "unknown token")
+        name, scopes = found
+        if max((SCOPE_RANK.get(s, -1) for s in scopes), default=-1) < SCOPE_RANK[needed]:
+            raise ApiError(403, "forbidden", f"token {name!r} lacks the {needed!r} scope")
+        return name
+    return check

@@ -1,0 +1,23 @@
+"""The JSON Schema of the status event every sink receives, for consumers to validate against."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from syncd.api.context import ApiContext
+from syncd.core.events import STATUS_EVENT_SCHEMA
+
+__all__ = ["router"]
+
+
+def router(_ctx: ApiContext) -> APIRouter:
+    r = APIRouter(tags=["events"])
+
+    @r.get("/v1/schema/status-event.json", response_class=JSONResponse,
+           responses={200: {"description": "JSON Schema (2020-12) of the status event",
+                            "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
+    def status_event_schema() -> JSONResponse:
+        return JSONResponse(STATUS_EVENT_SCHEMA, media_type="application/schema+json")
+
+    return r

@@ -1,0 +1,33 @@
+"""A user's Available / Away status: asked for (now or at an instant) and set by hand."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from syncd.api.context import ApiContext
+from syncd.api.schemas import StatusIn, StatusOut
+from syncd.core.time import ensure_aware
+
+__all__ = ["router"]
+
+
+def router(ctx: ApiContext) -> APIRouter:
+    r = APIRouter(tags=["status"])
+    service = ctx.service
+
+    @r.get("/v1/users/{user_id}/status", dependencies=[ctx.read], response_model=StatusOut)
+    async def get_status(user_id: str, at: datetime | None = None) -> JSONResponse:
+        # The hottest endpoint: a short SQLite/PostgreSQL read run inline (no thread hop), and
+        # a ready response (no second validation of what StatusInfo already guarantees).
+        return JSONResponse(service.status(user_id, ensure_aware(at, "at") if at else None).as_json())
+
+    @r.put("/v1/users/{user_id}/status", response_model=StatusOut)
+    def put_status(user_id: str, change: StatusIn, who: str = ctx.write) -> dict[str, Any]:
+        return service.set_status(user_id, change.status, end_ooo_early=change.end_ooo_early,
+                                  by=f"api:{who}").as_json()
+
+    return r

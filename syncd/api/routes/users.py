@@ -1,0 +1,50 @@
+"""Users and teams registered through the API (config-file users are read-only here)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+
+from syncd.api.context import ApiContext
+from syncd.api.schemas import TeamIn, TeamOut, UserIn, UserOut, UserSummary
+
+__all__ = ["router"]
+
+
+def router(ctx: ApiContext) -> APIRouter:
+    r = APIRouter(tags=["users"])
+    directory = ctx.directory
+
+    @r.put("/v1/users/{user_id}", dependencies=[ctx.write], response_model=UserOut,
+           responses={201: {"model": UserOut, "description": "created"}})
+    def put_user(user_id: str, user: UserIn, response: Response) -> dict[str, Any]:
+        out, created = directory.put_user(user_id, user.model_dump())
+        response.status_code = 201 if created else 200
+        return out
+
+    @r.get("/v1/users/{user_id}", dependencies=[ctx.read], response_model=UserOut)
+    def get_user(user_id: str) -> dict[str, Any]:
+        return directory.get_user(user_id)
+
+    @r.delete("/v1/users/{user_id}", dependencies=[ctx.write], status_code=204)
+    def delete_user(user_id: str) -> Response:
+        directory.delete_user(user_id)
+        return Response(status_code=204)
+
+    @r.get("/v1/users", dependencies=[ctx.read], response_model=list[UserSummary])
+    def list_users(status: Literal["available", "away"] | None = None) -> list[dict[str, Any]]:
+        return directory.list_users(status)
+
+    @r.put("/v1/teams/{team_id}", dependencies=[ctx.write], response_model=TeamOut,
+           responses={201: {"model": TeamOut, "description": "created"}})
+    def put_team(team_id: str, team: TeamIn, response: Response) -> dict[str, Any]:
+        out, created = directory.put_team(team_id, team.members)
+        response.status_code = 201 if created else 200
+        return out
+
+    @r.get("/v1/teams/{team_id}", dependencies=[ctx.read], response_model=TeamOut)
+    def get_team(team_id: str) -> dict[str, Any]:
+        return directory.get_team(team_id)
+
+    return r

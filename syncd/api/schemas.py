@@ -1,0 +1,213 @@
+"""The request and response bodies of the HTTP API (they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    model_config = ConfigDict(extra="allow")
+
+
+class CalendarIn(Strict):
+    account: str
+    calendar: str = "primary"
+    sync_ooo: bool = True
+    direction: Literal["two-way", "pull", "push"] = "two-way"
+
+
+class UserIn(Strict):
+    email: str
+    timezone: str
+    working_hours: dict[str, str | list[str]] | None = None
+    calendars: list[CalendarIn] = Field(default_factory=list)
+
+
+class CalendarOut(BaseModel):
+    id: int
+    account: str
+    calendar: str
+    sync_ooo: bool
+    direction: str
+    state: str
+    last_success: str | None
+    last_error: str | None
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    timezone: str
+    origin: str
+    working_hours: dict[str, list[str]]
+    calendars: list[CalendarOut]
+
+
+class UserSummary(BaseModel):
+    id: str
+    email: str
+    timezone: str
+    origin: str
+    status: str | None
+    reason: str | None
+    since: str | None
+
+
+class TeamIn(Strict):
+    members: list[str]
+
+
+class TeamOut(BaseModel):
+    id: str
+    members: list[str]
+
+
+class StatusOut(BaseModel):
+    user: str
+    status: Literal["available", "away"]
+    reason: str
+    since: str | None
+    until: str | None
+    blocks: list[str]
+
+
+class StatusIn(Strict):
+    status: Literal["available", "away"]
+    end_ooo_early: bool = False
+
+
+class BlockIn(Strict):
+    start: datetime | None = None
+    end: datetime | None = None
+    date: dt.date | None = None
+    to_date: dt.date | None = None
+    title: str | None = Field(default=None, max_length=500)
+
+
+class BlockPatch(BlockIn):
+    pass
+
+
+class BlockOut(BaseModel):
+    id: str
+    start: str
+    end: str
+    all_day: bool
+    title: str
+    source: str
+    revision: int
+
+
+class RotationIn(Strict):
+    name: str = Field(min_length=1, max_length=300)
+    members: list[str] = Field(default_factory=list)
+    teams: list[str] = Field(default_factory=list)
+    policy: Literal["reset", "calibrate"] = "reset"
+
+
+class MemberOut(BaseModel):
+    user: str
+    available: bool
+    status: str
+    assignments: float
+    recent: int
+    last_assigned_at: str | None
+    eligible: bool
+    reason: str | None
+    available_at: str | None
+
+
+class RotationOut(BaseModel):
+    id: str
+    name: str
+    policy: str
+    counts_since: str | None
+    users: list[str]
+    teams: list[str]
+    members: list[MemberOut]
+    next: str | None
+
+
+class MemberIn(Strict):
+    user: str
+
+
+class MemberToggle(Strict):
+    available: bool
+
+
+class IneligibleOut(BaseModel):
+    user: str
+    reason: str
+    available_at: str | None
+
+
+class NextOut(BaseModel):
+    member: str | None
+    eligible: list[str]
+    ineligible: list[IneligibleOut]
+    next_available_at: str | None
+
+
+class AssignIn(Strict):
+    idempotency_key: str = Field(min_length=1, max_length=300)
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+class AssignmentOut(BaseModel):
+    assignment_id: str
+    rotation: str
+    member: str
+    start: str | None
+    end: str | None
+    created_at: str | None
+    replayed: bool
+
+
+class EligibleIn(Strict):
+    users: list[str]
+    at: datetime | None = None
+
+
+class EligibleOut(BaseModel):
+    eligible: list[str]
+    ineligible: list[IneligibleOut]
+
+
+class LinkOut(BaseModel):
+    id: int
+    user: str
+    account: str
+    calendar: str
+    direction: str
+    enabled: bool
+    sync_ooo: bool
+    state: str
+    last_sync: str | None
+    last_success: str | None
+    last_error: str | None
+    failures: int
+    held_deletions: int
+    next_poll: str | None
+    owner: str | None = Field(description="the replica syncing it now, or the one that synced it last")
+    syncing: bool = Field(description="a replica holds its lease now")
+    lag_s: float | None = Field(description="seconds since its last successful sync")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text_}
+    for code, text_ in ((400, "bad request"), (401, "missing or wrong token"), (403, "token lacks the scope"),
+                        (404, "no such thing"), (409, "conflict: see message"), (412, "stale revision"),
+                        (422, "invalid body or parameters"), (503, "temporarily unavailable"))
+}

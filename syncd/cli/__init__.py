@@ -1,0 +1,65 @@
+"""The `syncd` command line.
+
+Exit codes: 0 done; 1 some calendar link failed (sync) or a transient failure; 2 bad
+config or bad input; 3 "set available" while out of office needs --end-ooo-early.
+Errors an operator can fix are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from syncd.cli.commands import dispatch
+from syncd.cli.parser import parser
+from syncd.config import Config, find_config_path, load_config
+from syncd.core.errors import Bug, ConfigError, ConfirmationRequired, RetryLater, SyncdError, UserInputError
+
+__all__ = ["main"]
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "credentials" and args.credentials == "new-key":
+        from syncd.service.credentials import new_key
+        print(new_key())  # needs no config: it is what goes into one
+        return 0
+    try:
+        config = load_config(find_config_path(args.config, os.environ))
+        logging.basicConfig(level=config.daemon.log_level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # A tick skipped because the previous one still runs is by design (coalescing), not news.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
+        if args.command == "check-config":
+            return _check_config(config)
+        return dispatch(args, config)
+    except ConfirmationRequired as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return 3
+    except (ConfigError, UserInputError) as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return 2
+    except (RetryLater, SyncdError) as exc:
+        if isinstance(exc, Bug):
+            raise
+        print(f"syncd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+
+
+def _check_config(config: Config) -> int:
+    links = sum(len(u.calendars) for u in config.users)
+    print(f"{config.path}: ok ({len(config.users)} users, {len(config.accounts)} accounts, {links} calendar "
+          f"links, {len(config.sinks)} sinks)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

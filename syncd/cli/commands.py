@@ -1,0 +1,207 @@
+"""What each command does, given the parsed arguments and a loaded config.
+
+Commands that change blocks or status record the change and its outbox entry; the daemon
+(or the next `sync --once`) delivers it, so each sink hears it from one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, timedelta
+from typing import Any
+
+from syncd.config import Config
+from syncd.core.errors import Bug, UserInputError
+from syncd.core.ooo import all_day_content, timed_content
+from syncd.core.time import format_utc, parse_instant
+from syncd.daemon import Daemon
+from syncd.daemon.heap import few_malloc_arenas
+from syncd.daemon.runtime import Runtime, build_runtime
+
+__all__ = ["dispatch"]
+
+
+def dispatch(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "run":
+        few_malloc_arenas()  # before any thread starts
+    rt = build_runtime(config)
+    if args.command == "run":
+        Daemon(rt).run_forever()
+        return 0
+    try:
+        rt.service.prepare()
+        match args.command:
+            case "sync":
+                return _sync_once(rt, args.user)
+            case "status":
+                return _status(rt, args)
+            case "set-status":
+                info = rt.service.set_status(args.user, args.status, end_ooo_early=args.end_ooo_early, by="cli")
+                _print_status([info.as_json()], as_json=False)
+                return 0
+            case "ooo":
+                return _ooo(rt, args)
+            case "links":
+                return _links(rt, args)
+            case "credentials":
+                return _credentials(rt, args)
+            case "secrets":
+                count = rt.vault.rotate()
+                print(f"re-encrypted {count} stored secret(s) with each account's first token_key; "
+                      "the old keys can now be removed from the config")
+                return 0
+        raise Bug(f"unhandled command {args.command}")
+    finally:
+        rt.close()
+
+
+def _sync_once(rt: Runtime, users: list[str]) -> int:
+    for user in users:
+        if user not in rt.service.user_ids():
+            raise UserInputError(f"no user {user!r} in the config or the database")
+    rt.service.advance_all()
+    outcomes = rt.syncer.sync_once(users or None)
+    rt.service.advance_all()
+    report = rt.publisher.drain()
+    failed = [o for o in outcomes if not o.ok]
+    for outcome in failed:
+        print(f"{outcome.name}: {outcome.error}", file=sys.stderr)
+    held = [o for o in outcomes if o.held_deletions]
+    for outcome in held:
+        print(f"{outcome.name}: {outcome.held_deletions} deletions held; "
+              f"confirm with `syncd links release-deletions {outcome.link_id}`", file=sys.stderr)
+    print(f"synced {len(outcomes) - len(failed)}/{len(outcomes)} links; {sum(o.actions for o in outcomes)} "
+          f"changes applied; {report.delivered} status events delivered")
+    return 1 if failed else 0
+
+
+def _status(rt: Runtime, args: argparse.Namespace) -> int:
+    if args.links:
+        if args.at:
+            raise UserInputError("--links shows the links as they are now; leave out --at")
+        wanted = set(args.users)
+        for user in wanted:
+            rt.service.user_timezone(user)  # an unknown user is an error, not an empty list
+        _print_links([r for r in rt.service.links() if not wanted or r["user"] in wanted], as_json=args.json)
+        return 0
+    at = parse_instant(args.at, "--at") if args.at else None
+    users = args.users or rt.service.user_ids()
+    rows = [rt.service.status(u, at).as_json() for u in users]
+    _print_status(rows, as_json=args.json)
+    if not args.json and not args.users:
+        # What needs an operator: undeliverable events, links that cannot sync.
+        dead = rt.service.dead_letters()
+        if dead:
+            print(f"{dead} status event(s) could not be delivered and were dead-lettered", file=sys.stderr)
+        for link in rt.service.links():
+            if link["enabled"] and link["state"] != "ok":
+                print(f"link {link['id']} {link['user']}/{link['account']}/{link['calendar']}: {link['state']}: "
+                      f"{link['last_error'] or ''}".rstrip(": "), file=sys.stderr)
+    return 0
+
+
+def _print_status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        parts = [f"{row['user']:<12}", f"{row['status']:<9}", f"{row['reason']:<15}"]
+        if row["since"]:
+            parts.append(f"since {row['since']}")
+        if row["until"]:
+            parts.append(f"until {row['until']}")
+        if row["blocks"]:
+            parts.append("blocks " + ",".join(row["blocks"]))
+        print("  ".join(parts).rstrip())
+
+
+def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
+    service = rt.service
+    match args.ooo:
+        case "add":
+            if args.date:
+                if args.start or args.end:
+                    raise UserInputError("give either --date [--to-date] (all-day) or --start and --end, not both")
+                first = _date(args.date, "--date")
+                last = _date(args.to_date, "--to-date") if args.to_date else first
+                user = service.user_timezone(args.user)
+                content = all_day_content(first, last + timedelta(days=1), user, args.title)
+            else:
+                if not (args.start and args.end):
+                    raise UserInputError("give --start and --end (ISO 8601 with an offset), or --date for all-day")
+                content = timed_content(parse_instant(args.start, "--start"), parse_instant(args.end, "--end"),
+                                        args.title)
+            block = service.add_block(args.user, content)
+            print(block.id)
+        case "list":
+            blocks = [b.as_json() for b in service.list_blocks(args.user)]
+            if args.json:
+                print(json.dumps([{k: b[k] for k in ("id", "start", "end", "all_day", "title", "source")}
+                                  for b in blocks], indent=2))
+            else:
+                for b in blocks:
+                    kind = "all-day" if b["all_day"] else "timed"
+                    print(f"{b['id']}  {b['start']}  {b['end']}  {kind:<7}  {b['source']:<24}  {b['title']}")
+        case "delete":
+            block = service.delete_block(args.block_id)
+            print(f"deleted {block.id}")
+        case "end":
+            block = service.end_block_early(args.block_id)
+            print(f"ended {block.id} at {format_utc(block.end)}")
+    return 0
+
+
+def _links(rt: Runtime, args: argparse.Namespace) -> int:
+    if args.links_action == "release-deletions":
+        name = rt.syncer.release_deletions(args.link)
+        print(f"link {args.link} ({name}): held deletions will be applied on its next sync")
+        return 0
+    _print_links(rt.service.links(), as_json=args.json)
+    return 0
+
+
+def _print_links(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    width = max((len(f"{r['user']}/{r['account']}/{r['calendar']}") for r in rows), default=0)
+    for row in rows:
+        name = f"{row['user']}/{row['account']}/{row['calendar']}"
+        line = (f"{row['id']:>4}  {name:<{width}}  {row['direction']:<7}  {row['state']:<15}  "
+                f"last success {row['last_success'] or 'never'}")
+        if row["lag_s"] is not None:
+            line += f"  lag {row['lag_s']:.0f}s"
+        if row["owner"]:
+            line += f"  {'syncing on' if row['syncing'] else 'last synced by'} {row['owner']}"
+        if row["last_error"]:
+            line += f"  error: {row['last_error']}"
+        print(line)
+
+
+def _credentials(rt: Runtime, args: argparse.Namespace) -> int:
+    vault = rt.vault
+    if args.credentials == "list":
+        for account, subject, stored in vault.subjects(args.account):
+            print(f"{account}  {subject}  stored {format_utc(stored)}")
+        return 0
+    if args.account not in rt.config.accounts:
+        raise UserInputError(f"no account {args.account!r} in the config file")
+    if args.credentials == "remove":
+        found = vault.remove(args.account, args.user)
+        print(f"{'removed' if found else 'no token stored for'} {args.user} ({args.account})")
+        return 0
+    if sys.stdin.isatty():
+        print("paste the refresh token and press Enter:", file=sys.stderr)
+    token = sys.stdin.readline()
+    email = vault.store(args.account, args.user, token)
+    print(f"stored a refresh token for {email} ({args.account}); their calendars sync on the next poll")
+    return 0
+
+
+def _date(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UserInputError(f"{what} {text!r} is not a date like 2026-12-24") from None

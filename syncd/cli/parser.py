@@ -1,0 +1,82 @@
+"""The command line's grammar: every command and its options."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from syncd import __version__
+
+__all__ = ["parser"]
+
+Commands = Any  # argparse's sub-parser action (a private class)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncd", description="Out-of-office calendar sync and availability.")
+    parser.add_argument("-c", "--config", help="config file (default: $SYNCD_CONFIG, then ./syncd.toml)")
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="run the daemon")
+    sync = sub.add_parser("sync", help="one pass over every enabled link, then due transitions and delivery")
+    sync.add_argument("--once", action="store_true", required=True, help="run once and exit (required)")
+    sync.add_argument("--user", action="append", default=[], metavar="ID", help="only this user (repeatable)")
+    _status(sub)
+    _ooo(sub)
+    sub.add_parser("check-config", help="check the config file; exit 0 or 2 with the error")
+    links = sub.add_parser("links", help="calendar links and their sync state")
+    links.add_argument("--json", action="store_true")
+    links_sub = links.add_subparsers(dest="links_action", metavar="ACTION")
+    release = links_sub.add_parser("release-deletions", help="apply deletions held by the safety valve")
+    release.add_argument("link", type=int, metavar="LINK")
+    _credentials(sub)
+    return parser
+
+
+def _status(sub: Commands) -> None:
+    status = sub.add_parser("status", help="users' Available/Away status")
+    status.add_argument("users", nargs="*", metavar="USER")
+    status.add_argument("--at", metavar="ISO8601", help="the status at this instant (with an offset)")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--links", action="store_true",
+                        help="the users' calendar links instead: state, last success, lag, owner replica, last error")
+    setst = sub.add_parser("set-status", help="set a user's status manually")
+    setst.add_argument("user", metavar="USER")
+    setst.add_argument("status", choices=["available", "away"])
+    setst.add_argument("--end-ooo-early", action="store_true",
+                       help="confirm ending the OOO block(s) covering now when setting available")
+
+
+def _ooo(sub: Commands) -> None:
+    ooo = sub.add_parser("ooo", help="out-of-office blocks").add_subparsers(dest="ooo", required=True,
+                                                                           metavar="ACTION")
+    add = ooo.add_parser("add", help="add a block (timed with --start/--end, all-day with --date)")
+    add.add_argument("user", metavar="USER")
+    add.add_argument("--start", metavar="ISO8601")
+    add.add_argument("--end", metavar="ISO8601")
+    add.add_argument("--date", metavar="YYYY-MM-DD", help="first day off, in the user's time zone")
+    add.add_argument("--to-date", metavar="YYYY-MM-DD", help="last day off (inclusive; default: --date)")
+    add.add_argument("--title")
+    lst = ooo.add_parser("list", help="a user's live blocks")
+    lst.add_argument("user", metavar="USER")
+    lst.add_argument("--json", action="store_true")
+    for name, text in (("delete", "delete a block"), ("end", "end a block now (end it early)")):
+        p = ooo.add_parser(name, help=text)
+        p.add_argument("block_id", metavar="BLOCK_ID")
+
+
+def _credentials(sub: Commands) -> None:
+    creds = sub.add_parser("credentials", help="per-user OAuth refresh tokens (kept encrypted)").add_subparsers(
+        dest="credentials", required=True, metavar="ACTION")
+    cset = creds.add_parser("set", help="store USER's refresh token for ACCOUNT, read from standard input")
+    cset.add_argument("account")
+    cset.add_argument("user", help="user id or email")
+    crm = creds.add_parser("remove", help="forget USER's refresh token for ACCOUNT")
+    crm.add_argument("account")
+    crm.add_argument("user", help="user id or email")
+    clist = creds.add_parser("list", help="whose tokens are stored (never the tokens)")
+    clist.add_argument("account", nargs="?")
+    creds.add_parser("new-key", help="print a new random token_key")
+    secrets_cmd = sub.add_parser("secrets", help="the keys stored secrets are encrypted with").add_subparsers(
+        dest="secrets", required=True, metavar="ACTION")
+    secrets_cmd.add_parser("rotate", help="re-encrypt every stored secret with each account's first token_key")

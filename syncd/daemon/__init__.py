@@ -1,0 +1,225 @@
+"""`syncd run`: the scheduler around the service.
+
+Jobs (APScheduler 3, one thread pool):
+- ``status``  every 0.5 s: publish automatic transitions whose instant has come, then deliver
+  them, so a status change reaches the sinks within about a second of its instant;
+- ``poll``    every second: claim links whose poll is due (randomised, backed off after
+  errors) and sync them — several such jobs may run at once, each with its own links;
+- ``deliver`` every second: retry outbox deliveries that are due;
+- ``sweep``   every ``sweep_interval``: re-evaluate every user and purge old tombstones,
+  a safety net for anything a timer missed.
+
+SIGTERM / SIGINT: no new work starts, work in flight finishes (bounded by connector
+timeouts), and the process exits within 10 s. Everything is recorded in the database as it
+happens, so a stop at any point loses nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from syncd.core.errors import ConfigError, SyncdError
+from syncd.core.text import redact_url
+from syncd.daemon.heap import return_free_memory
+from syncd.daemon.runtime import Runtime
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger(__name__)
+STOP_WITHIN = 9.0  # seconds; the contract is 10
+MAX_DELIVERY_ALARMS = 100  # instants of staged events woken for per tick; the delivery job finds the rest
+PREPARE_AHEAD = timedelta(seconds=5)  # staged events are read and encoded this long before their instant
+POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
+PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
+TRIM_EVERY = 60  # seconds between hand-backs of free heap pages to the system (`syncd.daemon.heap`)
+
+
+class Daemon:
+    def __init__(self, runtime: Runtime, *, poll_workers: int = 4, serve_api: bool = True) -> None:
+        self.rt = runtime
+        self.serve_api = serve_api
+        self.api_server: uvicorn.Server | None = None
+        self._api_thread: threading.Thread | None = None
+        self.poll_workers = poll_workers
+        self.stopping = threading.Event()  # set by a signal: no new work starts
+        self._stopped = False
+        runtime.wakeups.listen("poll", self._wake_poll)  # a push notification: poll now, not at the next tick
+        runtime.wakeups.listen("deliver", lambda: self._wake("deliver"))
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(poll_workers + 3)},
+            job_defaults={"coalesce": True, "misfire_grace_time": 30},
+            timezone="UTC",
+        )
+
+    def start(self) -> None:
+        rt = self.rt
+        rt.service.prepare()
+        # Transitions that fell while we were down: published now with their true times, in order.
+        caught_up = rt.service.advance_all()
+        if caught_up:
+            log.info("published %d status change(s) that happened while syncd was stopped", caught_up)
+        rt.publisher.deliver_due()
+        daemon = rt.config.daemon
+        self.scheduler.add_job(self._guard(self._status_tick), "interval", seconds=0.5, id="status",
+                               max_instances=1)
+        self.scheduler.add_job(self._guard(self._poll_tick), "interval", seconds=1, id="poll",
+                               max_instances=self.poll_workers)
+        self.scheduler.add_job(self._guard(rt.publisher.deliver_due), "interval", seconds=1, id="deliver",
+                               max_instances=1)
+        self.scheduler.add_job(self._guard(self._sweep), "interval", seconds=daemon.sweep_interval.total_seconds(),
+                               id="sweep", max_instances=1)
+        self.scheduler.add_job(self._guard(return_free_memory), "interval", seconds=TRIM_EVERY, id="trim",
+                               max_instances=1)
+        if rt.push.accounts():
+            self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
+                                   max_instances=1, next_run_time=datetime.now(UTC))
+        if self.serve_api:
+            self._start_api()  # first: opening a Graph subscription needs the hook to answer already
+        self.scheduler.start()
+        users = len(rt.service.user_ids())
+        links = len(rt.syncer.link_ids())
+        # What exists now lives as long as the process: keep the collector from re-scanning it,
+        # which otherwise shows up as latency spikes on the API.
+        gc.collect()
+        gc.freeze()
+        log.info("syncd running: %d user(s), %d calendar link(s), sinks: %s, database: %s",
+                 users, links, ", ".join(rt.sinks) or "none", redact_url(daemon.database_url))
+
+    def _start_api(self) -> None:
+        from syncd.api import create_app
+
+        api = self.rt.config.api
+        app = create_app(self.rt.service, metrics=self.rt.metrics, scheduler_alive=lambda: self.scheduler.running,
+                         push=self.rt.push)
+        server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, log_level="warning",
+                                               access_log=False, lifespan="off"))
+        self._api_thread = threading.Thread(target=server.run, name="syncd-api", daemon=True)
+        self._api_thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and self._api_thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not server.started:
+            self.scheduler.shutdown(wait=False)
+            raise ConfigError(f"api.listen: cannot listen on {api.listen} (in use, or not an address of this "
+                              "machine); change [api].listen")
+        self.api_server = server
+        sockets = [s.getsockname() for srv in server.servers for s in srv.sockets]
+        self.api_address = f"{sockets[0][0]}:{sockets[0][1]}" if sockets else api.listen
+        if not self.rt.config.api.tokens:
+            log.warning("no API tokens configured: /v1 answers 401 until [api].tokens is set")
+        log.info("API listening on http://%s (OpenAPI at /openapi.json)", self.api_address)
+
+    def _guard(self, job: Callable[[], Any]) -> Callable[[], None]:
+        name = getattr(job, "__name__", "job")
+        failing: dict[str, str] = {}
+
+        def run() -> None:
+            if self.stopping.is_set():
+                return
+            try:
+                job()
+                if name in failing:
+                    log.info("%s: working again", name)
+                    failing.pop(name)
+            except Exception as exc:  # one failed tick must not stop the scheduler
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if failing.get(name) != message:
+                    log.error("%s failed: %s", name, message, exc_info=not _expected(exc))
+                    failing[name] = message
+        return run
+
+    def _status_tick(self) -> None:
+        if self.rt.service.advance_due():
+            self._wake("deliver")
+        # Transitions of the coming minute are staged; their events go out at their instant.
+        # Shortly before, they are read and encoded, so that at the instant they only go out.
+        for at in sorted(self.rt.service.stage_ahead())[:MAX_DELIVERY_ALARMS]:
+            self.scheduler.add_job(self._guard(self._preparer(at)), "date",
+                                   run_date=max(datetime.now(UTC), at - PREPARE_AHEAD),
+                                   id=f"prepare-at-{at.isoformat()}", replace_existing=True, misfire_grace_time=30)
+            self.scheduler.add_job(self._guard(self.rt.publisher.deliver_due), "date", run_date=at,
+                                   id=f"deliver-at-{at.isoformat()}", replace_existing=True, misfire_grace_time=30)
+
+    def _preparer(self, at: datetime) -> Callable[[], int]:
+        def prepare() -> int:
+            return self.rt.publisher.prepare(at)
+        return prepare
+
+    def _wake(self, job: str) -> None:
+        if self.scheduler.running and not self.stopping.is_set():
+            try:
+                self.scheduler.modify_job(job, next_run_time=datetime.now(UTC))
+            except LookupError:  # stopping: the job is gone
+                pass
+
+    def _poll_tick(self) -> None:
+        while not self.stopping.is_set():
+            links = self.rt.syncer.claim_due(limit=POLL_CLAIM)
+            if not links:
+                return
+            if len(links) == POLL_CLAIM:
+                self._wake_poll()  # more are due: another worker takes the next ones meanwhile
+            self.rt.syncer.sync_many(links, stopping=self.stopping.is_set)
+            if len(links) < POLL_CLAIM:
+                return
+
+    def _wake_poll(self) -> None:
+        self._wake("poll")
+
+    def _sweep(self) -> None:
+        self.rt.service.advance_all()
+        self.rt.service.purge_tombstones()
+
+    def stop(self) -> None:
+        """Finish work in flight and stop, within STOP_WITHIN seconds."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stopping.set()
+        log.info("stopping: finishing work in flight")
+        done = threading.Event()
+
+        def shutdown() -> None:
+            self.scheduler.shutdown(wait=True)
+            done.set()
+        if self.api_server is not None:
+            self.api_server.should_exit = True
+        threading.Thread(target=shutdown, daemon=True).start()
+        if not done.wait(STOP_WITHIN):
+            log.warning("work still running after %.0fs; exiting anyway (it is replayed on the next start)",
+                        STOP_WITHIN)
+        if self._api_thread is not None:
+            self._api_thread.join(max(0.5, STOP_WITHIN / 2))
+        self.rt.close()
+        log.info("stopped")
+
+    def run_forever(self) -> None:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        try:
+            while not self.stopping.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+
+def _expected(exc: Exception) -> bool:
+    return isinstance(exc, SyncdError)
+

@@ -1,0 +1,84 @@
+"""Everything a command needs, wired from one config: the database, the service, the sync
+runner, the publisher and its sinks, the connectors, metrics, credentials and push channels.
+
+Collaborators are passed in at construction. The daemon hurries jobs along (a push
+notification: poll now; a batch of status changes committed: deliver now) through
+`Wakeups`, whose listeners it registers when it is made.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from connectors.registry import Connectors
+from store.db import Database
+from syncd.config import Config
+from syncd.publish import Publisher, Sink, build_sink
+from syncd.service import Syncd, utc_now
+from syncd.service.credentials import CredentialVault
+from syncd.service.metrics import Metrics
+from syncd.service.push import PushChannels
+from syncd.sync import LinkSyncer
+
+__all__ = ["Runtime", "Wakeups", "build_runtime"]
+
+
+class Wakeups:
+    """Jobs to run now rather than at their next tick. The service and the push channels
+    ring; the daemon listens (nothing listens outside `syncd run`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+
+    def listen(self, job: str, listener: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.setdefault(job, []).append(listener)
+
+    def ring(self, job: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners.get(job, ()))
+        for listener in listeners:
+            listener()
+
+
+@dataclass
+class Runtime:
+    """Everything a command needs, wired from one config."""
+
+    config: Config
+    db: Database
+    service: Syncd
+    syncer: LinkSyncer
+    publisher: Publisher
+    connectors: Connectors
+    metrics: Metrics
+    vault: CredentialVault
+    push: PushChannels
+    sinks: dict[str, Sink] = field(default_factory=dict)
+    wakeups: Wakeups = field(default_factory=Wakeups)
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.connectors.close()
+        self.db.dispose()
+
+
+def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
+                  connectors: Connectors | None = None, sinks: dict[str, Sink] | None = None) -> Runtime:
+    wakeups = Wakeups()
+    db = Database(config.daemon.database_url)
+    service = Syncd(config, db, clock=clock, on_published=lambda _changes: wakeups.ring("deliver"))
+    keys = {name: a.options["token_key"] for name, a in config.accounts.items() if a.options.get("token_key")}
+    vault = CredentialVault(db, keys, clock)
+    connectors = connectors or Connectors(config.accounts, max_occurrences=config.daemon.max_occurrences,
+                                          refresh_tokens=vault)
+    sinks = sinks if sinks is not None else {s.name: build_sink(s) for s in config.sinks}
+    publisher = Publisher(db, sinks, dead_letter_after=config.daemon.dead_letter_after, clock=clock)
+    metrics = Metrics(db, clock)
+    syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync, lease_ttl=config.daemon.lease_ttl)
+    push = PushChannels(service, connectors, wake=lambda: wakeups.ring("poll"))
+    return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, sinks, wakeups)

@@ -1,0 +1,168 @@
+"""Agents and teams registered through the API (a helpdesk with thousands of agents does
+this instead of listing them in the config file). Users from the config file are read-only
+here: the file stays their single source of truth."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import time
+from typing import Any
+
+from store import users
+from store.db import Transaction
+from store.models import UserRow
+from syncd.config import CalendarLinkConfig, UserConfig
+from syncd.core.errors import NotFoundInStore, UserInputError
+from syncd.core.hours import DAYS, hours_from_json, hours_to_json, parse_day
+from syncd.core.time import format_utc, zone
+from syncd.service import Syncd
+from syncd.service.rotations import RotationEngine
+
+__all__ = ["ConfigOwned", "Directory", "parse_user"]
+
+DIRECTIONS = ("two-way", "pull", "push")
+
+
+class ConfigOwned(UserInputError):
+    """The user is defined in the config file; change it there."""
+
+
+def _hours(data: Any) -> dict[int, tuple[tuple[time, time], ...]]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise UserInputError('working_hours must be an object like {"mon": "09:00-17:00"}')
+    hours: dict[int, tuple[tuple[time, time], ...]] = {}
+    for day, value in data.items():
+        if day not in DAYS:
+            raise UserInputError(f"working_hours: unknown day {day!r} (use {', '.join(DAYS)})")
+        if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(r, str) for r in value))):
+            raise UserInputError(f'working_hours.{day}: use "09:00-17:00" or a list of such ranges')
+        try:
+            ranges = parse_day(value)
+        except ValueError as exc:
+            raise UserInputError(f"working_hours.{day}: {exc}") from None
+        if ranges:
+            hours[DAYS.index(day)] = ranges
+    return hours
+
+
+def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any]) -> UserConfig:
+    """A user from an API body, checked as carefully as the config file's users."""
+    email = body.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        raise UserInputError("email is required and must look like name@example.com")
+    tz = body.get("timezone")
+    if not isinstance(tz, str):
+        raise UserInputError("timezone is required: an IANA name such as 'Europe/Stockholm'")
+    zone(tz)
+    calendars = []
+    for i, cal in enumerate(body.get("calendars") or []):
+        if not isinstance(cal, Mapping):
+            raise UserInputError(f"calendars[{i}] must be an object with account and calendar")
+        account, calendar = cal.get("account"), cal.get("calendar", "primary")
+        if not isinstance(account, str) or account not in accounts:
+            known = ", ".join(sorted(accounts)) or "none"
+            raise UserInputError(f"calendars[{i}].account: unknown account {account!r} (known: {known})")
+        if not isinstance(calendar, str) or not calendar:
+            raise UserInputError(f"calendars[{i}].calendar must be a non-empty string")
+        direction = cal.get("direction", "two-way")
+        if direction not in DIRECTIONS:
+            raise UserInputError(f"calendars[{i}].direction must be one of {', '.join(DIRECTIONS)}")
+        sync_ooo = cal.get("sync_ooo", True)
+        if not isinstance(sync_ooo, bool):
+            raise UserInputError(f"calendars[{i}].sync_ooo must be true or false")
+        calendars.append(CalendarLinkConfig(account=account, calendar=calendar, sync_ooo=sync_ooo,
+                                            direction=direction))
+    if len({(c.account, c.calendar) for c in calendars}) != len(calendars):
+        raise UserInputError("calendars lists the same account and calendar twice")
+    return UserConfig(id=user_id, email=email, timezone=tz, working_hours=_hours(body.get("working_hours")),
+                      calendars=tuple(calendars))
+
+
+class Directory:
+    def __init__(self, service: Syncd, rotations: RotationEngine) -> None:
+        self.service = service
+        self.rotations = rotations
+        self.db = service.db
+
+    def put_user(self, user_id: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        if not user_id or len(user_id) > 200:
+            raise UserInputError("a user id is 1 to 200 characters")
+        user = parse_user(user_id, body, self.service.config.accounts)
+
+        def work(session: Transaction) -> bool:
+            existing = users.by_id(session, user_id)
+            if existing is not None and existing.origin == "config":
+                raise ConfigOwned(f"user {user_id} is defined in {self.service.config.path.name}; change it there")
+            now = self.service.clock()
+            row = self.service.upsert_user(session, user, now, origin="api")
+            self.service.recorder.advance(session, row, now)  # new working hours may change the status now
+            return existing is None
+        created = self.db.run(work)
+        return self.get_user(user_id), created
+
+    def get_user(self, user_id: str) -> dict[str, Any]:
+        return self.db.read(lambda s: self._user_json(s, self._user(s, user_id)))
+
+    def delete_user(self, user_id: str) -> None:
+        def work(session: Transaction) -> None:
+            row = self._user(session, user_id)
+            if row.origin == "config":
+                raise ConfigOwned(f"user {user_id} is defined in {self.service.config.path.name}; remove it there")
+            teams = users.teams_of(session, user_id)
+            users.delete_user(session, row)
+            for team_id in teams:  # the team's rotations lose a member
+                self.rotations.team_changed(session, team_id)
+        self.db.run(work)
+
+    def list_users(self, status: str | None = None) -> list[dict[str, Any]]:
+        if status not in (None, "available", "away"):
+            raise UserInputError("status must be 'available' or 'away'")
+
+        def work(session: Transaction) -> list[dict[str, Any]]:
+            return [{"id": u.id, "email": u.email, "timezone": u.timezone, "origin": u.origin,
+                     "status": st.effective if st else None, "reason": st.reason if st else None,
+                     "since": format_utc(st.since) if st else None}
+                    for u, st in users.summaries(session, status)]
+        return self.db.read(work)
+
+    def put_team(self, team_id: str, members: Sequence[str]) -> tuple[dict[str, Any], bool]:
+        if not team_id or len(team_id) > 200:
+            raise UserInputError("a team id is 1 to 200 characters")
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise UserInputError('members must be a list of user ids, e.g. {"members": ["alice", "bob"]}')
+
+        def work(session: Transaction) -> bool:
+            missing = [m for m in dict.fromkeys(members) if users.by_id(session, m) is None]
+            if missing:
+                raise NotFoundInStore(f"unknown user(s): {', '.join(missing)}; register them first")
+            created = users.put_team(session, team_id, members, self.service.clock())
+            self.rotations.team_changed(session, team_id)  # members follow the team
+            return created
+        created = self.db.run(work)
+        return self.get_team(team_id), created
+
+    def get_team(self, team_id: str) -> dict[str, Any]:
+        def work(session: Transaction) -> dict[str, Any]:
+            if not users.team_exists(session, team_id):
+                raise NotFoundInStore(f"no team {team_id!r}; create it with PUT /v1/teams/{team_id}")
+            return {"id": team_id, "members": users.team_members(session, team_id)}
+        return self.db.read(work)
+
+    @staticmethod
+    def _user(session: Transaction, user_id: str) -> UserRow:
+        row = users.by_id(session, user_id)
+        if row is None:
+            raise NotFoundInStore(f"no user {user_id!r}")
+        return row
+
+    def _user_json(self, session: Transaction, row: UserRow) -> dict[str, Any]:
+        return {
+            "id": row.id, "email": row.email, "timezone": row.timezone, "origin": row.origin,
+            "working_hours": hours_to_json(hours_from_json(row.working_hours)),
+            "calendars": [{"id": link.id, "account": link.account, "calendar": link.calendar,
+                           "sync_ooo": link.sync_ooo, "direction": link.direction, "state": link.state,
+                           "last_success": format_utc(link.last_success_at), "last_error": link.last_error}
+                          for link in users.enabled_links(session, row.id)],
+        }

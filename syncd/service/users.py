@@ -1,0 +1,77 @@
+"""Users and their calendar links: made current from the config file at start, and shown."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from store import links, users
+from store.db import Transaction
+from store.models import UserRow
+from syncd.config import UserConfig
+from syncd.core.errors import NotFoundInStore
+from syncd.core.hours import hours_to_json
+from syncd.core.time import format_utc
+from syncd.service.base import ServiceBase
+
+__all__ = ["UserOperations"]
+
+
+class UserOperations(ServiceBase):
+    def prepare(self) -> None:
+        """Migrate the schema and make the users and links of the config file current."""
+        self.db.migrate()
+        self.db.run(self._apply_config, what="applying the config")
+
+    def _apply_config(self, session: Transaction) -> None:
+        self.db.startup_lock(session)  # replicas starting together: one after the other
+        now = self.clock()
+        for user in self.config.users:
+            self.upsert_user(session, user, now)
+        users.disable_links_not_in(session, {(u.id, c.account, c.calendar) for u in self.config.users
+                                             for c in u.calendars})
+
+    def upsert_user(self, session: Transaction, user: UserConfig, now: datetime, origin: str = "config") -> UserRow:
+        """Create or update a user and their calendar links (from the config file or the API)."""
+        row, same_rules = users.upsert(
+            session, user_id=user.id, email=user.email, timezone=user.timezone,
+            hours=hours_to_json(user.working_hours), origin=origin, now=now,
+            links=[users.LinkSpec(c.account, c.calendar, c.sync_ooo, c.direction) for c in user.calendars])
+        # A staged transition stays unless what decides the status changed (zone, hours).
+        self.recorder.load(session, row, now, keep_staged=same_rules)
+        return row
+
+    def user_timezone(self, user_id: str) -> str:
+        return self.db.run(lambda s: self._user(s, user_id).timezone)
+
+    def links(self) -> list[dict[str, Any]]:
+        """Every calendar link with its sync state, for `syncd links` and the API."""
+        def work(session: Transaction) -> list[dict[str, Any]]:
+            now = self.clock()
+            return [{"id": r.id, "user": r.user_id, "account": r.account, "calendar": r.calendar,
+                     "direction": r.direction, "enabled": r.enabled, "sync_ooo": r.sync_ooo, "state": r.state,
+                     "last_sync": format_utc(r.last_sync_at), "last_success": format_utc(r.last_success_at),
+                     "last_error": r.last_error, "failures": r.failures, "held_deletions": r.held_deletions,
+                     "next_poll": format_utc(r.next_poll_at),
+                     # the replica syncing it now (or that synced it last), and how stale its data is
+                     "owner": r.lease_owner,
+                     "syncing": r.lease_expires is not None and r.lease_expires > now,
+                     "lag_s": None if r.last_success_at is None
+                     else round((now - r.last_success_at).total_seconds(), 1)}
+                    for r in links.all_links(session)]
+        return self.db.run(work)
+
+    def release_deletions(self, link_id: int) -> str:
+        """The operator confirms that held deletions are real: the next sync applies them."""
+        def work(session: Transaction) -> str:
+            row = links.release_deletions(session, link_id, self.clock())
+            if row is None:
+                raise NotFoundInStore(f"no calendar link {link_id}; `syncd links` lists them")
+            return f"{row.user_id}/{row.account}/{row.calendar}"
+        return self.db.run(work)
+
+    def stuck_links(self, overdue: timedelta = timedelta(minutes=15)) -> list[str]:
+        """Enabled links whose poll is long overdue: the scheduler is not keeping up or is stuck."""
+        def work(session: Transaction) -> list[str]:
+            return [f"{r.user_id}/{r.account}/{r.calendar}" for r in links.overdue(session, self.clock() - overdue)]
+        return self.db.read(work)
