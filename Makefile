@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.example.toml
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint docs clean
 
 $(BIN)/syncd: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,5 +27,10 @@ lint: $(BIN)/syncd
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The documentation site (docs/), built strictly: a broken link or a missing page is an error.
+docs: $(BIN)/syncd
+	$(BIN)/pip install --quiet -e '.[docs]'
+	$(BIN)/mkdocs build --strict --config-file docs/mkdocs.yml --site-dir ../var/site
+
 clean:
-	rm -rf var .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .hypothesis .mypy_cache .ruff_cache .import_linter_cache

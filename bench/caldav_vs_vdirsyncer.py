@@ -38,7 +38,7 @@ from pathlib import Path
 import connectors.caldav.connector  # noqa: F401 - a warm daemon has it loaded
 from syncd.config import load_config
 from syncd.daemon.runtime import Runtime, build_runtime
-from tests.caldav_servers import CalDAVServer, radicale_server, vcalendar, vevent
+from tests.connectors.caldav.servers import CalDAVServer, radicale_server, vcalendar, vevent
 
 QUERY_ALL = ('<?xml version="1.0" encoding="utf-8"?>'
              '<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'

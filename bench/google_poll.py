@@ -32,7 +32,7 @@ from typing import Any
 
 from bench.pollbench import Provider, arguments, measure, report
 from tests.fakes.google_calendar import RemoteFakeGoogleCalendar, serve_in_subprocess
-from tests.google_support import private_key_pem
+from tests.connectors.google.support import private_key_pem
 
 TZ = "Europe/Stockholm"
 

@@ -43,11 +43,11 @@ from bench.harness import LatencyProxy, log_tail, pg_schema, process_stats, repl
 from bench.outlook_poll import Remote as RemoteGraph
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow
-from tests.caldav_servers import radicale_server, vevent
+from tests.connectors.caldav.servers import radicale_server, vevent
 from tests.fakes.google_calendar import RemoteFakeGoogleCalendar, serve_in_subprocess
 from tests.fakes.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
 from tests.fakes.http_support import ready_subprocess
-from tests.google_support import private_key_pem
+from tests.connectors.google.support import private_key_pem
 from tests.support import free_port
 
 TZ = "Europe/Stockholm"

@@ -1,4 +1,4 @@
-"""The CalDAV test servers and their helpers (`tests.caldav_servers`), on real Radicale and
+"""The CalDAV test servers and their helpers (`tests.connectors.caldav.servers`), on real Radicale and
 Xandikos: each helper works on both, and the server quirks the module docstring records hold."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from connectors.ical import parse_ooo_events
 from syncd.core.calendars import OooRules, RemoteEvent, SyncWindow
 from syncd.core.ooo import OooContent
-from tests.caldav_servers import (
+from tests.connectors.caldav.servers import (
     CS,
     DAV,
     OOF_LINE,
@@ -31,7 +31,7 @@ from tests.caldav_servers import (
     vcalendar,
     vevent,
 )
-from tests.connector_contract import TZ, all_day, timed
+from tests.connectors.contract import TZ, all_day, timed
 
 START = datetime(2026, 12, 24, 9, 17, tzinfo=UTC)
 HOME = {"radicale": ("/alice/", "/alice/"), "xandikos": ("/user/", "/user/calendars/")}

@@ -23,9 +23,9 @@ from syncd.daemon import Daemon
 from syncd.daemon.runtime import build_runtime
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
-from tests.caldav_servers import CalDAVPerson, CalDAVServer, server, vevent
 from tests.conftest import make_config, user
-from tests.connector_contract import all_day, timed
+from tests.connectors.caldav.servers import CalDAVPerson, CalDAVServer, server, vevent
+from tests.connectors.contract import all_day, timed
 
 TZ = "Europe/Stockholm"
 

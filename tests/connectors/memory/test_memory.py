@@ -11,7 +11,7 @@ import pytest
 from connectors.memory.connector import MemoryConnector
 from syncd.core.calendars import RemoteEvent
 from syncd.core.ooo import OooContent
-from tests.connector_contract import ConnectorContract
+from tests.connectors.contract import ConnectorContract
 
 
 @dataclass

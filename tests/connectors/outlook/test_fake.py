@@ -32,7 +32,7 @@ ALICE = "alice@contoso.com"
 BOB = "bob@contoso.com"
 PROP_ID = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name SyncdBlockId"
 WINDOW = {"startDateTime": "2026-03-01T00:00:00Z", "endDateTime": "2026-04-01T00:00:00Z"}
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _event(day: int, subject: str = "Meeting", *, hour: int = 10, **extra: Any) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from syncd.core.ooo import timed_content
 from syncd.daemon import Daemon
 from syncd.daemon.runtime import build_runtime
 from syncd.service import Syncd
-from tests.chaos.driver import Receiver
 from tests.conftest import PG_URL, pg_url_for
+from tests.system.chaos.driver import Receiver
 
 
 class Proxy:

@@ -1,5 +1,5 @@
-"""Crash safety under SIGKILL: see `tests.chaos.driver`. CI runs a short version; the full run
-(100 kills) is marked slow: ``pytest -m slow tests/chaos``."""
+"""Crash safety under SIGKILL: see `tests.system.chaos.driver`. CI runs a short version; the full run
+(100 kills) is marked slow: ``pytest -m slow tests/system/chaos``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.driver import run
 from tests.conftest import pg_url_for
+from tests.system.chaos.driver import run
 
 
 def test_killed_at_random_moments_nothing_is_lost_or_doubled(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from syncd.core.ooo import timed_content
 from syncd.publish.publisher import Publisher
 from syncd.service.recorder import LOOKAHEAD, SETTLE
 from tests.conftest import Clock, Harness, user
-from tests.test_publisher import FakeSink
+from tests.publish.test_publisher import FakeSink
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 END = T0 + timedelta(hours=2)

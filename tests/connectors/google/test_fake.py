@@ -730,7 +730,7 @@ def test_fake_in_a_subprocess_driven_by_control_commands() -> None:
 
 
 def test_command_line_entry_point_prints_ready_and_stops_on_sigterm() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     command = [sys.executable, "-m", "tests.fakes.google_calendar", "--port", "0", "--latency", "0.05"]
     with subprocess.Popen(command, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True) as proc:
         try:

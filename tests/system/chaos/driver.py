@@ -38,11 +38,11 @@ from syncd.config import load_config
 from syncd.core.calendars import OooRules, SyncWindow
 from syncd.core.ooo import OooContent, timed_content
 from syncd.service import Syncd
-from tests.caldav_servers import CalDAVServer, radicale_server, vevent
+from tests.connectors.caldav.servers import CalDAVServer, radicale_server, vevent
+from tests.connectors.google.support import account_toml as google_account_toml
+from tests.connectors.outlook.support import account_toml as outlook_account_toml
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.fakes.graph import FakeGraph
-from tests.google_support import account_toml as google_account_toml
-from tests.outlook_support import account_toml as outlook_account_toml
 from tests.support import free_port
 
 TZ = "Europe/Stockholm"

@@ -22,9 +22,9 @@ from connectors.outlook.options import OutlookOptions
 from syncd.core.calendars import EventDraft, PollRequest, SyncWindow
 from syncd.core.errors import AuthError, CursorExpired, RateLimited, TransientError
 from syncd.core.ooo import OooContent, all_day_content, timed_content
-from tests.connector_contract import TZ, ConnectorContract, all_day, timed
+from tests.connectors.contract import TZ, ConnectorContract, all_day, timed
+from tests.connectors.outlook.support import ALICE, OutlookPerson, connector_for, options_for
 from tests.fakes.graph import FakeGraph
-from tests.outlook_support import ALICE, OutlookPerson, connector_for, options_for
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ a working tree per collection: every write is a commit that reads and rewrites t
 so one PUT costs O(objects in the calendar) (~16 ms at 500). It writes an access log line per
 request to ``tmp_dir/xandikos.log``.
 
-Quirks, verified against the installed versions (``tests/test_caldav_servers.py`` pins them)
+Quirks, verified against the installed versions (``tests/connectors/caldav/test_servers.py`` pins them)
 ---------------------------------------------------------------------------------------------
 - Invalid sync token in a ``sync-collection`` REPORT: Radicale answers **403** with the body
   ``<?xml version='1.0' encoding='utf-8'?>\n<error xmlns="DAV:"><valid-sync-token /></error>``

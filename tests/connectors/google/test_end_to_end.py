@@ -27,9 +27,9 @@ from syncd.daemon.runtime import build_runtime
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.conftest import make_config, user
-from tests.connector_contract import all_day, timed
+from tests.connectors.contract import all_day, timed
+from tests.connectors.google.support import ALICE, GooglePerson, service_account_file
 from tests.fakes.google_calendar import FakeGoogleCalendar
-from tests.google_support import ALICE, GooglePerson, service_account_file
 from tests.support import free_port
 
 TZ = "Europe/Stockholm"

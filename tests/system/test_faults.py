@@ -19,13 +19,13 @@ from syncd.config import AccountConfig, Options
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.conftest import make_config, user
-from tests.connector_contract import timed
+from tests.connectors.contract import timed
+from tests.connectors.google.support import GooglePerson, service_account_file
+from tests.connectors.google.support import account_toml as google_account_toml
+from tests.connectors.outlook.support import OutlookPerson, options_for
+from tests.connectors.outlook.support import account_toml as outlook_account_toml
 from tests.fakes.google_calendar import FakeGoogleCalendar
 from tests.fakes.graph import FakeGraph
-from tests.google_support import GooglePerson, service_account_file
-from tests.google_support import account_toml as google_account_toml
-from tests.outlook_support import OutlookPerson, options_for
-from tests.outlook_support import account_toml as outlook_account_toml
 
 TZ = "Europe/Stockholm"
 USERS = [f"u{n}" for n in range(6)]

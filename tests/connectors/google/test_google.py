@@ -28,9 +28,9 @@ from syncd.core.errors import (
     TransientError,
 )
 from syncd.core.ooo import all_day_content, timed_content
-from tests.connector_contract import TZ, ConnectorContract, all_day, timed
+from tests.connectors.contract import TZ, ConnectorContract, all_day, timed
+from tests.connectors.google.support import ALICE, GooglePerson, connector_for
 from tests.fakes.google_calendar import FakeGoogleCalendar
-from tests.google_support import ALICE, GooglePerson, connector_for
 
 BOB = "bob@example.com"
 

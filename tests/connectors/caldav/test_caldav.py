@@ -18,8 +18,8 @@ from connectors.caldav.connector import CalDAVConnector
 from syncd.core.calendars import EventDraft, SyncWindow
 from syncd.core.errors import AuthError, CursorExpired, PreconditionFailed, SyncdError, TransientError
 from syncd.core.ooo import OooContent
-from tests.caldav_servers import CalDAVPerson, CalDAVServer, server, vcalendar, vevent
-from tests.connector_contract import TZ, ConnectorContract, timed
+from tests.connectors.caldav.servers import CalDAVPerson, CalDAVServer, server, vcalendar, vevent
+from tests.connectors.contract import TZ, ConnectorContract, timed
 
 
 @pytest.fixture(scope="module", params=["radicale", "xandikos"])

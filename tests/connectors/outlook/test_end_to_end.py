@@ -29,9 +29,9 @@ from syncd.service import Syncd
 from syncd.service.push import PushChannels
 from syncd.sync import LinkSyncer
 from tests.conftest import make_config, user
-from tests.connector_contract import all_day, timed
+from tests.connectors.contract import all_day, timed
+from tests.connectors.outlook.support import OutlookPerson, options_for
 from tests.fakes.graph import FakeGraph
-from tests.outlook_support import OutlookPerson, options_for
 from tests.support import free_port
 
 TZ = "Europe/Stockholm"

@@ -25,8 +25,8 @@ from syncd.config import load_config
 from syncd.core.ooo import timed_content
 from syncd.service import Syncd
 from syncd.sync.replica import holder_is_dead
-from tests.caldav_servers import vevent
 from tests.conftest import pg_url_for
+from tests.connectors.caldav.servers import vevent
 
 POLL = 2.0  # the daemon's poll interval, seconds
 

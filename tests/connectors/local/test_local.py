@@ -20,7 +20,7 @@ from connectors.local.connector import LocalConnector
 from syncd.core.calendars import EventDraft, OooRules, SyncWindow
 from syncd.core.errors import ConfigError, CursorExpired, NotFound, PreconditionFailed
 from syncd.core.ooo import OooContent, all_day_content, timed_content
-from tests.connector_contract import TZ, ConnectorContract, all_day, timed
+from tests.connectors.contract import TZ, ConnectorContract, all_day, timed
 
 LOGGER = "connectors.local"  # the package: each of its modules logs under its own name
 
