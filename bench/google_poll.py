@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.pollbench import Provider, arguments, measure, report
-from tests.fakes.google_calendar import RemoteFakeGoogleCalendar, serve_in_subprocess
 from tests.connectors.google.support import private_key_pem
+from tests.fakes.google_calendar import RemoteFakeGoogleCalendar, serve_in_subprocess
 
 TZ = "Europe/Stockholm"
 

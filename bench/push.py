@@ -29,10 +29,10 @@ from pathlib import Path
 from syncd.config import load_config
 from syncd.daemon import Daemon
 from syncd.daemon.runtime import build_runtime
-from tests.fakes.google_calendar import FakeGoogleCalendar
-from tests.fakes.graph import FakeGraph
 from tests.connectors.google.support import account_toml as google_account_toml
 from tests.connectors.outlook.support import account_toml as outlook_account_toml
+from tests.fakes.google_calendar import FakeGoogleCalendar
+from tests.fakes.graph import FakeGraph
 from tests.support import free_port
 
 EMAIL = "alice@example.com"

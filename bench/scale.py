@@ -44,10 +44,10 @@ from bench.outlook_poll import Remote as RemoteGraph
 from store.db import Database
 from store.models import BlockRow, CalendarLinkRow
 from tests.connectors.caldav.servers import radicale_server, vevent
+from tests.connectors.google.support import private_key_pem
 from tests.fakes.google_calendar import RemoteFakeGoogleCalendar, serve_in_subprocess
 from tests.fakes.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
 from tests.fakes.http_support import ready_subprocess
-from tests.connectors.google.support import private_key_pem
 from tests.support import free_port
 
 TZ = "Europe/Stockholm"

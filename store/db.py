@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.core.errors import TransientError
+from syncd.core.text import first_line
 
 __all__ = ["Database", "Transaction"]
 
@@ -187,4 +188,4 @@ def _retryable(exc: DBAPIError) -> bool:
 
 
 def _one_line(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+    return first_line(exc.orig if exc.orig is not None else exc)

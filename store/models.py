@@ -162,7 +162,7 @@ class EventLinkRow(Base):
 
 
 class UserStatusRow(Base):
-    """The availability engine's state for one user (see syncd.availability.StatusState)."""
+    """The availability engine's state for one user (see syncd.core.availability.StatusState)."""
 
     __tablename__ = "user_status"
 

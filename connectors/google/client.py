@@ -43,6 +43,7 @@ from syncd.core.errors import (
     SyncdError,
     TransientError,
 )
+from syncd.core.text import first_line
 
 __all__ = ["BatchAnswers", "ClientMixin", "Duplicate", "translate"]
 
@@ -92,7 +93,7 @@ def translate(err: HttpError, what: str) -> SyncdError:
 
 
 def _auth_failure(exc: google.auth.exceptions.GoogleAuthError, who: str) -> SyncdError:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, google.auth.exceptions.TransportError) or getattr(exc, "retryable", False):
         return TransientError(f"google: getting a token for {who} failed: {text}; will retry")
     return AuthError(f"google: {who} cannot sign in ({text}); the user must authorise syncd again "

@@ -10,6 +10,7 @@ from typing import Any
 
 from syncd.core.errors import ConfigError
 from syncd.core.options import Option, OptionError
+from syncd.core.text import first_line
 
 __all__ = ["DEFAULT_API_ENDPOINT", "DEFAULT_BATCH_URI", "DEFAULT_TOKEN_URI", "OPTIONS", "GoogleOptions", "check",
            "google_options"]
@@ -90,7 +91,7 @@ def google_options(account: str, options: Mapping[str, Any], *, max_occurrences:
             if client.get("token_uri"):
                 values.setdefault("token_uri", str(client["token_uri"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            why = first_line(exc)
             raise ConfigError(f"accounts.{account}: credentials_file: not an OAuth client file with client_id and "
                               f"client_secret ({why})") from exc
     return GoogleOptions(account=account, max_occurrences=max_occurrences, **values)

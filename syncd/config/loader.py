@@ -1,6 +1,6 @@
 """The operator's config file: finding it, reading it, and checking every key.
 
-One TOML file (DESIGN §4) describes the daemon, the HTTP API, the calendar accounts, the
+One TOML file describes the daemon, the HTTP API, the calendar accounts, the
 users with their linked calendars, and the status sinks. `load_config` turns it into frozen
 dataclasses, or raises `ConfigError` with one line of the form::
 

@@ -31,7 +31,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.core.errors import ConfigError, SyncdError
-from syncd.core.text import redact_url
+from syncd.core.text import first_line, redact_url
 from syncd.daemon.heap import return_free_memory
 from syncd.daemon.runtime import Runtime
 
@@ -134,7 +134,7 @@ class Daemon:
                     log.info("%s: working again", name)
                     failing.pop(name)
             except Exception as exc:  # one failed tick must not stop the scheduler
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                message = first_line(exc)
                 if failing.get(name) != message:
                     log.error("%s failed: %s", name, message, exc_info=not _expected(exc))
                     failing[name] = message

@@ -21,6 +21,7 @@ from store import outbox
 from store.db import Database
 from store.outbox import Due
 from syncd.core.errors import RateLimited, SyncdError
+from syncd.core.text import first_line
 from syncd.publish.sink import Sink, retry_delay
 
 __all__ = ["DeliveryReport", "Publisher"]
@@ -169,7 +170,7 @@ class Publisher:
         return report
 
     def _failed(self, name: str, item: Due, exc: SyncdError) -> DeliveryReport:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = first_line(exc)
         now = self.clock()
         last, failing = self._failing.get(name, ("", set()))
         if last != message:

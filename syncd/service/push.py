@@ -27,6 +27,7 @@ from store import push as channels
 from store.db import Transaction
 from store.push import OpenChannel, WantedChannel
 from syncd.core.errors import SyncdError
+from syncd.core.text import first_line
 from syncd.service import Syncd
 
 __all__ = ["PushChannels"]
@@ -117,7 +118,7 @@ class PushChannels:
         except SyncdError as exc:
             if want.link_id not in self._failing:  # once per failure episode
                 log.warning("link %d: cannot open a push channel (polling continues): %s", want.link_id,
-                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                            first_line(exc))
                 self._failing.add(want.link_id)
             return False
         self._failing.discard(want.link_id)
@@ -137,7 +138,7 @@ class PushChannels:
         except SyncdError as exc:
             # The channel expires by itself; notifications for it are refused meanwhile.
             log.info("push channel %s: stopping failed (%s); it is forgotten and expires on its own",
-                     channel.channel_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                     channel.channel_id, first_line(exc))
         self._forget(channel.channel_id)
 
     def _forget(self, channel_id: str) -> None:

@@ -17,18 +17,14 @@ from store.db import Database, Transaction
 from syncd.config import Config
 from syncd.core import reconcile as rc
 from syncd.core.errors import Bug, RateLimited, ReauthRequired, SyncdError
+from syncd.core.text import first_line
 from syncd.sync.snapshot import LinkOutcome, Snapshot
 
-__all__ = ["MAX_BACKOFF", "PUSH_POLL_INTERVAL", "Schedule", "one_line"]
+__all__ = ["MAX_BACKOFF", "PUSH_POLL_INTERVAL", "Schedule", "next_poll"]
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=1)
 PUSH_POLL_INTERVAL = timedelta(hours=1)  # the fallback poll of a link whose push channel is live
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def next_poll(asked: datetime | None, snap: Snapshot, planned: datetime) -> datetime:
@@ -88,7 +84,7 @@ class Schedule:
         self.db.run(work, what=f"saving link {snap.name}")
 
     def failed(self, snap: Snapshot, outcome: LinkOutcome, exc: Exception, now: datetime) -> None:
-        message = one_line(exc)
+        message = first_line(exc)
         outcome.ok, outcome.error = False, message
         at_least = timedelta(0)  # the provider's Retry-After: a floor the jitter must not go under
         if isinstance(exc, ReauthRequired):

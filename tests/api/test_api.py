@@ -1,4 +1,4 @@
-"""The HTTP API through the real ASGI app, on SQLite and PostgreSQL (issue 3, DESIGN.md §1.2).
+"""The HTTP API through the real ASGI app, on SQLite and PostgreSQL.
 
 Every endpoint and rule of the contract: bearer auth and scopes, users and teams, status with
 the end-early confirmation, OOO blocks with If-Match, rotations and assignment, eligibility,
@@ -769,3 +769,12 @@ def test_openapi_document_describes_the_api(client: TestClient) -> None:
         assert path in paths, path
     assert "412" in paths["/v1/ooo/{block_id}"]["patch"]["responses"]
     assert "201" in paths["/v1/users/{user_id}"]["put"]["responses"]
+
+
+def test_the_status_event_schema_is_served_without_a_token(client: TestClient) -> None:
+    from syncd.core.events import STATUS_EVENT_SCHEMA
+
+    answer = client.get("/v1/schema/status-event.json")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/schema+json")
+    assert answer.json() == STATUS_EVENT_SCHEMA

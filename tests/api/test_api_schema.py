@@ -1,4 +1,4 @@
-"""Schemathesis against the app's own `/openapi.json`, in-process, on SQLite (issue 3).
+"""Schemathesis against the app's own `/openapi.json`, in-process, on SQLite.
 
 Every documented operation gets generated requests (with an admin token, so auth passes and
 the handlers run): no 5xx, every status code documented, every response body and header as

@@ -32,8 +32,8 @@ SECRETS = {
     "SYNCD_WEBHOOK_SECRET": "webhook-s3cret",
 }
 
-# DESIGN §4, verbatim apart from the comments.
-DESIGN_EXAMPLE = """
+# The config sketch operators start from (docs/configuration.md), verbatim apart from the comments.
+SKETCH = """
 [daemon]
 database_url = "sqlite:///syncd.db"          # or postgresql+psycopg://…
 poll_interval = "5m"
@@ -197,7 +197,7 @@ def test_config_error_is_a_syncd_error() -> None:
 
 
 def test_design_example_parses(files: Files, tmp_path: Path) -> None:
-    config = files.load(DESIGN_EXAMPLE)
+    config = files.load(SKETCH)
     assert config.daemon == DaemonConfig(database_url=f"sqlite:///{tmp_path}/syncd.db")
     assert config.api.tokens == (ApiToken("helpdesk", "api-token-s3cret", ("read", "write")),)
     assert list(config.accounts) == ["folder", "nextcloud", "workspace", "m365"]
@@ -772,13 +772,13 @@ def test_ooo_rules_mistakes(files: Files) -> None:
 
 def test_missing_secret_variable_names_key_and_variable(files: Files) -> None:
     env = {k: v for k, v in SECRETS.items() if k != "SYNCD_CALDAV_PASSWORD"}
-    assert files.error(DESIGN_EXAMPLE, environ=env) == (
+    assert files.error(SKETCH, environ=env) == (
         "syncd.toml: accounts[1].password_env: environment variable SYNCD_CALDAV_PASSWORD is not set"
     )
 
 
 def test_empty_secret_variable_is_an_error(files: Files) -> None:
-    assert files.error(DESIGN_EXAMPLE, environ={**SECRETS, "SYNCD_WEBHOOK_SECRET": ""}) == (
+    assert files.error(SKETCH, environ={**SECRETS, "SYNCD_WEBHOOK_SECRET": ""}) == (
         "syncd.toml: sinks[0].secret_env: environment variable SYNCD_WEBHOOK_SECRET is empty"
     )
 
@@ -804,7 +804,7 @@ def test_database_url_may_come_from_the_environment(files: Files) -> None:
 
 
 def test_secrets_never_appear_in_repr(files: Files) -> None:
-    config = files.load(DESIGN_EXAMPLE)
+    config = files.load(SKETCH)
     text = repr(config) + str(config)
     for secret in SECRETS.values():
         assert secret not in text

@@ -1,4 +1,4 @@
-"""The status rules of DESIGN.md §1.2, tested against the pure engine in syncd/availability.py.
+"""The status rules, tested against the pure engine in `syncd.core.availability`.
 
 Every instant is a fixed aware datetime; nothing reads a clock. Most scenarios happen on
 Monday 2026-06-01 (UTC) unless a time zone or DST change is the point of the test.

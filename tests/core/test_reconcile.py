@@ -1,4 +1,4 @@
-"""The three-way merge of DESIGN.md §1.3, tested against the pure `plan()` in syncd/reconcile.py.
+"""The three-way merge, tested against the pure `plan()` in `syncd.core.reconcile`.
 
 No database and no connector: every case is a hand-built (blocks, pairs, change set) and the
 exact list of actions it must produce. Names follow the contract: "block" is the helpdesk

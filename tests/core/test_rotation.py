@@ -1,4 +1,4 @@
-"""The rotation's choice rules (seed 002, issue 3) in `syncd.rotation`.
+"""The rotation's choice rules in `syncd.core.rotation`.
 
 Named unit tests pin each rule; Hypothesis properties drive a small assignment simulation
 (the chosen member's count and recent count go up by one and their last assignment moves to

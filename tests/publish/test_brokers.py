@@ -101,7 +101,7 @@ def _need(server: str) -> None:
 
 
 def event(n: int, user_id: str, status: str = "away") -> dict[str, Any]:
-    """An outbox event shaped like the ones `syncd.status` writes."""
+    """An outbox event shaped like the ones the status recorder writes."""
     return {
         "id": f"evt-{uuid.uuid4().hex[:8]}-{n}",
         "type": "status.changed",

@@ -1,4 +1,4 @@
-"""The outbox publisher (DESIGN.md §1.4): every status change to every sink, in order per user,
+"""The outbox publisher: every status change to every sink, in order per user,
 at least once, with retries on the `retry_delay` backoff, Retry-After honoured, and dead
 letters after the configured age. Real database, real `Publisher`, fake sinks (and one real
 HTTP receiver for the webhook).

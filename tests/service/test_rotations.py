@@ -1,6 +1,5 @@
 """The rotation engine on a real database (SQLite and PostgreSQL): members and teams, the
-counting policies, eligibility at the meeting's start, idempotent and concurrent assigns
-(issue 3, "Assignment and rotation engine"; seed 002)."""
+counting policies, eligibility at the meeting's start, idempotent and concurrent assigns."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The service on a real database (SQLite and PostgreSQL): blocks, status, outbox (DESIGN.md §1.1, §1.2, §1.4)."""
+"""The service on a real database (SQLite and PostgreSQL): blocks, status, outbox."""
 
 from __future__ import annotations
 

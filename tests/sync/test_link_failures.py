@@ -1,4 +1,4 @@
-"""A calendar link that fails (DESIGN.md §1.3, daemon): one log line when it starts failing and
+"""A calendar link that fails: one log line when it starts failing and
 one when it recovers, backoff between attempts, `reauth_required` when credentials are refused,
 Retry-After honoured, and every other link syncing on as usual.
 """

@@ -1,4 +1,4 @@
-"""Two-way calendar sync end to end (DESIGN.md §1.3): the service and `LinkSyncer` on a real
+"""Two-way calendar sync end to end: the service and `LinkSyncer` on a real
 database, with memory calendars that each test edits as the person would.
 
 Every scenario starts on Monday 2026-03-02 09:00 UTC (the `clock` fixture); "day N" is N days later.

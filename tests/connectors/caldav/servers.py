@@ -59,7 +59,7 @@ Quirks, verified against the installed versions (``tests/connectors/caldav/test_
   (a GET returns the same one), and the rewrite is idempotent: PUTting back the server's own
   body keeps the ETag. So compare content, never bytes, to avoid update loops.
 - Radicale keeps only the first value of a multi-valued ``RDATE:a,b`` line in a VTIMEZONE
-  (separate RDATE lines survive); Xandikos keeps it. (Per issue 6, Radicale's server-side
+  (separate RDATE lines survive); Xandikos keeps it. (Radicale's server-side
   ``expand`` and time-range filter are off by an hour after a DST change: expand client-side.)
 - Preconditions: both answer 412 to ``If-Match`` with a stale ETag (PUT and DELETE) and to
   ``If-None-Match: *`` on an existing object; both answer 404 to DELETE of a missing object.

@@ -3,7 +3,7 @@ with edits on both sides (among them a person deleting syncd's fresh write befor
 the calendar again), killed with SIGKILL at random moments and restarted, with the default
 lease TTL: a restarted replica takes over its dead predecessor's leases at once.
 
-After the last restart and a settling period, `check` proves DESIGN.md's promises: every
+After the last restart and a settling period, `check` proves the sync's promises: every
 calendar holds exactly the user's live blocks (no duplicated event, no duplicated or lost
 block), and every status transition that happened was delivered to the sink at least once,
 in order per user, and nothing that did not happen was delivered.
