@@ -5,7 +5,7 @@ first sync of thousands of events. Most objects in real calendars are one VEVENT
 or DATE start and end, no recurrence and no time zone. `read_simple` reads exactly those
 with a line scanner and answers None for anything else, which then goes to the full reader
 (`connectors.ical.parse_ooo_events`). Its answers equal the full reader's for every object
-it accepts; ``tests/test_ical_fast.py`` checks that on real exports and generated events.
+it accepts; ``tests/connectors/ical/test_fast.py`` checks that on real exports and generated events.
 """
 
 from __future__ import annotations
@@ -115,6 +115,9 @@ def _instant(value: str, params: dict[str, str]) -> date | datetime | None:
     return None
 
 
+_Props = dict[str, list[tuple[dict[str, str], str]]]
+
+
 def read_simple(data: bytes, window: SyncWindow, rules: OooRules, *, etag: str,
                 fallback_updated: datetime | None, fallback_uid: str) -> SimpleObject | None:
     """The OOO event of a one-event object, or None when the full reader must do it."""
@@ -122,9 +125,47 @@ def read_simple(data: bytes, window: SyncWindow, rules: OooRules, *, etag: str,
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    props = _event_properties(text)
+    if props is None:
+        return None
+    for single in ("DTSTART", "DTEND", "UID", "SUMMARY", "STATUS", "TRANSP", *OOF_MARKERS):
+        if len(props.get(single, ())) > 1:
+            return None
+    if "DTSTART" not in props or "DTEND" not in props:
+        return None
+    start = _instant(props["DTSTART"][0][1].strip(), props["DTSTART"][0][0])
+    end = _instant(props["DTEND"][0][1].strip(), props["DTEND"][0][0])
+    if start is None or end is None or isinstance(start, datetime) != isinstance(end, datetime):
+        return None
+    uid = _text(props["UID"][0][1]).strip() if "UID" in props else fallback_uid
+    if not uid:
+        return None
+    if not _is_ooo(props, rules):
+        return SimpleObject([], [uid], [])
+    title = " ".join(_text(v) for _p, v in props.get("SUMMARY", ())).strip() or None
+    content = _content(start, end, window, title)
+    if content is None:
+        return None
+    if not window.overlaps(content.start, content.end):
+        return SimpleObject([], [uid], [uid])
+    block = _first(props, "X-SYNCD-BLOCK-ID") or None  # icalendar keeps unknown X- values raw: so do we
+    updated = fallback_updated
+    for name in ("LAST-MODIFIED", "DTSTAMP"):
+        if name in props:
+            when = _instant(_first(props, name), props[name][0][0])
+            if not isinstance(when, datetime):
+                return None  # a local or odd stamp: let the full reader decide
+            updated = when
+            break
+    return SimpleObject([RemoteEvent(uid, etag, content, block_id=block, updated=updated)], [uid], [])
+
+
+def _event_properties(text: str) -> _Props | None:
+    """The properties of the one VEVENT of a VCALENDAR (alarms skipped), each with every value;
+    None for anything else: no or many events, other components, recurrence, TZIDs, odd lines."""
     depth = 0
     events = 0
-    props: dict[str, list[tuple[dict[str, str], str]]] = {}
+    props: _Props = {}
     for line in _unfold(text):
         split = _split(line)
         if split is None:
@@ -151,52 +192,28 @@ def read_simple(data: bytes, window: SyncWindow, rules: OooRules, *, etag: str,
         props.setdefault(name, []).append((params, value))
     if events != 1 or depth != 0:
         return None
-    for single in ("DTSTART", "DTEND", "UID", "SUMMARY", "STATUS", "TRANSP", *OOF_MARKERS):
-        if len(props.get(single, ())) > 1:
-            return None
-    if "DTSTART" not in props or "DTEND" not in props:
-        return None
-    start = _instant(props["DTSTART"][0][1].strip(), props["DTSTART"][0][0])
-    end = _instant(props["DTEND"][0][1].strip(), props["DTEND"][0][0])
-    if start is None or end is None or isinstance(start, datetime) != isinstance(end, datetime):
-        return None
-    uid = _text(props["UID"][0][1]).strip() if "UID" in props else fallback_uid
-    if not uid:
-        return None
+    return props
 
-    def first(name: str) -> str:
-        return props[name][0][1].strip() if name in props else ""
 
-    if not _is_ooo(props, rules, first):
-        return SimpleObject([], [uid], [])
-    title = " ".join(_text(v) for _p, v in props.get("SUMMARY", ())).strip() or None
-    content: OooContent
+def _first(props: _Props, name: str) -> str:
+    return props[name][0][1].strip() if name in props else ""
+
+
+def _content(start: date | datetime, end: date | datetime, window: SyncWindow, title: str | None) -> OooContent | None:
+    """The period from ``start`` to ``end``; None if it has no length (the full reader reports that)."""
     try:
         if isinstance(start, datetime) and isinstance(end, datetime):
             if end <= start:
-                return None  # the full reader reports this
-            content = timed_content(start, end, title)
-        else:
-            if end <= start:
                 return None
-            content = all_day_content(start, end, window.timezone, title)
+            return timed_content(start, end, title)
+        if end <= start:
+            return None
+        return all_day_content(start, end, window.timezone, title)
     except UserInputError:
         return None
-    if not window.overlaps(content.start, content.end):
-        return SimpleObject([], [uid], [uid])
-    block = first("X-SYNCD-BLOCK-ID") or None  # icalendar keeps unknown X- values raw: so do we
-    updated = fallback_updated
-    for name in ("LAST-MODIFIED", "DTSTAMP"):
-        if name in props:
-            when = _instant(first(name), props[name][0][0])
-            if not isinstance(when, datetime):
-                return None  # a local or odd stamp: let the full reader decide
-            updated = when
-            break
-    return SimpleObject([RemoteEvent(uid, etag, content, block_id=block, updated=updated)], [uid], [])
 
 
-def _is_ooo(props: dict[str, list[tuple[dict[str, str], str]]], rules: OooRules, first: object) -> bool:
+def _is_ooo(props: _Props, rules: OooRules) -> bool:
     """`connectors.ical.is_ooo` for the properties of one simple event."""
     def values(name: str) -> list[str]:
         # icalendar unescapes known text properties and keeps unknown X- values raw

@@ -20,7 +20,7 @@ from syncd.core.calendars import EventDraft, OooRules, SyncWindow
 from syncd.core.errors import BadEventData, NotFound
 from syncd.core.ooo import OooContent, all_day_content, timed_content
 
-DATA = Path(__file__).parent / "data" / "ics"
+DATA = Path(__file__).resolve().parents[2] / "data" / "ics"
 SAMPLES = sorted(DATA.glob("*.ics"))
 EVERYTHING = OooRules(all_events=True)
 STOCKHOLM = "Europe/Stockholm"

@@ -13,7 +13,7 @@ from connectors.ical import parse_ooo_events
 from connectors.ical.fast import read_simple
 from syncd.core.calendars import OooRules, SyncWindow
 
-SAMPLES = sorted((Path(__file__).parent / "data" / "ics").glob("*.ics"))
+SAMPLES = sorted((Path(__file__).resolve().parents[2] / "data" / "ics").glob("*.ics"))
 WINDOW = SyncWindow(datetime(2000, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC), "Europe/Stockholm")
 RULES = OooRules(categories=("Vacation", "Semester, lång"), keywords=("OOO", "ledig"))
 STAMP = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
