@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +20,7 @@ from syncd.daemon import Daemon
 from syncd.daemon.runtime import build_runtime
 from syncd.publish.sink import Sink
 from tests.conftest import Clock, make_config, user
+from tests.system.processes import folder_config, running_daemon
 
 
 class CollectingSink(Sink):
@@ -112,38 +110,10 @@ def _z(dt: datetime) -> str:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_run_stops_on_signal(tmp_path: Path, signum: int) -> None:
-    (tmp_path / "calendars" / "alice").mkdir(parents=True)
-    (tmp_path / "syncd.toml").write_text("""
-[api]
-listen = "127.0.0.1:0"
-[[accounts]]
-name = "folder"
-provider = "local"
-root = "calendars"
-[[users]]
-id = "alice"
-email = "alice@example.com"
-timezone = "UTC"
-calendars = [{ account = "folder", calendar = "alice" }]
-[[sinks]]
-type = "stdout"
-""")
-    env = {**os.environ, "PYTHONWARNINGS": "error"}
-    proc = subprocess.Popen([sys.executable, "-m", "syncd", "-c", str(tmp_path / "syncd.toml"), "run"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # wait until it is really running
-            if "syncd running" in line:
-                break
+    with running_daemon(folder_config(tmp_path), warnings="error") as proc:
         proc.send_signal(signum)
         code = proc.wait(timeout=15)  # the contract is "within 10 s"; this only stops a hung test
+        assert proc.stderr is not None
         rest = proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close() if proc.stdout else None
-        proc.stderr.close() if proc.stderr else None
     assert code == 0, rest
     assert "stopped" in rest and "Traceback" not in rest

@@ -6,13 +6,9 @@ seconds, and play the person with plain file operations.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,60 +23,13 @@ from syncd.service import Syncd
 from syncd.sync.replica import holder_is_dead
 from tests.conftest import pg_url_for
 from tests.connectors.caldav.servers import vevent
+from tests.system.processes import folder_config, running_daemon
 
 POLL = 2.0  # the daemon's poll interval, seconds
 
 
 def write_config(root: Path, database_url: str) -> Path:
-    (root / "calendars" / "alice").mkdir(parents=True, exist_ok=True)
-    config = root / "syncd.toml"
-    config.write_text(f"""
-[daemon]
-database_url = "{database_url}"
-poll_interval = "{POLL:.0f}s"
-[api]
-listen = "127.0.0.1:0"
-[[accounts]]
-name = "folder"
-provider = "local"
-root = "calendars"
-[[users]]
-id = "alice"
-email = "alice@example.com"
-timezone = "UTC"
-calendars = [{{ account = "folder", calendar = "alice" }}]
-[[sinks]]
-type = "stdout"
-""")
-    return config
-
-
-@contextmanager
-def daemon(config: Path) -> Iterator[subprocess.Popen[str]]:
-    """`syncd run` until it says it is running; stopped (or killed) on the way out."""
-    log = open(config.with_suffix(".log"), "a")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "syncd", "-c", str(config), "run"], cwd=config.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            log.write(line)
-            if "syncd running" in line:
-                break
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr is not None:
-            log.write(proc.stderr.read())
-            proc.stderr.close()
-        log.close()
+    return folder_config(root, database_url=database_url, poll=f"{POLL:.0f}s")
 
 
 def helpdesk(config: Path) -> Syncd:
@@ -110,7 +59,7 @@ def test_a_fresh_write_deleted_by_the_person_before_the_next_poll_deletes_the_bl
         tmp_path: Path, database_url: str) -> None:
     config = write_config(tmp_path, database_url)
     folder = tmp_path / "calendars" / "alice"
-    with daemon(config):
+    with running_daemon(config):
         service = helpdesk(config)
         try:
             start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
@@ -132,7 +81,7 @@ def test_a_restart_after_a_crash_resumes_at_once_despite_the_dead_daemons_leases
     config = write_config(tmp_path, database_url)
     service = helpdesk(config)
     try:
-        with daemon(config) as first:
+        with running_daemon(config) as first:
             assert eventually(lambda: any(link["owner"] for link in service.links()), within=30)
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -145,7 +94,7 @@ def test_a_restart_after_a_crash_resumes_at_once_despite_the_dead_daemons_leases
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
         (tmp_path / "calendars" / "alice" / "trip.ics").write_text(
             vevent("trip", start, start + timedelta(hours=8), summary="Trip"))
-        with daemon(config):
+        with running_daemon(config):
             assert eventually(lambda: [b.title for b in service.list_blocks("alice")] == ["Trip"], within=30), \
                 "the restarted daemon waited for its predecessor's lease"
     finally:
