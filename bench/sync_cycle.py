@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syncd.config import load_config
-from syncd.daemon import build_runtime
+from syncd.daemon.runtime import build_runtime
 
 
 def _event(uid: str, start: datetime, hours: int, extra: str = "") -> str:
