@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,9 +49,9 @@ class Database:
         self.url = url
         args = dict(connect_args or {})
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path = url.split("///", 1)[-1].split("?", 1)[0]
+            if path and path != ":memory:" and not path.startswith("file:"):
+                _private_files(Path(path))
             args.setdefault("timeout", 10)
             args.setdefault("check_same_thread", False)
         else:
@@ -179,6 +180,19 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+def _private_files(path: Path) -> None:
+    """The database holds calendar data and encrypted tokens: its file, and the WAL and SHM
+    files SQLite makes beside it with the same mode, are for their owner alone (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if existing.stat().st_mode & 0o077:
+                existing.chmod(0o600)
+        except FileNotFoundError:
+            continue
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -35,9 +35,11 @@ __all__ = [
     "EventLinkRow",
     "OutboxRow",
     "PushChannelRow",
+    "ReplicaRow",
     "RotationMemberRow",
     "RotationRow",
     "RotationSeatRow",
+    "SettingRow",
     "StatusLogRow",
     "TeamMemberRow",
     "TeamRow",
@@ -80,11 +82,17 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), date: Date(), float: Float()}
 
 
+def _email_key(context: Any) -> str:
+    return str(context.get_current_parameters()["email"]).lower()
+
+
 class UserRow(Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
+    # The email in lower case, unique: an email is one user's (it is whose calendars syncd reaches).
+    email_key: Mapped[str] = mapped_column(String(320), unique=True, default=_email_key)
     timezone: Mapped[str] = mapped_column(String(64))
     working_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"mon": ["09:00-17:00"]}
     origin: Mapped[str] = mapped_column(String(16), default="config")  # config | api
@@ -295,14 +303,36 @@ class AssignmentRow(Base):
 
 class CredentialRow(Base):
     """A per-user secret for one account (an OAuth refresh token), encrypted with the
-    account's key; only its ciphertext is stored."""
+    account's key; only its ciphertext is stored, and it names the user it is bound to."""
 
     __tablename__ = "credentials"
 
     account: Mapped[str] = mapped_column(String(200), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(320), primary_key=True)  # the user's email
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), default="refresh_token")
     ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class ReplicaRow(Base):
+    """A daemon sharing this database, and the config it runs (its fingerprint); ``seen_at`` is
+    renewed while it lives."""
+
+    __tablename__ = "replicas"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+
+
+class SettingRow(Base):
+    """A value the replicas share, such as the config they agreed on."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
 
 

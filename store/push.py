@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from store.models import CalendarLinkRow, PushChannelRow, UserRow
 
-__all__ = ["OpenChannel", "WantedChannel", "add", "forget", "get", "mark_notified", "open_channels", "resync",
-           "wanted"]
+__all__ = ["ChannelState", "OpenChannel", "WantedChannel", "add", "expire", "forget", "get", "get_many",
+           "mark_notified", "open_channels", "resync", "wanted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +62,43 @@ def add(session: Session, channel_id: str, link_id: int, token_digest: str, reso
                                expires_at=expires_at, created_at=now))
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    """What a notification is checked against."""
+
+    id: str
+    link_id: int
+    token_digest: str
+    resource_id: str
+    notified_at: datetime | None
+
+
+def get_many(session: Session, channel_ids: set[str]) -> dict[str, ChannelState]:
+    if not channel_ids:
+        return {}
+    rows = session.execute(select(PushChannelRow.id, PushChannelRow.link_id, PushChannelRow.token_digest,
+                                  PushChannelRow.resource_id, PushChannelRow.notified_at)
+                           .where(PushChannelRow.id.in_(sorted(channel_ids)[:1000])))
+    return {r.id: ChannelState(r.id, r.link_id, r.token_digest, r.resource_id, r.notified_at) for r in rows}
+
+
 def get(session: Session, channel_id: str) -> PushChannelRow | None:
     return session.get(PushChannelRow, channel_id)
+
+
+def expire(session: Session, channel_id: str, now: datetime) -> None:
+    session.execute(update(PushChannelRow).where(PushChannelRow.id == channel_id).values(expires_at=now))
 
 
 def forget(session: Session, channel_id: str) -> None:
     session.execute(delete(PushChannelRow).where(PushChannelRow.id == channel_id))
 
 
-def mark_notified(session: Session, row: PushChannelRow, now: datetime) -> None:
+def mark_notified(session: Session, channel_id: str, now: datetime) -> None:
     """A notification arrived: the channel's link is due now."""
+    row = session.get(PushChannelRow, channel_id)
+    if row is None:
+        return
     row.notified_at = now
     session.execute(update(CalendarLinkRow).where(CalendarLinkRow.id == row.link_id, CalendarLinkRow.enabled.is_(True))
                     .values(next_poll_at=now))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from store.models import CalendarLinkRow, TeamMemberRow, TeamRow, UserRow, UserStatusRow
 
 __all__ = [
-    "LinkSpec", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in", "enabled_links", "ids",
+    "LinkSpec", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in", "enabled_links", "ids",
     "ids_with_email", "put_team",
     "summaries", "team_exists", "team_members", "teams_of", "touch_links", "upsert",
 ]
@@ -34,14 +34,16 @@ def by_id(session: Session, user_id: str) -> UserRow | None:
 
 
 def by_id_or_email(session: Session, user: str) -> UserRow | None:
-    row = session.get(UserRow, user)
-    if row is None:
-        row = session.scalars(select(UserRow).where(UserRow.email == user)).first()
-    return row
+    return session.get(UserRow, user) or by_email(session, user)
+
+
+def by_email(session: Session, email: str) -> UserRow | None:
+    """The user with this email, whatever its case (an email belongs to one user)."""
+    return session.scalars(select(UserRow).where(UserRow.email_key == email.lower())).first()
 
 
 def ids_with_email(session: Session, email: str) -> list[str]:
-    return list(session.scalars(select(UserRow.id).where(UserRow.email == email)))
+    return list(session.scalars(select(UserRow.id).where(UserRow.email_key == email.lower())))
 
 
 def ids(session: Session) -> list[str]:
@@ -59,7 +61,7 @@ def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: 
     if row is None:
         row = UserRow(id=user_id, created_at=now, origin=origin)
         session.add(row)
-    row.email, row.timezone, row.working_hours = email, timezone, hours
+    row.email, row.email_key, row.timezone, row.working_hours = email, email.lower(), timezone, hours
     session.flush()
     for spec in links:
         link = session.scalars(select(CalendarLinkRow).where(

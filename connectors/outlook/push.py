@@ -15,15 +15,19 @@ from connectors.base import BadPush, PushNotice, PushReply, PushRequest
 
 __all__ = ["GraphPush"]
 
+MAX_VALIDATION_TOKEN = 1024
+
 
 class GraphPush:
     def parse(self, request: PushRequest) -> PushReply:
         token = request.query.get("validationToken")
         if token is not None:
+            if len(token) > MAX_VALIDATION_TOKEN:  # Graph's are short; a long one is somebody else's text
+                raise BadPush(f"a validation token is at most {MAX_VALIDATION_TOKEN} characters")
             return PushReply(status=200, text=token)
         try:
             data = json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             data = None
         items = data.get("value") if isinstance(data, dict) else None
         if not isinstance(items, list):

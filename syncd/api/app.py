@@ -13,10 +13,10 @@ from collections.abc import Callable
 from fastapi import Depends, FastAPI
 
 from syncd import __version__
-from syncd.api.auth import TokenBook, scope_check
+from syncd.api.auth import TokenBook, caller_of, scope_check
 from syncd.api.context import ApiContext
 from syncd.api.errors import install_error_handlers
-from syncd.api.routes import hooks, links, ooo, operations, rotations, schema, status, users
+from syncd.api.routes import documents, hooks, links, ooo, operations, rotations, schema, status, users
 from syncd.api.schemas import ERRORS
 from syncd.service import Syncd
 from syncd.service.directory import Directory
@@ -33,11 +33,16 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
     tokens = TokenBook(config.api)
     engine = RotationEngine(service, recent_window=config.daemon.rotation_recent_window)
     ctx = ApiContext(service=service, directory=Directory(service, engine), rotations=engine, metrics=metrics,
-                     push=push, scheduler_alive=scheduler_alive, read=Depends(scope_check(tokens, "read")),
-                     write=Depends(scope_check(tokens, "write")), admin=Depends(scope_check(tokens, "admin")))
+                     push=push, scheduler_alive=scheduler_alive, caller=Depends(caller_of(tokens)),
+                     read=Depends(scope_check(tokens, "read")), write=Depends(scope_check(tokens, "write")),
+                     admin=Depends(scope_check(tokens, "admin")))
+    public_docs = config.api.public_docs
     app = FastAPI(title="syncd", version=__version__, responses=ERRORS,
-                  description="Out-of-office calendar sync and Available/Away status for a helpdesk.")
+                  docs_url="/docs" if public_docs else None, openapi_url="/openapi.json" if public_docs else None,
+                  redoc_url=None, description="Out-of-office calendar sync and Available/Away status for a helpdesk.")
     install_error_handlers(app)
+    if not public_docs:
+        app.include_router(documents.router(ctx, app))
     app.include_router(operations.router(ctx, public=config.api.public_health))
     for module in (users, status, ooo, rotations, links, hooks, schema):
         app.include_router(module.router(ctx))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Header
@@ -16,9 +17,20 @@ from fastapi import Header
 from syncd.api.errors import ApiError
 from syncd.config import ApiConfig
 
-__all__ = ["SCOPE_RANK", "TokenBook", "scope_check"]
+__all__ = ["SCOPE_RANK", "Caller", "TokenBook", "caller_of", "scope_check"]
 
 SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request comes from: the token's name, and the highest scope it carries."""
+
+    name: str
+    rank: int
+
+    def may(self, scope: str) -> bool:
+        return self.rank >= SCOPE_RANK[scope]
 
 
 class TokenBook:
@@ -39,10 +51,22 @@ class TokenBook:
         return found
 
 
-def scope_check(tokens: TokenBook, needed: str) -> Callable[..., Awaitable[str]]:
+def caller_of(tokens: TokenBook) -> Callable[..., Awaitable[Caller | None]]:
+    """A dependency that tells who the caller is, if they sent a known token, and refuses nobody."""
+    async def who(authorization: Annotated[str | None, Header()] = None) -> Caller | None:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return None
+        found = tokens.lookup(authorization[7:].strip())
+        if found is None:
+            return None
+        return Caller(found[0], max((SCOPE_RANK.get(s, -1) for s in found[1]), default=-1))
+    return who
+
+
+def scope_check(tokens: TokenBook, needed: str) -> Callable[..., Awaitable[Caller]]:
     """A dependency that lets a request through with a token of ``needed`` scope (or more);
-    it answers the token's name."""
-    async def check(authorization: Annotated[str | None, Header()] = None) -> str:  # async: no thread hop
+    it answers who the caller is."""
+    async def check(authorization: Annotated[str | None, Header()] = None) -> Caller:  # async: no thread hop
         if not tokens:
             raise ApiError(401, "unauthorized", "no API tokens are configured; add [api].tokens to the config")
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -51,7 +75,8 @@ def scope_check(tokens: TokenBook, needed: str) -> Callable[..., Awaitable[str]]
         if found is None:
             raise ApiError(401, "unauthorized", "unknown token")
         name, scopes = found
-        if max((SCOPE_RANK.get(s, -1) for s in scopes), default=-1) < SCOPE_RANK[needed]:
+        rank = max((SCOPE_RANK.get(s, -1) for s in scopes), default=-1)
+        if rank < SCOPE_RANK[needed]:
             raise ApiError(403, "forbidden", f"token {name!r} lacks the {needed!r} scope")
-        return name
+        return Caller(name, rank)
     return check

@@ -23,6 +23,7 @@ class ApiContext:
     metrics: Metrics | None
     push: PushChannels | None
     scheduler_alive: Callable[[], bool]
+    caller: Any  # a dependency answering who the caller is, or None; it refuses nobody
     read: Any  # the dependencies that let a token of that scope through (FastAPI `Depends`)
     write: Any
     admin: Any

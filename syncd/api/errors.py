@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from syncd.core.errors import (
+    AlreadyExists,
     ConfigError,
     ConfirmationRequired,
+    NotAllowed,
     NotFoundInStore,
     RetryLater,
     StaleRevision,
@@ -54,6 +56,10 @@ def _syncd_error(exc: SyncdError) -> JSONResponse:
         return error_body(412, "stale_revision", message, revision=exc.current_revision)
     if isinstance(exc, ConfigOwned):
         return error_body(409, "config_owned", message)
+    if isinstance(exc, AlreadyExists):
+        return error_body(409, "conflict", message)
+    if isinstance(exc, NotAllowed):
+        return error_body(403, "forbidden", message)
     if isinstance(exc, NotFoundInStore):
         return error_body(404, "not_found", message)
     if isinstance(exc, UserInputError):

@@ -30,7 +30,9 @@ class UserIn(Strict):
     email: str
     timezone: str
     working_hours: dict[str, str | list[str]] | None = None
-    calendars: list[CalendarIn] = Field(default_factory=list)
+    calendars: list[CalendarIn] | None = Field(
+        default=None, description="the user's calendar links, all of them (left out: they stay as they are); "
+                                  "creating or changing links needs the admin scope")
 
 
 class CalendarOut(BaseModel):

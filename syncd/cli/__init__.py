@@ -55,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(config: Config) -> int:
+    mode = config.path.stat().st_mode
+    if config.inline_secrets and mode & 0o077:
+        shown = ", ".join(config.inline_secrets[:3]) + (" ..." if len(config.inline_secrets) > 3 else "")
+        print(f"syncd: warning: {config.path.name} holds secrets ({shown}) and other users may read it "
+              f"(mode {mode & 0o777:o}); run `chmod 600 {config.path.name}`, or give them as KEY_env",
+              file=sys.stderr)
     links = sum(len(u.calendars) for u in config.users)
     print(f"{config.path}: ok ({len(config.users)} users, {len(config.accounts)} accounts, {links} calendar "
           f"links, {len(config.sinks)} sinks)")

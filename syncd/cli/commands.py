@@ -28,10 +28,11 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
         few_malloc_arenas()  # before any thread starts
     rt = build_runtime(config)
     if args.command == "run":
-        Daemon(rt).run_forever()
-        return 0
+        daemon = Daemon(rt, adopt_config=args.adopt_config)
+        daemon.run_forever()
+        return daemon.exit_code
     try:
-        rt.service.prepare()
+        rt.prepare()
         match args.command:
             case "sync":
                 return _sync_once(rt, args.user)

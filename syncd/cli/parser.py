@@ -17,7 +17,10 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", help="config file (default: $SYNCD_CONFIG, then ./syncd.toml)")
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="run the daemon")
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--adopt-config", action="store_true",
+                     help="make this config the one replicas agree on, even while replicas with another one run "
+                          "(they stop)")
     sync = sub.add_parser("sync", help="one pass over every enabled link, then due transitions and delivery")
     sync.add_argument("--once", action="store_true", required=True, help="run once and exit (required)")
     sync.add_argument("--user", action="append", default=[], metavar="ID", help="only this user (repeatable)")

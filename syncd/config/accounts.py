@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -19,9 +20,11 @@ class AccountsReader(ReaderBase):
     def account(self, t: Table) -> AccountConfig:
         provider = PROVIDERS[t.choice("provider", tuple(PROVIDERS))]
         known = {option.name: option for option in provider.options}
-        t.allow(("name", "provider", "ooo_rules", *known, *(f"{k}_env" for k, o in known.items() if o.kind is str)))
+        t.allow(("name", "provider", "ooo_rules", "domains", *known,
+                 *(f"{k}_env" for k, o in known.items() if o.kind is str)))
         name = t.string("name")
         data, from_env = self.resolve_env(t, (k for k, o in known.items() if o.kind is str))
+        self.note_inline(t, (k for k, o in known.items() if o.secret))
         resolved = Table(t.file, t.path, data)
         options = {key: self.option(resolved, option) for key, option in known.items() if key in data}
         rules = OooRules()
@@ -36,7 +39,17 @@ class AccountsReader(ReaderBase):
             t.fail(exc.key, exc.message)
         secret = {k for k, o in known.items() if o.secret} | SECRET_KEYS
         return AccountConfig(name=name, provider=provider.name, options=Options(options, secret=secret | from_env),
-                             ooo_rules=rules)
+                             ooo_rules=rules, domains=self.domains(t))
+
+    def domains(self, t: Table) -> tuple[str, ...]:
+        """The email domains whose users this account may act for; none given: any."""
+        found = []
+        for i, domain in enumerate(t.strings("domains", ())):
+            value = domain.strip().lower().lstrip("@")
+            if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", value):
+                t.fail(f"domains[{i}]", f"not a domain name: {domain!r} (e.g. \"example.com\")")
+            found.append(value)
+        return tuple(dict.fromkeys(found))
 
     def option(self, t: Table, option: Option) -> Any:
         """One provider option, read and checked as its declaration says."""

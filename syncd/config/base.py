@@ -16,6 +16,11 @@ __all__ = ["ReaderBase"]
 class ReaderBase:
     def __init__(self, file: str, folder: Path, environ: Mapping[str, str]) -> None:
         self.file, self.folder, self.environ = file, folder, environ
+        self.inline_secrets: list[str] = []  # key paths of secrets written in the file itself
+
+    def note_inline(self, table: Table, keys: Iterable[str]) -> None:
+        """Of ``keys`` (secrets), those the table gives literally rather than as ``KEY_env``."""
+        self.inline_secrets += [table.key(k) for k in keys if k in table.data]
 
     # -- helpers ---------------------------------------------------------------------------
 

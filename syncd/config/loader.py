@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.registry import PROVIDERS
 from syncd.config.accounts import AccountsReader
+from syncd.config.links import link_problem
 from syncd.config.model import (
     CONFLICT_POLICIES,
     DEFAULT_CONFIG_NAME,
@@ -54,6 +55,8 @@ from syncd.core.errors import ConfigError
 from syncd.core.hours import DAYS, parse_day
 
 __all__ = ["find_config_path", "load_config"]
+
+MIN_TOKEN = 24  # characters of an API token
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -121,11 +124,16 @@ class Loader(AccountsReader, SinksReader):
             first_seen[account.name] = table.path
         users: list[UserConfig] = []
         seen_users: dict[str, str] = {}
+        seen_emails: dict[str, str] = {}
         for table in root.tables("users"):
             user = self.user(table, accounts)
             if user.id in seen_users:
                 table.fail("id", f"duplicate user id {user.id!r} (also {seen_users[user.id]})")
-            seen_users[user.id] = table.path
+            if user.email.lower() in seen_emails:
+                # The email picks whose calendars syncd reaches: two users with one would share them.
+                table.fail("email", f"{user.email!r} is also the email of {seen_emails[user.email.lower()]}; "
+                                    "an email belongs to one user")
+            seen_users[user.id] = seen_emails[user.email.lower()] = table.path
             users.append(user)
         sinks = self.sinks(root.tables("sinks"))
         return Config(
@@ -135,6 +143,7 @@ class Loader(AccountsReader, SinksReader):
             accounts=MappingProxyType(accounts),
             users=tuple(users),
             sinks=sinks,
+            inline_secrets=tuple(self.inline_secrets),
         )
 
     def daemon(self, t: Table) -> DaemonConfig:
@@ -154,6 +163,8 @@ class Loader(AccountsReader, SinksReader):
         if level.upper() not in LOG_LEVELS:
             t.fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
         data, _ = self.resolve_env(t, ("database_url",))
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*:[^/@\s]*@", str(t.data.get("database_url", ""))):
+            self.note_inline(t, ("database_url",))  # a password inside the URL
         url = Table(t.file, t.path, data).string("database_url", d.database_url)
         return DaemonConfig(
             database_url=self.database_url(t, url),
@@ -186,7 +197,7 @@ class Loader(AccountsReader, SinksReader):
 
     def api(self, t: Table) -> ApiConfig:
         d = ApiConfig()
-        t.allow(("listen", "tokens", "public_health"))
+        t.allow(("listen", "tokens", "public_health", "public_docs"))
         listen = t.string("listen", d.listen)
         try:
             split_listen(listen)
@@ -198,9 +209,13 @@ class Loader(AccountsReader, SinksReader):
         for table in t.tables("tokens"):
             table.allow(("name", "token", "token_env", "scopes"))
             data, _ = self.resolve_env(table, ("token",))
+            self.note_inline(table, ("token",))
             resolved = Table(table.file, table.path, data)
             name = resolved.string("name")
             secret = resolved.string("token")
+            if len(secret) < MIN_TOKEN:
+                # A short token can be guessed; `syncd credentials new-key` prints one of 44.
+                table.fail("token", f"is {len(secret)} characters; an API token needs at least {MIN_TOKEN}")
             scopes = resolved.strings("scopes", ("read",))
             if not scopes:
                 table.fail("scopes", f"give at least one of {', '.join(SCOPES)}")
@@ -214,7 +229,8 @@ class Loader(AccountsReader, SinksReader):
                 table.fail("token", f"same token as {seen_secrets[secret]}")
             seen_names[name] = seen_secrets[secret] = table.path
             tokens.append(ApiToken(name=name, token=secret, scopes=tuple(dict.fromkeys(scopes))))
-        return ApiConfig(listen=listen, tokens=tuple(tokens), public_health=t.boolean("public_health", d.public_health))
+        return ApiConfig(listen=listen, tokens=tuple(tokens), public_health=t.boolean("public_health", d.public_health),
+                         public_docs=t.boolean("public_docs", d.public_docs))
 
     def user(self, t: Table, accounts: Mapping[str, AccountConfig]) -> UserConfig:
         t.allow(("id", "email", "timezone", "working_hours", "calendars"))
@@ -232,6 +248,9 @@ class Loader(AccountsReader, SinksReader):
         seen: dict[tuple[str, str], str] = {}
         for link_table in t.tables("calendars"):
             link = self.calendar_link(link_table, accounts)
+            problem = link_problem(accounts[link.account], email, link.calendar)
+            if problem is not None:
+                link_table.fail(*problem)
             pair = (link.account, link.calendar)
             if pair in seen:
                 link_table.fail("calendar", f"calendar {link.calendar!r} of account {link.account!r} "

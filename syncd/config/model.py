@@ -102,6 +102,7 @@ class ApiConfig:
     listen: str = "127.0.0.1:8080"
     tokens: tuple[ApiToken, ...] = ()
     public_health: bool = True
+    public_docs: bool = False  # /docs and /openapi.json without a token
 
     @property
     def host(self) -> str:
@@ -119,6 +120,7 @@ class AccountConfig:
     provider: str  # local | caldav | google | outlook | memory
     options: Mapping[str, Any] = field(default_factory=Options)  # provider keys, secrets resolved
     ooo_rules: OooRules = field(default_factory=OooRules)
+    domains: tuple[str, ...] = ()  # only users with an email in one of these (lower case); empty: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ class Config:
     accounts: Mapping[str, AccountConfig] = field(default_factory=lambda: MappingProxyType({}))
     users: tuple[UserConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
+    inline_secrets: tuple[str, ...] = ()  # key paths of secrets written in the file (not as KEY_env)
 
 
 

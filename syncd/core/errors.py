@@ -11,6 +11,8 @@ Subtrees are named by who must act::
     ├── ConfigError                the operator must fix the config file
     ├── UserInputError             the caller asked for something invalid
     │   ├── NotFoundInStore        no such user / block
+    │   ├── AlreadyExists          another one has that (an email is one user's)
+    │   ├── NotAllowed             the caller may not do this (a token's scope)
     │   ├── StaleRevision          If-Match on an older revision of a block
     │   └── ConfirmationRequired   "set available" while an OOO block covers now
     ├── ConnectorError             a calendar said no to one operation
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 __all__ = [
+    "AlreadyExists",
     "AuthError",
     "BadEventData",
     "Bug",
@@ -37,6 +40,7 @@ __all__ = [
     "ConfirmationRequired",
     "ConnectorError",
     "CursorExpired",
+    "NotAllowed",
     "NotFound",
     "NotFoundInStore",
     "PreconditionFailed",
@@ -86,6 +90,14 @@ class UserInputError(SyncdError):
 
 class NotFoundInStore(UserInputError):
     pass
+
+
+class AlreadyExists(UserInputError):
+    pass
+
+
+class NotAllowed(UserInputError):
+    """The request is valid, but not for this caller (a token without the scope it needs)."""
 
 
 class StaleRevision(UserInputError):

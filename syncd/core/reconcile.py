@@ -84,13 +84,16 @@ class Conflict:
     policy: ConflictPolicy
     helpdesk: OooContent
     calendar: OooContent
+    event_id: str = ""
 
     def describe(self) -> str:
+        """One log line. Ids and times only: a title is the person's words ("Oncology visit")."""
         def show(c: OooContent) -> str:
-            return f"{format_utc(c.start)}..{format_utc(c.end)} {c.title!r}"
+            return f"{format_utc(c.start)}..{format_utc(c.end)}" + (" (title differs)" if changed_title else "")
 
-        return (f"conflict on block {self.block_id}: helpdesk has {show(self.helpdesk)}, calendar has "
-                f"{show(self.calendar)}; kept the {self.winner} copy (policy {self.policy})")
+        changed_title = self.helpdesk.title != self.calendar.title
+        return (f"conflict on block {self.block_id} (event {self.event_id}): helpdesk has {show(self.helpdesk)}, "
+                f"calendar has {show(self.calendar)}; kept the {self.winner} copy (policy {self.policy})")
 
 
 # -- actions: each is one step of the executor ---------------------------------------------
@@ -222,7 +225,7 @@ class _Planner:
             winner = "calendar" if calendar_newer else "helpdesk"
         else:
             winner = self.policy
-        conflict = Conflict(block.id, winner, self.policy, block.content, event.content)
+        conflict = Conflict(block.id, winner, self.policy, block.content, event.content, event.event_id)
         self.result.conflicts.append(conflict)
         if winner == "calendar":
             return UpdateBlock(block.id, event, conflict)

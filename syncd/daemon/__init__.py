@@ -34,6 +34,7 @@ from syncd.core.errors import ConfigError, SyncdError
 from syncd.core.text import first_line, redact_url
 from syncd.daemon.heap import return_free_memory
 from syncd.daemon.runtime import Runtime
+from syncd.service.replicas import HEARTBEAT
 
 __all__ = ["Daemon"]
 
@@ -47,9 +48,12 @@ TRIM_EVERY = 60  # seconds between hand-backs of free heap pages to the system (
 
 
 class Daemon:
-    def __init__(self, runtime: Runtime, *, poll_workers: int = 4, serve_api: bool = True) -> None:
+    def __init__(self, runtime: Runtime, *, poll_workers: int = 4, serve_api: bool = True,
+                 adopt_config: bool = False) -> None:
         self.rt = runtime
         self.serve_api = serve_api
+        self.adopt_config = adopt_config
+        self.exit_code = 0  # 2 when the replicas agreed on another config meanwhile
         self.api_server: uvicorn.Server | None = None
         self._api_thread: threading.Thread | None = None
         self.poll_workers = poll_workers
@@ -65,7 +69,7 @@ class Daemon:
 
     def start(self) -> None:
         rt = self.rt
-        rt.service.prepare()
+        rt.prepare(adopt_config=self.adopt_config, daemon=True)
         # Transitions that fell while we were down: published now with their true times, in order.
         caught_up = rt.service.advance_all()
         if caught_up:
@@ -82,6 +86,8 @@ class Daemon:
                                id="sweep", max_instances=1)
         self.scheduler.add_job(self._guard(return_free_memory), "interval", seconds=TRIM_EVERY, id="trim",
                                max_instances=1)
+        self.scheduler.add_job(self._guard(self._heartbeat), "interval", seconds=HEARTBEAT.total_seconds(),
+                               id="heartbeat", max_instances=1)
         if rt.push.accounts():
             self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
                                    max_instances=1, next_run_time=datetime.now(UTC))
@@ -178,6 +184,13 @@ class Daemon:
     def _wake_poll(self) -> None:
         self._wake("poll")
 
+    def _heartbeat(self) -> None:
+        if not self.rt.agreement.beat():
+            log.error("another replica made a different config the one replicas agree on (syncd run "
+                      "--adopt-config); stopping: start again with that file")
+            self.exit_code = 2
+            self.stopping.set()
+
     def _sweep(self) -> None:
         self.rt.service.advance_all()
         self.rt.service.purge_tombstones()
@@ -202,6 +215,10 @@ class Daemon:
                         STOP_WITHIN)
         if self._api_thread is not None:
             self._api_thread.join(max(0.5, STOP_WITHIN / 2))
+        try:
+            self.rt.agreement.leave()
+        except SyncdError as exc:  # the database is away: the heartbeat simply ages out
+            log.debug("leaving the replicas: %s", exc)
         self.rt.close()
         log.info("stopped")
 

@@ -21,7 +21,9 @@ from syncd.service import Syncd, utc_now
 from syncd.service.credentials import CredentialVault
 from syncd.service.metrics import Metrics
 from syncd.service.push import PushChannels
+from syncd.service.replicas import ConfigAgreement
 from syncd.sync import LinkSyncer
+from syncd.sync.replica import this_process
 
 __all__ = ["Runtime", "Wakeups", "build_runtime"]
 
@@ -58,8 +60,16 @@ class Runtime:
     metrics: Metrics
     vault: CredentialVault
     push: PushChannels
+    agreement: ConfigAgreement
     sinks: dict[str, Sink] = field(default_factory=dict)
     wakeups: Wakeups = field(default_factory=Wakeups)
+
+    def prepare(self, *, adopt_config: bool = False, daemon: bool = False) -> None:
+        """Migrate the schema, check the config against the other replicas' (adopting it when
+        allowed), then make the config's users and links current."""
+        self.db.migrate()
+        self.agreement.join(adopt=adopt_config, daemon=daemon)
+        self.service.prepare()
 
     def close(self) -> None:
         self.publisher.close()
@@ -79,6 +89,10 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
     sinks = sinks if sinks is not None else {s.name: build_sink(s) for s in config.sinks}
     publisher = Publisher(db, sinks, dead_letter_after=config.daemon.dead_letter_after, clock=clock)
     metrics = Metrics(db, clock)
-    syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync, lease_ttl=config.daemon.lease_ttl)
+    identity = this_process()
+    syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync, lease_ttl=config.daemon.lease_ttl,
+                        replica=identity, database_clock=db.dialect == "postgresql")
     push = PushChannels(service, connectors, wake=lambda: wakeups.ring("poll"))
-    return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, sinks, wakeups)
+    agreement = ConfigAgreement(db, config, identity.name, clock)
+    return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, agreement, sinks,
+                   wakeups)

@@ -5,6 +5,7 @@ here: the file stays their single source of truth."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import time
 from typing import Any
 
@@ -12,7 +13,8 @@ from store import users
 from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
-from syncd.core.errors import NotFoundInStore, UserInputError
+from syncd.config.links import link_problem
+from syncd.core.errors import AlreadyExists, NotAllowed, NotFoundInStore, UserInputError
 from syncd.core.hours import DAYS, hours_from_json, hours_to_json, parse_day
 from syncd.core.time import format_utc, zone
 from syncd.service import Syncd
@@ -57,7 +59,7 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
         raise UserInputError("timezone is required: an IANA name such as 'Europe/Stockholm'")
     zone(tz)
     calendars = []
-    for i, cal in enumerate(body.get("calendars") or []):
+    for i, cal in enumerate(body.get("calendars") or ()):
         if not isinstance(cal, Mapping):
             raise UserInputError(f"calendars[{i}] must be an object with account and calendar")
         account, calendar = cal.get("account"), cal.get("calendar", "primary")
@@ -72,6 +74,9 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
         sync_ooo = cal.get("sync_ooo", True)
         if not isinstance(sync_ooo, bool):
             raise UserInputError(f"calendars[{i}].sync_ooo must be true or false")
+        problem = link_problem(accounts[account], email, calendar)
+        if problem is not None:
+            raise UserInputError(f"calendars[{i}].{problem[0]}: {problem[1]}")
         calendars.append(CalendarLinkConfig(account=account, calendar=calendar, sync_ooo=sync_ooo,
                                             direction=direction))
     if len({(c.account, c.calendar) for c in calendars}) != len(calendars):
@@ -86,15 +91,30 @@ class Directory:
         self.rotations = rotations
         self.db = service.db
 
-    def put_user(self, user_id: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    def put_user(self, user_id: str, body: Mapping[str, Any], *,
+                 may_change_links: bool = True) -> tuple[dict[str, Any], bool]:
+        """Create or replace a user. ``calendars`` left out keeps their links; creating or
+        changing links (which aim syncd's calendar credentials) needs ``may_change_links``."""
         if not user_id or len(user_id) > 200:
             raise UserInputError("a user id is 1 to 200 characters")
         user = parse_user(user_id, body, self.service.config.accounts)
 
         def work(session: Transaction) -> bool:
+            nonlocal user
             existing = users.by_id(session, user_id)
             if existing is not None and existing.origin == "config":
                 raise ConfigOwned(f"user {user_id} is defined in {self.service.config.path.name}; change it there")
+            have = [CalendarLinkConfig(r.account, r.calendar, r.sync_ooo, r.direction)
+                    for r in (users.enabled_links(session, user_id) if existing is not None else [])]
+            if body.get("calendars") is None:
+                user = replace(user, calendars=tuple(have))
+            elif not may_change_links and set(user.calendars) != set(have):
+                raise NotAllowed("creating or changing a user's calendar links needs a token with the 'admin' "
+                                 "scope; leave calendars out to keep them as they are")
+            other = users.by_email(session, user.email)
+            if other is not None and other.id != user_id:
+                raise AlreadyExists(f"{user.email} is already the email of user {other.id!r}; an email belongs to "
+                                    "one user")
             now = self.service.clock()
             row = self.service.upsert_user(session, user, now, origin="api")
             self.service.recorder.advance(session, row, now)  # new working hours may change the status now

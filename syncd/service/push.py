@@ -17,14 +17,15 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from connectors.base import PushReceiver
+from connectors.base import PushNotice, PushReceiver
 from connectors.registry import PROVIDERS, Connectors
 from store import push as channels
 from store.db import Transaction
+from store.push import ChannelState as OpenRow
 from store.push import OpenChannel, WantedChannel
 from syncd.core.errors import SyncdError
 from syncd.core.text import first_line
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL = timedelta(days=7)
 MIN_TTL = timedelta(hours=1)
 PER_PASS = 200  # channels opened per pass, so a big start-up does not hold the job for long
+DEBOUNCE = timedelta(seconds=1)  # a channel's link is made due at most this often
 
 
 def digest(token: str) -> str:
@@ -152,51 +154,57 @@ class PushChannels:
         return len(open_)
 
     # -- receiving -------------------------------------------------------------------------
-    def lifecycle(self, channel_id: str, token: str | None, event: str) -> bool:
-        """A Graph lifecycle notification: renew, re-create, or catch up on what was missed."""
-        if not channel_id or token is None:
-            return False
-        now = self.service.clock()
+    def providers(self) -> set[str]:
+        """The providers some account has push notifications configured for."""
+        return {self.service.config.accounts[name].provider for name in self.accounts()}
 
-        def work(session: Transaction) -> bool:
-            row = channels.get(session, channel_id)
-            if row is None or not hmac.compare_digest(row.token_digest, digest(token)):
-                return False
+    def receive(self, notices: Sequence[PushNotice]) -> int:
+        """Take a request's notices; returns how many were not ours (unknown channel, wrong
+        token), which change nothing. The check is one read: a flood of forged notices writes
+        nothing. A channel's link is made due at most once a second, however many come."""
+        now = self.service.clock()
+        known = self.db.read(lambda s: channels.get_many(s, {n.channel_id for n in notices if n.channel_id}),
+                             what="checking push notifications")
+        refused, changes, lifecycle = 0, [], []
+        for notice in notices:
+            row = known.get(notice.channel_id)
+            if row is None or notice.token is None or not hmac.compare_digest(row.token_digest, digest(notice.token)):
+                refused += 1
+            elif notice.lifecycle:
+                lifecycle.append((row, notice.lifecycle))
+            elif notice.resource_id and row.resource_id and not hmac.compare_digest(row.resource_id,
+                                                                                    notice.resource_id):
+                refused += 1
+            elif notice.state != "sync" and (row.notified_at is None or now - row.notified_at >= DEBOUNCE):
+                changes.append(row.id)  # "sync" is the handshake after opening: nothing changed yet
+        if refused:
+            log.debug("refused %d push notification(s): unknown channel or wrong token", refused)
+        if changes or lifecycle:
+            self.db.run(lambda s: self._record(s, sorted(set(changes)), lifecycle, now),
+                        what="recording push notifications")
+            if changes or any(event == "missed" for _row, event in lifecycle):
+                self.wake()
+        return refused
+
+    def _record(self, session: Transaction, changed: list[str], lifecycle: list[tuple[OpenRow, str]],
+                now: datetime) -> None:
+        for channel_id in changed:
+            channels.mark_notified(session, channel_id, now)
+        for row, event in lifecycle:
             if event == "reauthorizationRequired":
-                row.expires_at = now  # renewed on the next pass (a new subscription replaces it)
+                channels.expire(session, row.id, now)  # renewed on the next pass (a new subscription replaces it)
             elif event == "subscriptionRemoved":
-                channels.forget(session, channel_id)  # opened again on the next pass
+                channels.forget(session, row.id)  # opened again on the next pass
             elif event == "missed":
                 # Notifications were lost: list the calendar from scratch rather than trust the cursor.
                 channels.resync(session, row.link_id, now)
             else:
-                log.info("push channel %s: lifecycle event %r ignored", channel_id, event)
-            return True
-        ok = self.db.run(work, what="recording a lifecycle notification")
-        if ok and event == "missed":
-            self.wake()
-        return ok
+                log.info("push channel %s: lifecycle event %r ignored", row.id, event)
 
     def notify(self, channel_id: str, token: str | None, state: str | None, resource_id: str | None = None) -> bool:
-        """A notification arrived. False when it is not ours (unknown channel, wrong token)."""
-        if not channel_id or token is None:
-            return False
-        now = self.service.clock()
+        """One notification; False when it is not ours (unknown channel, wrong token)."""
+        return self.receive([PushNotice(channel_id, token, state, resource_id)]) == 0
 
-        def work(session: Transaction) -> int | None:
-            row = channels.get(session, channel_id)
-            if row is None or not hmac.compare_digest(row.token_digest, digest(token)):
-                return None
-            if resource_id and row.resource_id and not hmac.compare_digest(row.resource_id, resource_id):
-                return None
-            if state == "sync":  # the handshake after opening: nothing changed yet
-                return 0
-            channels.mark_notified(session, row, now)
-            return row.link_id
-        link_id = self.db.run(work, what="recording a push notification")
-        if link_id is None:
-            log.debug("refused a push notification: unknown channel or wrong token")
-            return False
-        if link_id:
-            self.wake()
-        return True
+    def lifecycle(self, channel_id: str, token: str | None, event: str) -> bool:
+        """One lifecycle notification (renew, re-create, or catch up on what was missed)."""
+        return self.receive([PushNotice(channel_id, token, lifecycle=event)]) == 0

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from store import links
+from store import links, replicas
 from store.db import Database, Transaction
 from syncd.core.errors import SyncdError
 from syncd.sync.replica import ProcessIdentity, holder_is_dead
@@ -27,10 +27,14 @@ DEAD_HOLDER_CHECK = 5.0  # seconds between looks for leases held by dead process
 
 
 class Leases:
+    """``database_clock``: leases and due times are judged by the database server's clock
+    (PostgreSQL), so a replica whose own clock is off cannot take a link another holds."""
+
     def __init__(self, db: Database, clock: Callable[[], datetime], identity: ProcessIdentity,
-                 ttl: timedelta = LEASE_TTL) -> None:
+                 ttl: timedelta = LEASE_TTL, *, database_clock: bool = False) -> None:
         self.db = db
-        self.clock = clock
+        self._clock = clock
+        self.database_clock = database_clock
         self.owner, self.process = identity.name, identity.key
         self.ttl = ttl
         self._dead_checked = float("-inf")  # monotonic time of the last look for dead holders
@@ -40,14 +44,18 @@ class Leases:
         if time.monotonic() - self._dead_checked >= DEAD_HOLDER_CHECK:
             self._dead_checked = time.monotonic()
             self.free_dead_holders()
-        return self.db.run(lambda s: links.claim_due(s, self.owner, self.process or None, self.clock(), self.ttl,
+        return self.db.run(lambda s: links.claim_due(s, self.owner, self.process or None, self.now(s), self.ttl,
                                                      limit), what="claiming links")
+
+    def now(self, session: Transaction) -> datetime:
+        found = replicas.db_now(session) if self.database_clock else None
+        return found or self._clock()
 
     def free_dead_holders(self) -> int:
         """End the leases of processes of this machine that are gone: a daemon restarted after
         a crash (SIGKILL, OOM) resumes its predecessor's links at once, not a lease TTL later."""
         def work(session: Transaction) -> int:
-            now = self.clock()
+            now = self.now(session)
             dead = [key for key in links.holders(session, now) if key != self.process and holder_is_dead(key)]
             return links.dead_holders_free(session, dead, now) if dead else 0
         freed = self.db.run(work, what="freeing dead replicas' leases")
@@ -56,13 +64,11 @@ class Leases:
         return freed
 
     def renew(self, link_ids: Sequence[int]) -> None:
-        until = self.clock() + self.ttl
-        self.db.run(lambda s: links.renew(s, link_ids, self.owner, until), what="renewing leases")
+        self.db.run(lambda s: links.renew(s, link_ids, self.owner, self.now(s) + self.ttl), what="renewing leases")
 
     def release(self, link_ids: Sequence[int]) -> None:
         """Claimed but not synced (the daemon is stopping): due again for the next start."""
-        now = self.clock()
-        self.db.run(lambda s: links.release(s, link_ids, now), what="releasing links")
+        self.db.run(lambda s: links.release(s, link_ids, self.now(s)), what="releasing links")
 
     def holding(self, link_ids: Sequence[int]) -> Holding:
         return Holding(self, list(link_ids))

@@ -40,7 +40,8 @@ LIST_CHUNK = 1000  # links listed together by `sync_many` (10 batch requests of 
 class LinkSyncer:
     def __init__(self, service: Syncd, connectors: Connectors, *, rng: random.Random | None = None,
                  observe: Callable[[str, bool, float], None] | None = None,
-                 replica: ProcessIdentity | str | None = None, lease_ttl: timedelta = LEASE_TTL) -> None:
+                 replica: ProcessIdentity | str | None = None, lease_ttl: timedelta = LEASE_TTL,
+                 database_clock: bool = False) -> None:
         self.service = service
         self.db = service.db
         self.connectors = connectors
@@ -49,7 +50,7 @@ class LinkSyncer:
         # name (tests, embedders) has no process key, so its leases only ever expire.
         identity = replica if isinstance(replica, ProcessIdentity) else \
             this_process() if replica is None else ProcessIdentity(replica, "")
-        self.leases = Leases(self.db, service.clock, identity, lease_ttl)
+        self.leases = Leases(self.db, service.clock, identity, lease_ttl, database_clock=database_clock)
         daemon = service.config.daemon
         self.safety = rc.DeletionSafety(daemon.mass_delete_share, daemon.mass_delete_min)
         self.policy = cast(rc.ConflictPolicy, daemon.conflict_policy)

@@ -26,10 +26,10 @@ from syncd.core.errors import ConfigError, SyncdError
 from syncd.core.time import parse_duration
 
 SECRETS = {
-    "SYNCD_API_TOKEN": "api-token-s3cret",
+    "SYNCD_API_TOKEN": "api-token-s3cret-long-enough-24",
     "SYNCD_CALDAV_PASSWORD": "caldav-pw-s3cret",
     "SYNCD_M365_SECRET": "m365-s3cret",
-    "SYNCD_WEBHOOK_SECRET": "webhook-s3cret",
+    "SYNCD_WEBHOOK_SECRET": "webhook-s3cret-long-enough-24",
 }
 
 # The config sketch operators start from (docs/configuration.md), verbatim apart from the comments.
@@ -199,7 +199,7 @@ def test_config_error_is_a_syncd_error() -> None:
 def test_design_example_parses(files: Files, tmp_path: Path) -> None:
     config = files.load(SKETCH)
     assert config.daemon == DaemonConfig(database_url=f"sqlite:///{tmp_path}/syncd.db")
-    assert config.api.tokens == (ApiToken("helpdesk", "api-token-s3cret", ("read", "write")),)
+    assert config.api.tokens == (ApiToken("helpdesk", "api-token-s3cret-long-enough-24", ("read", "write")),)
     assert list(config.accounts) == ["folder", "nextcloud", "workspace", "m365"]
     assert config.accounts["folder"] == AccountConfig(
         name="folder", provider="local", options={"root": str(tmp_path / "calendars")}, ooo_rules=OooRules()
@@ -234,7 +234,7 @@ def test_design_example_parses(files: Files, tmp_path: Path) -> None:
             "webhook",
             {
                 "url": "https://helpdesk.example.com/hooks/syncd",
-                "secret": "webhook-s3cret",
+                "secret": "webhook-s3cret-long-enough-24",
                 "timeout": timedelta(seconds=10),
             },
         ),
@@ -584,15 +584,15 @@ def test_api_tokens_and_listen(files: Files) -> None:
         public_health = false
         tokens = [
           { name = "helpdesk", token_env = "SYNCD_API_TOKEN", scopes = ["read", "write", "read"] },
-          { name = "ops", token = "literal-token" },
+          { name = "ops", token = "literal-token-of-24-chars-or-more" },
         ]
     """)
     assert config.api.listen == "[::1]:0"
     assert (config.api.host, config.api.port) == ("::1", 0)
     assert config.api.public_health is False
     assert config.api.tokens == (
-        ApiToken("helpdesk", "api-token-s3cret", ("read", "write")),
-        ApiToken("ops", "literal-token", ("read",)),  # scopes default to read only
+        ApiToken("helpdesk", "api-token-s3cret-long-enough-24", ("read", "write")),
+        ApiToken("ops", "literal-token-of-24-chars-or-more", ("read",)),  # scopes default to read only
     )
 
 
@@ -608,8 +608,8 @@ def test_api_listen_is_checked(files: Files, listen: str) -> None:
     [
         ("{ token = 'x' }", "api.tokens[0].name: missing"),
         ("{ name = 'a' }", "api.tokens[0].token: missing"),
-        ("{ name = 'a', token = 'x', scopes = [] }", "api.tokens[0].scopes: give at least one of read, write, admin"),
-        ("{ name = 'a', token = 'x', scopes = ['root'] }",
+        ("{ name = 'a', token = 'x-token-of-24-characters!', scopes = [] }", "api.tokens[0].scopes: give at least one of read, write, admin"),
+        ("{ name = 'a', token = 'x-token-of-24-characters!', scopes = ['root'] }",
          "api.tokens[0].scopes: unknown scope 'root' (use read, write, admin)"),
         ("{ name = 'a', token = 'x', token_env = 'SYNCD_API_TOKEN' }",
          "api.tokens[0].token_env: give token or token_env, not both"),
@@ -623,14 +623,14 @@ def test_api_token_mistakes(files: Files, token: str, expected: str) -> None:
 
 
 def test_api_duplicate_token_names(files: Files) -> None:
-    assert files.error("[api]\ntokens = [{ name = 'a', token = 'x' }, { name = 'a', token = 'y' }]\n") == (
+    assert files.error("[api]\ntokens = [{ name = 'a', token = 'x-token-of-24-characters!' }, { name = 'a', token = 'y-token-of-24-characters!' }]\n") == (
         "syncd.toml: api.tokens[1].name: duplicate token name 'a' (also api.tokens[0])"
     )
 
 
 def test_api_same_secret_twice_is_rejected_without_showing_it(files: Files) -> None:
     message = files.error(
-        "[api]\ntokens = [{ name = 'a', token_env = 'SYNCD_API_TOKEN' }, { name = 'b', token = 'api-token-s3cret' }]\n"
+        "[api]\ntokens = [{ name = 'a', token_env = 'SYNCD_API_TOKEN' }, { name = 'b', token = 'api-token-s3cret-long-enough-24' }]\n"
     )
     assert message == "syncd.toml: api.tokens[1].token: same token as api.tokens[0]"
 
@@ -810,7 +810,7 @@ def test_secrets_never_appear_in_repr(files: Files) -> None:
         assert secret not in text
     assert "'password': ***" in repr(config.accounts["nextcloud"].options)
     assert config.accounts["nextcloud"].options["password"] == "caldav-pw-s3cret"
-    assert config.sinks[0].options["secret"] == "webhook-s3cret"
+    assert config.sinks[0].options["secret"] == "webhook-s3cret-long-enough-24"
 
 
 def test_literal_secrets_and_url_passwords_are_masked_too(files: Files) -> None:

@@ -128,7 +128,7 @@ CONFLICT_CASES = [
 def test_both_changed_differently(policy: str, event_updated: datetime | None, winner: str) -> None:
     result = _conflict(policy, event_updated)
     theirs = event(c=THEIRS, etag="t2", updated=event_updated)
-    conflict = Conflict("b1", winner, policy, MINE, THEIRS)  # type: ignore[arg-type]
+    conflict = Conflict("b1", winner, policy, MINE, THEIRS, "e1")  # type: ignore[arg-type]
     assert result.conflicts == [conflict]
     if winner == "calendar":
         assert result.actions == [UpdateBlock("b1", theirs, conflict)]
@@ -136,12 +136,12 @@ def test_both_changed_differently(policy: str, event_updated: datetime | None, w
         assert result.actions == [UpdateEvent("b1", "e1", "t2", conflict)]
 
 
-def test_conflict_carries_both_versions_and_describe_names_both() -> None:
+def test_conflict_carries_both_versions_and_describe_names_both_by_id_not_title() -> None:
     (conflict,) = _conflict("newest", NOW + HOUR).conflicts
     assert conflict.helpdesk == MINE and conflict.calendar == THEIRS
     text = conflict.describe()
-    assert "b1" in text
-    assert MINE.title in text and THEIRS.title in text
+    assert "b1" in text and "e1" in text
+    assert MINE.title not in text and THEIRS.title not in text  # a title is the person's words: not in logs
     assert "2026-03-04T09:00:00Z" in text and "2026-03-05T09:00:00Z" in text  # both starts
     assert "kept the calendar copy" in text and "newest" in text
     assert "\n" not in text
@@ -190,7 +190,7 @@ def test_marker_event_with_other_content_is_adopted_then_merged_by_policy(event_
     # have moved on since, so the policy decides rather than the calendar always winning.
     ours = event("e9", THEIRS, block_id="b1", updated=event_updated)
     result = run(blocks=[block(c=MINE, updated=NOW)], events=[ours])
-    conflict = Conflict("b1", winner, "newest", MINE, THEIRS)  # type: ignore[arg-type]
+    conflict = Conflict("b1", winner, "newest", MINE, THEIRS, "e9")  # type: ignore[arg-type]
     assert result.conflicts == [conflict]
     assert result.actions[0] == Adopt("b1", ours)
     expected = UpdateBlock("b1", ours, conflict) if winner == "calendar" else UpdateEvent("b1", "e9", "t1", conflict)

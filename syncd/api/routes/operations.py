@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from syncd import __version__
+from syncd.api.auth import Caller
 from syncd.api.context import ApiContext
 from syncd.core.text import first_line
 
@@ -18,11 +19,14 @@ def router(ctx: ApiContext, *, public: bool) -> APIRouter:
     r = APIRouter(tags=["operations"], dependencies=[] if public else [ctx.read])
 
     @r.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
+        # On the event loop, which never waits for the database: it answers while the workers are busy.
         return {"ok": True, "version": __version__}
 
     @r.get("/readyz", responses={503: {"description": "not ready", "model": dict[str, Any]}})
-    def readyz() -> JSONResponse:
+    def readyz(caller: Caller | None = ctx.caller) -> JSONResponse:
+        """Whether this replica can serve. Without a token only the names of failing checks:
+        user ids, calendar addresses and database errors are for a ``read`` token."""
         checks: dict[str, Any] = {}
         try:
             ctx.service.db.ping()
@@ -33,7 +37,11 @@ def router(ctx: ApiContext, *, public: bool) -> APIRouter:
         stuck = ctx.service.stuck_links()
         checks["links"] = "ok" if not stuck else f"{len(stuck)} link(s) overdue: {', '.join(stuck[:5])}"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        if caller is not None and caller.may("read"):
+            body: dict[str, Any] = {"ready": ready, "checks": checks}
+        else:
+            body = {"ready": ready, "failing": sorted(name for name, v in checks.items() if v != "ok")}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @r.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> Response:

@@ -62,9 +62,8 @@ def router(ctx: ApiContext) -> APIRouter:
                 "next_available_at": format_utc(choice.next_available_at)}
 
     @r.post("/v1/rotations/{rotation_id}/assign", dependencies=[ctx.write], response_model=AssignmentOut)
-    async def assign(rotation_id: str, data: AssignIn) -> JSONResponse:
-        # Inline, not in a worker thread: assignments are serialised on the rotation's lock
-        # anyway, and sixteen threads queueing for it only add hand-offs.
+    def assign(rotation_id: str, data: AssignIn) -> JSONResponse:
+        # A worker thread, never the event loop: the rotation's lock may make it wait.
         made = rotations.assign(rotation_id, data.idempotency_key, start=data.start, end=data.end)
         return JSONResponse(made.as_json())
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from syncd.api.auth import Caller
 from syncd.api.context import ApiContext
 from syncd.api.schemas import StatusIn, StatusOut
 from syncd.core.time import ensure_aware
@@ -20,14 +21,14 @@ def router(ctx: ApiContext) -> APIRouter:
     service = ctx.service
 
     @r.get("/v1/users/{user_id}/status", dependencies=[ctx.read], response_model=StatusOut)
-    async def get_status(user_id: str, at: datetime | None = None) -> JSONResponse:
-        # The hottest endpoint: a short SQLite/PostgreSQL read run inline (no thread hop), and
-        # a ready response (no second validation of what StatusInfo already guarantees).
+    def get_status(user_id: str, at: datetime | None = None) -> JSONResponse:
+        # The hottest endpoint: a ready response (no second validation of what StatusInfo
+        # already guarantees). A worker thread, never the event loop: the database may be slow.
         return JSONResponse(service.status(user_id, ensure_aware(at, "at") if at else None).as_json())
 
     @r.put("/v1/users/{user_id}/status", response_model=StatusOut)
-    def put_status(user_id: str, change: StatusIn, who: str = ctx.write) -> dict[str, Any]:
+    def put_status(user_id: str, change: StatusIn, who: Caller = ctx.write) -> dict[str, Any]:
         return service.set_status(user_id, change.status, end_ooo_early=change.end_ooo_early,
-                                  by=f"api:{who}").as_json()
+                                  by=f"api:{who.name}").as_json()
 
     return r

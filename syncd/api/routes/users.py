@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 
+from syncd.api.auth import Caller
 from syncd.api.context import ApiContext
 from syncd.api.schemas import TeamIn, TeamOut, UserIn, UserOut, UserSummary
 
@@ -16,10 +17,10 @@ def router(ctx: ApiContext) -> APIRouter:
     r = APIRouter(tags=["users"])
     directory = ctx.directory
 
-    @r.put("/v1/users/{user_id}", dependencies=[ctx.write], response_model=UserOut,
+    @r.put("/v1/users/{user_id}", response_model=UserOut,
            responses={201: {"model": UserOut, "description": "created"}})
-    def put_user(user_id: str, user: UserIn, response: Response) -> dict[str, Any]:
-        out, created = directory.put_user(user_id, user.model_dump())
+    def put_user(user_id: str, user: UserIn, response: Response, who: Caller = ctx.write) -> dict[str, Any]:
+        out, created = directory.put_user(user_id, user.model_dump(), may_change_links=who.may("admin"))
         response.status_code = 201 if created else 200
         return out
 
