@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from datetime import timedelta
@@ -11,7 +13,33 @@ from syncd.config.base import ReaderBase
 from syncd.config.model import SECRET_KEYS, SINK_TYPES, Options, SinkConfig
 from syncd.config.table import Table
 
-__all__ = ["SinksReader"]
+__all__ = ["SinksReader", "webhook_secret_problem"]
+
+WHSEC_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24  # Standard Webhooks: a key of 24 to 64 bytes
+
+
+def webhook_secret_problem(secret: str) -> str | None:
+    """Why a webhook ``secret`` cannot sign (without showing it), or None. The key is
+    ``whsec_<base64>`` decoded, or any other secret as UTF-8. The same rule as
+    ``syncd.publish.signing.secret_problem``, which this layer cannot import (a test keeps
+    the two in step)."""
+    if secret.startswith(WHSEC_PREFIX):
+        encoded = secret[len(WHSEC_PREFIX):]
+        try:
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return "is not whsec_ followed by base64"
+        shown = "decodes to"
+    else:
+        try:
+            key, shown = secret.encode("utf-8"), "is"
+        except UnicodeEncodeError:  # from the environment, bytes that are not UTF-8
+            return "must be UTF-8 text"
+    if len(key) < MIN_SECRET_BYTES:
+        return (f"{shown} {len(key)} bytes; a webhook secret needs at least {MIN_SECRET_BYTES} "
+                f"(for example whsec_ and the base64 of 32 random bytes)")
+    return None
 
 
 class SinksReader(ReaderBase):
@@ -50,12 +78,18 @@ class SinksReader(ReaderBase):
             return self.broker_options(t, kind)
         t.allow(("type", "name", "url", "secret", "secret_env", "timeout", "max_attempts", "concurrency", "ca_bundle"))
         data, from_env = self.resolve_env(t, ("secret",))
+        self.note_inline(t, ("secret",))
         resolved = Table(t.file, t.path, data)
         url = resolved.string("url")
         self.http_url(resolved, "url", url)
         options: dict[str, Any] = {"url": url, "timeout": resolved.duration("timeout", timedelta(seconds=10))}
         if "secret" in data:
             options["secret"] = resolved.string("secret")
+            problem = webhook_secret_problem(options["secret"])
+            if problem is not None:  # no value in the message: it is the secret
+                if "secret" in from_env:
+                    t.fail("secret_env", f"the secret in {t.data['secret_env']} {problem}")
+                resolved.fail("secret", problem)
         if "max_attempts" in data:
             options["max_attempts"] = resolved.integer("max_attempts", minimum=1)
         if "concurrency" in data:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from syncd.core.errors import ConfigError
+from syncd.publish.signing import secret_problem
 from syncd.publish.sink import Sink
 from syncd.publish.stdout import StdoutSink
 from syncd.publish.webhook import WebhookSink
@@ -17,7 +18,8 @@ def build_sink(config: Any) -> Sink:
     """Make a sink from a config entry with ``type``, ``name`` and ``options`` (a mapping).
 
     Webhook options: ``url`` (required), ``secret`` (str, optional; the config layer resolves
-    ``secret_env``), ``timeout`` (``timedelta`` or seconds, default 10 s), ``concurrency``
+    ``secret_env``; ``whsec_<base64>`` or any other text, giving a key of at least 24 bytes,
+    checked here as the config loader does), ``timeout`` (``timedelta`` or seconds, default 10 s), ``concurrency``
     (1–64, default 8), ``ca_bundle`` (PEM file of the CAs to trust instead of the system's). Other option keys
     are left to the publisher (retry and dead-letter settings).
 
@@ -38,6 +40,9 @@ def build_sink(config: Any) -> Sink:
         secret = options.get("secret")
         if secret is not None and not isinstance(secret, str):
             raise ConfigError(f"sink {name!r}: secret must be a string")
+        problem = secret_problem(secret) if secret else None
+        if problem is not None:  # no value in the message: it is the secret
+            raise ConfigError(f"sink {name!r}: secret {problem}")
         concurrency = options.get("concurrency", WebhookSink.concurrency)
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 64:
             raise ConfigError(f"sink {name!r}: concurrency must be a whole number from 1 to 64")

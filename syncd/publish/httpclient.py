@@ -10,14 +10,17 @@ The h11-based client this replaced spent about three times as much CPU per reque
 Connections are opened as needed, kept while the receiver allows, and reused; a request
 on a reused connection that the receiver had closed is sent once more on a new one. TLS
 uses the system's CA store or ``ca_bundle``. An HTTP(S) proxy from the environment
-(``http_proxy``, ``https_proxy``, ``no_proxy``) is used as HTTP clients do: an absolute URL
-for plain HTTP, a ``CONNECT`` tunnel for HTTPS.
+(``http_proxy``, ``https_proxy``, upper or lower case, lower first) is used as HTTP clients
+do: an absolute URL for plain HTTP, a ``CONNECT`` tunnel for HTTPS. A proxy URL starting
+``https://`` is reached over TLS (verified like the target), and an HTTPS target's own TLS
+then runs inside that. ``no_proxy`` / ``NO_PROXY`` exempts hosts (`bypasses_proxy`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import re
 import ssl
 import urllib.parse
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 import httptools
 
-__all__ = ["Answer", "CannotConnect", "NoAnswer", "OneUrlClient"]
+__all__ = ["Answer", "CannotConnect", "NoAnswer", "OneUrlClient", "bypasses_proxy"]
 
 MAX_BODY = 65536  # of an answer we read; longer ones end the connection (the content is ignored)
 MAX_HEAD = 65536  # of a proxy's answer to CONNECT
@@ -65,6 +68,73 @@ def header_lines(headers: Mapping[str, str]) -> bytes:
             raise ValueError(f"header {name!r} cannot be sent: a name must be a token, a value one line")
         lines.append(f"{name}: {value}\r\n")
     return "".join(lines).encode("utf-8")
+
+
+def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
+    """True if ``no_proxy`` (the value of ``no_proxy`` / ``NO_PROXY``) exempts ``host``:``port``.
+
+    Entries are separated by commas or spaces. ``*`` exempts every host. A name exempts itself
+    and its subdomains (``example.com``, ``.example.com`` and ``*.example.com`` all exempt
+    ``example.com`` and ``hooks.example.com``), case aside. An IP address, or a network in
+    CIDR form (``10.0.0.0/8``, ``fd00::/8``), exempts addresses only: no name is resolved. Any
+    entry may end in ``:port`` (an IPv6 address then in brackets, ``[::1]:8443``), and then
+    exempts that port only.
+    """
+    host = host.strip().strip("[]").rstrip(".").lower()
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in re.split(r"[\s,]+", no_proxy):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, entry_port = _split_port(entry)
+        if entry_port is not None and entry_port != port:
+            continue
+        name = name.rstrip(".").lower()
+        if "/" in name:
+            try:
+                network = ipaddress.ip_network(name, strict=False)
+            except ValueError:
+                continue
+            if address is not None and address.version == network.version and address in network:
+                return True
+            continue
+        try:
+            entry_address = ipaddress.ip_address(name)
+        except ValueError:
+            entry_address = None  # a name
+        if entry_address is not None:
+            if entry_address == address:
+                return True
+            continue
+        name = name.removeprefix("*").lstrip(".")
+        if name and address is None and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def _split_port(entry: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address: (host, port);
+    a port that is not a number makes the entry match nothing."""
+    if entry.startswith("["):
+        inside, _, rest = entry[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else None
+        if rest and port_text is None:
+            return "", -1
+        return inside, _port(port_text)
+    if entry.count(":") == 1:
+        name, _, port_text = entry.partition(":")
+        return name, _port(port_text)
+    return entry, None  # a name, or an IPv6 address without a port
+
+
+def _port(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else -1
 
 
 class _Connection(asyncio.Protocol):
@@ -203,8 +273,16 @@ class OneUrlClient:
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         authority = parts.netloc.rpartition("@")[2]
         target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        proxy = urllib.request.getproxies().get(parts.scheme)
-        self._proxy = None if not proxy or urllib.request.proxy_bypass(self._host) else urllib.parse.urlsplit(proxy)
+        proxies = urllib.request.getproxies_environment()  # lower case first, then upper
+        proxy = proxies.get(parts.scheme)
+        if proxy and "://" not in proxy:
+            proxy = "http://" + proxy  # "proxy.example:3128", as curl reads it
+        exempt = bypasses_proxy(self._host, self._port, proxies.get("no", ""))
+        self._proxy = None if not proxy or exempt else urllib.parse.urlsplit(proxy)
+        # A proxy reached over TLS (https://proxy:3129): its certificate is checked as the target's is.
+        self._proxy_tls: ssl.SSLContext | None = None
+        if self._proxy is not None and self._proxy.scheme == "https":
+            self._proxy_tls = self._tls or ssl.create_default_context(cafile=ca_bundle)
         proxy_auth: dict[str, str] = {}
         if self._proxy is not None:
             if self._proxy.username is not None:
@@ -266,13 +344,17 @@ class OneUrlClient:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        host, port = (self._proxy.hostname or "", self._proxy.port or 80) if self._proxy else (self._host, self._port)
-        direct_tls = None if self._proxy else self._tls
+        if self._proxy is not None:
+            host = self._proxy.hostname or ""
+            port = self._proxy.port or (443 if self._proxy_tls is not None else 80)
+            first_tls = self._proxy_tls  # TLS to the proxy itself, if its URL is https://
+        else:
+            host, port, first_tls = self._host, self._port, self._tls
         connection = _Connection()
         try:
             async with asyncio.timeout(self.timeout):
-                await loop.create_connection(lambda: connection, host, port, ssl=direct_tls,
-                                             server_hostname=self._host if direct_tls else None)
+                await loop.create_connection(lambda: connection, host, port, ssl=first_tls,
+                                             server_hostname=host if first_tls else None)
                 if self._proxy is not None and self._tls is not None:
                     await self._through_tunnel(loop, connection)
         except TimeoutError as exc:

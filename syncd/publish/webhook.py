@@ -20,7 +20,7 @@ from syncd.core.events import encode
 from syncd.core.text import one_line, redact_url
 from syncd.publish.httpclient import CannotConnect, NoAnswer, OneUrlClient
 from syncd.publish.loop import LoopThread
-from syncd.publish.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
+from syncd.publish.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, secret_problem, sign, signing_key, standard_headers
 from syncd.publish.sink import DeliveryThrottled, PermanentDeliveryError, Sink
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,9 @@ _PREPARED_FOR = 60.0
 __all__ = ['WebhookSink']
 
 class WebhookSink(Sink):
-    """POSTs each event as JSON to ``url``, signed with HMAC-SHA256 when ``secret`` is set.
+    """POSTs each event as JSON to ``url``, signed when ``secret`` is set: per Standard Webhooks
+    (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``) and with ``Syncd-Signature``
+    (`syncd.publish.signing`). A secret must give a key of at least 24 bytes.
 
     The requests go out from a private asyncio loop over kept-alive connections
     (`syncd.publish.httpclient`), up to ``concurrency`` at once: a burst of thousands of events
@@ -59,6 +61,9 @@ class WebhookSink(Sink):
             raise ConfigError(f"sink {name!r}: url must be an http:// or https:// address, got {shown!r}")
         if secret is not None and not secret:
             raise ConfigError(f"sink {name!r}: secret is empty; remove it to send unsigned requests")
+        problem = None if secret is None else secret_problem(secret)
+        if problem is not None:
+            raise ConfigError(f"sink {name!r}: secret {problem}")
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ConfigError(f"sink {name!r}: timeout must be a positive duration, got {timeout!r}")
         self.name = name
@@ -66,6 +71,7 @@ class WebhookSink(Sink):
         self.timeout = float(timeout)
         self.concurrency = concurrency
         self._secret = secret
+        self._key = None if secret is None else signing_key(secret)
         self._clock = clock
         # Host only in messages: the path or query may hold a token.
         self._where = parts.netloc.rpartition("@")[2]
@@ -168,8 +174,11 @@ class WebhookSink(Sink):
         if any(ch in event_id for ch in "\r\n\0"):
             raise Bug(f"event id {event_id!r} cannot go in a header")
         headers = {EVENT_ID_HEADER: event_id}
-        if self._secret is not None:
-            headers[SIGNATURE_HEADER] = sign(self._secret, int(signed_at), body)
+        if self._secret is not None and self._key is not None:
+            # One timestamp for both schemes: signed ahead (`prepare`) or now, the same headers.
+            timestamp = int(signed_at)
+            headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
+            headers.update(standard_headers(self._key, event_id, timestamp, body))
         return headers
 
     def _status_error(self, status: int, reason: object, retry_after_header: str | None) -> SyncdError:

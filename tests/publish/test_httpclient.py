@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from syncd.publish.httpclient import Answer, CannotConnect, NoAnswer, OneUrlClient, header_lines
+from syncd.publish.httpclient import Answer, CannotConnect, NoAnswer, OneUrlClient, bypasses_proxy, header_lines
 
 Script = Callable[[socket.socket], None]
 
@@ -289,3 +289,185 @@ def test_a_proxy_that_refuses_the_tunnel_cannot_connect(
             post("https://hooks.example.invalid/in", ca_bundle=bundle)
     finally:
         tunnel.server.close()
+
+
+# -- no_proxy, and a proxy reached over TLS ----------------------------------------------------------
+
+
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY",
+                   "all_proxy", "ALL_PROXY")
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("variable", ["NO_PROXY", "no_proxy"])
+@pytest.mark.parametrize("no_proxy", ["127.0.0.0/8", "127.0.0.1:{port}", "example.org, 127.0.0.1/32",
+                                      "localhost 127.0.0.1", "*"])
+def test_a_target_that_no_proxy_names_is_reached_directly(
+        ca: trustme.CA, bundle: str, no_proxy_env: pytest.MonkeyPatch, variable: str, no_proxy: str) -> None:
+    refusing = Tunnel(1, status=b"403 Forbidden")  # a proxy that would refuse: it must not be asked
+    try:
+        with scripted(answering(NO_CONTENT), tls_for(ca, "127.0.0.1")) as https_target, \
+                scripted(answering(NO_CONTENT)) as http_target:
+            no_proxy_env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{refusing.server.port}")
+            no_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{refusing.server.port}")
+            no_proxy_env.setenv(variable, no_proxy.format(port=https_target.port))
+            assert [a.status for a in post(f"https://127.0.0.1:{https_target.port}/in", ca_bundle=bundle)] == [204]
+            no_proxy_env.setenv(variable, no_proxy.format(port=http_target.port))
+            assert [a.status for a in post(f"http://127.0.0.1:{http_target.port}/in")] == [204]
+    finally:
+        refusing.server.close()
+    assert refusing.requests == []
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1:1", "10.0.0.0/8", "::1", "example.org", "127.0.0.10"])
+def test_a_target_that_no_proxy_does_not_name_goes_through_the_proxy(
+        ca: trustme.CA, bundle: str, no_proxy_env: pytest.MonkeyPatch, no_proxy: str) -> None:
+    with scripted(answering(NO_CONTENT), tls_for(ca, "127.0.0.1")) as server:
+        tunnel = Tunnel(server.port)
+        try:
+            no_proxy_env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{tunnel.server.port}")
+            no_proxy_env.setenv("NO_PROXY", no_proxy)
+            assert [a.status for a in post(f"https://127.0.0.1:{server.port}/in", ca_bundle=bundle)] == [204]
+        finally:
+            tunnel.server.close()
+    [connect] = tunnel.requests
+    assert connect.startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n".encode())
+
+
+@pytest.mark.parametrize(("host", "port", "no_proxy", "exempt"), [
+    ("hooks.example.com", 443, "example.com", True),
+    ("hooks.example.com", 443, ".example.com", True),
+    ("hooks.example.com", 443, "*.example.com", True),
+    ("example.com", 443, "*.example.com", True),
+    ("HOOKS.Example.COM", 443, "example.com.", True),
+    ("hooks.example.com", 443, "notexample.com,other.org", False),
+    ("badexample.com", 443, "example.com", False),
+    ("hooks.example.com", 8443, "hooks.example.com:8443", True),
+    ("hooks.example.com", 443, "hooks.example.com:8443", False),
+    ("10.1.2.3", 80, "10.0.0.0/8", True),
+    ("10.1.2.3", 80, "10.1.2.3", True),
+    ("10.1.2.3", 80, "11.0.0.0/8 , 192.168.0.0/16", False),
+    ("::1", 80, "::1", True),
+    ("::1", 80, "[::1]", True),
+    ("::1", 8080, "[::1]:8080", True),
+    ("::1", 80, "[::1]:8080", False),
+    ("fd00::5", 80, "fd00::/8", True),
+    ("0.0.0.1", 80, "::/0", False),  # an IPv4 address is in no IPv6 network
+    ("10.1.2.3", 80, "example.com", False),  # names are not resolved
+    ("anything", 1, "*", True),
+    ("anything", 1, "", False),
+    ("anything", 1, "anything:x, :, [, ]:, /, *.", False),  # broken entries match nothing
+])
+def test_bypasses_proxy(host: str, port: int, no_proxy: str, exempt: bool) -> None:
+    assert bypasses_proxy(host, port, no_proxy) is exempt
+
+
+class TlsProxy:
+    """An HTTP proxy reached over TLS (``HTTPS_PROXY=https://…``), on its own asyncio loop: it
+    answers ``CONNECT`` with 200 and relays the tunnel to ``port`` on loopback; any other
+    request (plain HTTP through the proxy) it forwards there as it came. Records each head."""
+
+    def __init__(self, port: int, tls: ssl.SSLContext) -> None:
+        self.requests: list[bytes] = []
+        self.upstream = port
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls, ssl_handshake_timeout=5))
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # type: ignore[arg-type]
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.requests.append(head)
+            up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.upstream)
+            if head.startswith(b"CONNECT "):
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                upstream.write(head)
+            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
+            pass
+        finally:
+            for stream in (upstream, writer):
+                if stream is not None:
+                    stream.transport.abort()
+            self._tasks.discard(task)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
+
+
+@contextlib.contextmanager
+def tls_proxy(port: int, tls: ssl.SSLContext) -> Iterator[TlsProxy]:
+    proxy = TlsProxy(port, tls)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_https_through_a_proxy_reached_over_tls(ca: trustme.CA, bundle: str,
+                                                no_proxy_env: pytest.MonkeyPatch) -> None:
+    """TLS to the proxy, CONNECT inside it, then TLS to the target inside the tunnel."""
+    with scripted(answering(NO_CONTENT, NO_CONTENT), tls_for(ca, "hooks.example.invalid")) as server, \
+            tls_proxy(server.port, tls_for(ca, "127.0.0.1")) as proxy:
+        no_proxy_env.setenv("HTTPS_PROXY", f"https://ops:s%40cret@127.0.0.1:{proxy.port}")
+        answers = post("https://hooks.example.invalid:8443/in", times=2, ca_bundle=bundle)
+    assert [a.status for a in answers] == [204, 204]
+    [connect] = proxy.requests  # one tunnel, kept for both
+    assert connect.startswith(b"CONNECT hooks.example.invalid:8443 HTTP/1.1\r\n")
+    assert b"Proxy-Authorization: Basic b3BzOnNAY3JldA==\r\n" in connect  # ops:s@cret
+
+
+def test_plain_http_through_a_proxy_reached_over_tls(ca: trustme.CA, bundle: str,
+                                                     no_proxy_env: pytest.MonkeyPatch) -> None:
+    seen: list[bytes] = []
+
+    def script(conn: socket.socket) -> None:
+        seen.append(read_request(conn))
+        conn.sendall(NO_CONTENT)
+    with scripted(script) as server, tls_proxy(server.port, tls_for(ca, "127.0.0.1")) as proxy:
+        no_proxy_env.setenv("HTTP_PROXY", f"https://127.0.0.1:{proxy.port}")
+        assert [a.status for a in post("http://hooks.example.invalid/in", ca_bundle=bundle)] == [204]
+    assert seen[0].startswith(b"POST http://hooks.example.invalid/in HTTP/1.1\r\n")
+    assert len(proxy.requests) == 1
+
+
+def test_a_proxy_reached_over_tls_must_have_a_certificate_we_trust(
+        ca: trustme.CA, no_proxy_env: pytest.MonkeyPatch) -> None:
+    with tls_proxy(1, tls_for(ca, "127.0.0.1")) as proxy:
+        no_proxy_env.setenv("HTTPS_PROXY", f"https://127.0.0.1:{proxy.port}")
+        with pytest.raises(CannotConnect, match="CERTIFICATE_VERIFY_FAILED"):
+            post("https://hooks.example.invalid/in")  # no ca_bundle: the system's CAs do not know it
+    assert proxy.requests == []

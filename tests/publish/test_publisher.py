@@ -26,7 +26,7 @@ from syncd.core.errors import SyncdError, TransientError
 from syncd.core.ooo import timed_content
 from syncd.core.time import format_utc
 from syncd.publish.publisher import Publisher
-from syncd.publish.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from syncd.publish.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature, verify_standard
 from syncd.publish.sink import DeliveryThrottled, PermanentDeliveryError, Sink, retry_delay
 from syncd.publish.webhook import WebhookSink
 from tests.conftest import Clock, Harness, user
@@ -391,7 +391,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 
 
 def test_webhook_end_to_end(harness_factory: HarnessFactory, clock: Clock, receiver: Receiver) -> None:
-    secret = "whsec-test-0123456789"
+    secret = "whsec-test-0123456789abcdef"  # not whsec_: its UTF-8 bytes are the key (27)
     h = harness_factory([user("alice")], sinks=(SinkConfig(type="webhook", name="hook"),))
     sink = WebhookSink("hook", receiver.url, secret, timeout=5.0, clock=lambda: clock().timestamp())
     publisher = Publisher(h.service.db, {"hook": sink}, dead_letter_after=timedelta(hours=1), clock=clock,
@@ -428,6 +428,10 @@ def test_webhook_end_to_end(harness_factory: HarnessFactory, clock: Clock, recei
     assert not verify_signature(secret, header, second.body.replace(b"away", b"AWAY"), now=now)
     assert not verify_signature(secret, header, second.body, now=now + 3600)  # stale
     assert verify_signature(secret, first.headers[SIGNATURE_HEADER], first.body, now=now)  # 30 s old
+    # Standard Webhooks: the event id is the webhook-id, and inside the MAC.
+    assert second.headers["webhook-id"] == event["id"] and second.headers["webhook-timestamp"] == str(now)
+    assert verify_standard(secret, second.headers, second.body, now=now)
+    assert not verify_standard(secret, {**second.headers, "webhook-id": "another-id"}, second.body, now=now)
 
     clock.set(block.end)  # the block ends: the second change carries the block too
     h.service.advance_due()

@@ -24,12 +24,14 @@ import pytest
 from syncd import __version__
 from syncd.core.errors import Bug, ConfigError, RateLimited, TransientError
 from syncd.publish.build import build_sink
-from syncd.publish.signing import sign, verify_signature
+from syncd.publish.signing import sign, standard_headers, verify_signature
 from syncd.publish.sink import DeliveryThrottled, PermanentDeliveryError, retry_delay
 from syncd.publish.stdout import StdoutSink
 from syncd.publish.webhook import WebhookSink
+from tests.known_secrets import register
 
-SECRET = "whsec_test"
+SECRET = "whsec_c3luY2QgdGVzdCB3ZWJob29rIGtleSwgMzIgYnl0ZXM="  # "syncd test webhook key, 32 bytes"
+register(SECRET, SECRET.removeprefix("whsec_"))
 NOW = 1_700_000_000
 EVENT: dict[str, Any] = {
     "id": "evt-1",
@@ -164,10 +166,13 @@ def test_posts_compact_utf8_json_with_headers(receiver: Receiver) -> None:
     assert got.headers["User-Agent"] == f"syncd/{__version__}"
     assert got.headers["Syncd-Event-Id"] == "evt-1"
     assert got.headers["Syncd-Signature"] == sign(SECRET, NOW, got.body)
+    for name, value in standard_headers(SECRET, "evt-1", NOW, got.body).items():
+        assert got.headers[name] == value
     assert got.headers["Content-Length"] == str(len(got.body))
     transport = {"host", "content-length", "accept-encoding", "connection"}
     ours = {k.lower() for k in got.headers.keys()} - transport
-    assert ours == {"content-type", "user-agent", "syncd-event-id", "syncd-signature"}
+    assert ours == {"content-type", "user-agent", "syncd-event-id", "syncd-signature",
+                    "webhook-id", "webhook-timestamp", "webhook-signature"}
 
 
 def test_without_secret_there_is_no_signature_header(receiver: Receiver) -> None:
@@ -175,6 +180,7 @@ def test_without_secret_there_is_no_signature_header(receiver: Receiver) -> None
 
     [got] = receiver.received
     assert "Syncd-Signature" not in got.headers
+    assert "webhook-signature" not in got.headers
     assert got.headers["Syncd-Event-Id"] == "evt-1"
 
 
@@ -438,11 +444,11 @@ def sink_config(type: str, name: str = "main", **options: Any) -> SimpleNamespac
 
 def test_build_webhook_and_stdout_sinks() -> None:
     hook = build_sink(
-        sink_config("webhook", url="https://hooks.example.com/x", secret="whsec_zz9", timeout=timedelta(seconds=3))
+        sink_config("webhook", url="https://hooks.example.com/x", secret=SECRET, timeout=timedelta(seconds=3))
     )
     assert isinstance(hook, WebhookSink)
     assert (hook.name, hook.url, hook.timeout) == ("main", "https://hooks.example.com/x", 3.0)
-    assert "whsec_zz9" not in repr(hook)
+    assert SECRET not in repr(hook)
 
     assert isinstance(build_sink(sink_config("stdout", name="log")), StdoutSink)
     assert build_sink(sink_config("webhook", url="http://h/x")).timeout == 10.0  # type: ignore[attr-defined]
@@ -457,6 +463,9 @@ def test_build_webhook_and_stdout_sinks() -> None:
         sink_config("webhook", url="https:///no-host"),
         sink_config("webhook", url="https://h/x", secret=""),
         sink_config("webhook", url="https://h/x", secret=123),
+        sink_config("webhook", url="https://h/x", secret="whsec_zz9"),  # 2 bytes
+        sink_config("webhook", url="https://h/x", secret="short-plain-secret"),  # 18 bytes
+        sink_config("webhook", url="https://h/x", secret="whsec_not base64 at all, not at all"),
         sink_config("webhook", url="https://h/x", timeout=timedelta(0)),
         sink_config("webhook", url="https://h/x", timeout="10s"),
         sink_config("webhook", url="https://h/x", concurrency=0),

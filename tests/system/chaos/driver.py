@@ -46,7 +46,7 @@ from tests.fakes.graph import FakeGraph
 from tests.support import free_port
 
 TZ = "Europe/Stockholm"
-WEBHOOK_SECRET = "whsec_chaos_9f3a"
+WEBHOOK_SECRET = "whsec_Y2hhb3MtdGVzdC13ZWJob29rLXNlY3JldC0zMi1ieXRlcw=="  # 34 bytes
 
 
 class Receiver:
