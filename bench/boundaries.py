@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             config.write_text(
                 f'[daemon]\ndatabase_url = "{url}"\nlog_level = "WARNING"\n\n'
                 f'[api]\nlisten = "127.0.0.1:{free_port()}"\n\n'
-                f'[[sinks]]\ntype = "webhook"\nname = "helpdesk"\nurl = "{receiver.url}"\nsecret = "bench-webhook-secret-of-24-bytes"\n'
+                f'[[sinks]]\ntype = "webhook"\nname = "helpdesk"\nurl = "{receiver.url}"\n'
+                'secret = "bench-webhook-secret-of-24-bytes"\n'
                 'concurrency = 16\n')
             configs.append(config)
         processes = [replica(config, root / f"replica{r}.log") for r, config in enumerate(configs)]

@@ -167,6 +167,10 @@ def _no_check(options: Mapping[str, Any]) -> None:
     """No rule across keys."""
 
 
+def _any_calendar(options: Mapping[str, Any], calendar: str) -> None:
+    """Any calendar will do."""
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     """A calendar provider, as its folder under ``connectors/`` declares it to the registry."""
@@ -178,3 +182,6 @@ class Provider:
     ooo_rules: bool = False  # operators' iCalendar OOO rules (categories, keywords) apply to it
     default_calendar: str | None = None  # a link that names no calendar gets this one
     push: PushReceiver | None = None  # how its push notifications read, if it has any
+    # (the account's options, a link's calendar): raises OptionError("calendar", <one line>) for
+    # a calendar the account must not be aimed at; asked before anything is fetched
+    check_calendar: Callable[[Mapping[str, Any], str], None] = _any_calendar

@@ -28,4 +28,5 @@ def _build(account: AccountSettings) -> CalendarConnector:
                            workers=settings.get("workers") or 8)
 
 
-PROVIDER = Provider("caldav", _build, options=options.OPTIONS, check=options.check, ooo_rules=True)
+PROVIDER = Provider("caldav", _build, options=options.OPTIONS, check=options.check, ooo_rules=True,
+                    check_calendar=options.check_calendar)

@@ -2,6 +2,13 @@
 credentials and CA bundle, requests with one retry on a stale kept-alive connection, answers
 read with a size limit (`connectors.responses.read_body`), the XML they carry parsed safely,
 and HTTP failures translated into `syncd.core.errors`.
+
+Requests go to the account's server only (its origin: scheme, host and port, `targets`): a
+URL elsewhere is refused before it is sent (`OffOrigin`), whether it came from a link, an
+href in a server's answer (`ClientMixin._resolve`) or a redirect. Redirects are followed by
+hand, on the same origin only, so the credentials never go anywhere else. Proxies come from
+the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``), nothing else does
+(`ProxySession`).
 """
 
 from __future__ import annotations
@@ -9,11 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
+import requests.utils
 from lxml import etree
 
 from connectors.caldav.base import CalDAVBase
+from connectors.caldav.targets import describe, same_origin
 from connectors.responses import read_body, retry_after, stale_connection
 from syncd.core.errors import (
     AuthError,
@@ -25,7 +35,8 @@ from syncd.core.errors import (
     TransientError,
 )
 
-__all__ = ["CAL", "CS", "DAV", "NS", "XML_TYPE", "Answer", "ClientMixin", "etag_of", "precondition"]
+__all__ = ["CAL", "CS", "DAV", "MAX_REDIRECTS", "NS", "XML_TYPE", "Answer", "ClientMixin", "OffOrigin", "ProxySession",
+           "etag_of", "precondition"]
 
 DAV = "DAV:"
 CAL = "urn:ietf:params:xml:ns:caldav"
@@ -36,6 +47,28 @@ XML_TYPE = "application/xml; charset=utf-8"  # the Content-Type of every PROPFIN
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                           remove_blank_text=True)
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, OSError)
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5  # on the account's own server; a redirect elsewhere is never followed
+
+
+class OffOrigin(ConnectorError):
+    """The server pointed the client at another origin (an href, a redirect): refused."""
+
+
+class ProxySession(requests.Session):
+    """A session that takes only its proxies from the environment: ``HTTP_PROXY`` and
+    ``HTTPS_PROXY``, per request, with ``NO_PROXY`` honoured. ``trust_env`` stays off, so no
+    ``.netrc`` credentials and no ``REQUESTS_CA_BUNDLE`` (it would replace the CA bundle)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        # {} for a host NO_PROXY names; a session's or request's own proxies win.
+        settings["proxies"] = {**requests.utils.get_environ_proxies(url), **(settings.get("proxies") or {})}
+        return settings
 
 
 @dataclass
@@ -69,8 +102,7 @@ class ClientMixin(CalDAVBase):
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
-            session.trust_env = False  # REQUESTS_CA_BUNDLE would replace our ca_bundle
+            session = self._local.session = ProxySession()
             session.verify = self.ca_bundle or True
             if self.username is not None:
                 session.auth = (self.username, self.password or "")
@@ -78,22 +110,40 @@ class ClientMixin(CalDAVBase):
                 self._sessions.append(session)
         return session
 
+    def _resolve(self, base: str, href: str, what: str) -> str:
+        """``href`` from a server's answer as an absolute URL; `OffOrigin` if it leaves the
+        account's server."""
+        try:
+            url = urljoin(base, href)
+        except ValueError:  # e.g. a broken IPv6 host
+            url = ""
+        if not same_origin(url, self.url):
+            raise OffOrigin(f"caldav: {what}: the server pointed at {describe(url)}, not at the account's server "
+                            f"{describe(self.url)}; refused")
+        return url
+
     def _request(self, method: str, url: str, *, body: bytes | str | None = None,
                  headers: Mapping[str, str] | None = None, what: str,
                  ok: Iterable[int] = (200, 201, 204, 207)) -> Answer:
+        """One request to the account's server, following its redirects on that server only."""
         data = body.encode() if isinstance(body, str) else body
-        for attempt in range(2):
-            try:
-                response = self._session().request(method, url, data=data, headers=dict(headers or {}),
-                                                   timeout=self.timeout, stream=True)
+        sent = dict(headers or {})
+        if not same_origin(url, self.url):
+            raise OffOrigin(f"caldav: {what}: {describe(url)} is not the account's server {describe(self.url)}; "
+                            "refused")
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = self._send(method, url, data, sent, what)
+            location = response.headers.get("Location")
+            if response.status_code not in _REDIRECTS or not location:
                 break
-            except requests.ConnectionError as exc:
-                if attempt == 0 and not isinstance(exc, requests.ConnectTimeout) and stale_connection(exc):
-                    continue  # a kept-alive connection the server had closed: once more on a new one
-                raise TransientError(f"caldav: {what}: cannot reach the server ({type(exc).__name__}); "
-                                     "will retry") from exc
-            except _NETWORK_ERRORS as exc:
-                raise TransientError(f"caldav: {what}: {type(exc).__name__}; will retry") from exc
+            response.close()
+            url = self._resolve(url, location, f"{what}: a redirect")
+            if response.status_code == 303:  # see other: read it with GET
+                method, data = "GET", None
+                sent = {k: v for k, v in sent.items() if k.lower() not in ("content-type", "depth")}
+        else:
+            response.close()
+            raise ConnectorError(f"caldav: {what}: more than {MAX_REDIRECTS} redirects")
         try:
             body = read_body(response, f"caldav: {what}")
         except (*_NETWORK_ERRORS, requests.exceptions.ChunkedEncodingError) as exc:
@@ -102,6 +152,23 @@ class ClientMixin(CalDAVBase):
         if answer.status in ok:
             return answer
         raise self._translate(answer, what)
+
+    def _send(self, method: str, url: str, data: bytes | None, headers: Mapping[str, str],
+              what: str) -> requests.Response:
+        """One HTTP exchange, never following a redirect; once more on a new connection if a
+        kept-alive one was closed by the server meanwhile."""
+        for attempt in range(2):
+            try:
+                return self._session().request(method, url, data=data, headers=dict(headers), timeout=self.timeout,
+                                               stream=True, allow_redirects=False)
+            except requests.ConnectionError as exc:
+                if attempt == 0 and not isinstance(exc, requests.ConnectTimeout) and stale_connection(exc):
+                    continue  # a kept-alive connection the server had closed: once more on a new one
+                raise TransientError(f"caldav: {what}: cannot reach the server ({type(exc).__name__}); "
+                                     "will retry") from exc
+            except _NETWORK_ERRORS as exc:
+                raise TransientError(f"caldav: {what}: {type(exc).__name__}; will retry") from exc
+        raise AssertionError("unreachable")
 
     def _translate(self, answer: Answer, what: str) -> SyncdError:
         status = answer.status

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -151,6 +151,7 @@ class ListingMixin(DiscoveryMixin, ObjectsMixin):
                 raise self._translate(answer, "sync-collection")
             root = answer.xml()
             truncated = _read_sync_page(root, changed, deleted, inline)
+            self._check_hrefs(collection, itertools.chain(changed, deleted), "sync-collection")
             token = root.findtext("d:sync-token", namespaces=NS) or token
             if not truncated:
                 return token, changed, deleted, inline
@@ -186,6 +187,7 @@ class ListingMixin(DiscoveryMixin, ObjectsMixin):
             etag = response.findtext("d:propstat/d:prop/d:getetag", namespaces=NS)
             if etag and not href.endswith("/"):
                 found[href] = etag
+        self._check_hrefs(collection, found, "listing ETags")
         return found
 
     def _multiget(self, collection: str, hrefs: Sequence[str]) -> Iterator[tuple[str, str, bytes | None]]:
@@ -201,6 +203,7 @@ class ListingMixin(DiscoveryMixin, ObjectsMixin):
             seen = set()
             for response in answer.xml().iterfind("d:response", NS):
                 href = response.findtext("d:href", namespaces=NS) or ""
+                self._resolve(collection, href, "calendar-multiget")
                 seen.add(href)
                 data = response.findtext("d:propstat/d:prop/c:calendar-data", namespaces=NS)
                 etag = response.findtext("d:propstat/d:prop/d:getetag", namespaces=NS) or ""
@@ -208,6 +211,11 @@ class ListingMixin(DiscoveryMixin, ObjectsMixin):
             for href in chunk:
                 if href not in seen and unquote(href) not in {unquote(s) for s in seen}:
                     yield href, "", None
+
+    def _check_hrefs(self, collection: str, hrefs: Iterable[str], what: str) -> None:
+        """`OffOrigin` if a listed href leaves the account's server: nothing is fetched there."""
+        for href in hrefs:
+            self._resolve(collection, href, what)
 
     def _apply(self, collection: str, window: SyncWindow, mode: str, token: str | None, ctag: str | None,
                old: dict[str, _Object], changed: dict[str, str], deleted: set[str], full: bool,

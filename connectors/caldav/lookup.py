@@ -52,6 +52,8 @@ class LookupMixin(DiscoveryMixin, ObjectsMixin):
                                headers={"Content-Type": XML_TYPE, "Depth": "1"})
         for response in answer.xml().iterfind("d:response", NS):
             found = str(response.findtext("d:href", namespaces=NS) or "")
+            if found:
+                self._resolve(collection, found, f"finding event {uid}")
             if found and not found.endswith("/"):
                 with self._lock:
                     self._hrefs.setdefault(collection, {})[uid] = found
@@ -111,6 +113,7 @@ class LookupMixin(DiscoveryMixin, ObjectsMixin):
         window = self._window_for(collection)
         for response in answer.xml().iterfind("d:response", NS):
             href = response.findtext("d:href", namespaces=NS) or ""
+            self._resolve(collection, href, f"finding the event of block {block_id}")
             data = response.findtext("d:propstat/d:prop/c:calendar-data", namespaces=NS)
             etag = response.findtext("d:propstat/d:prop/d:getetag", namespaces=NS) or ""
             if data:

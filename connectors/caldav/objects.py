@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from connectors import ical
 from connectors.caldav.client import NS, XML_TYPE, ClientMixin, etag_of
@@ -34,9 +34,9 @@ def stem(href: str) -> str:
 class ObjectsMixin(ClientMixin):
     """Single objects: GET, their ETag, parsing them, reporting bad ones once."""
 
-    @staticmethod
-    def _absolute(collection: str, href: str) -> str:
-        return urljoin(collection, href)
+    def _absolute(self, collection: str, href: str) -> str:
+        """The URL of ``href`` (from a listing, or a cursor); `OffOrigin` off the account's server."""
+        return self._resolve(collection, href, f"object {href[:200]!r}")
 
     @staticmethod
     def _own_href(collection: str, uid: str) -> str:

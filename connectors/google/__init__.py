@@ -28,4 +28,4 @@ def _build(account: AccountSettings) -> CalendarConnector:
 
 
 PROVIDER = Provider("google", _build, options=options.OPTIONS, check=options.check, default_calendar="primary",
-                    push=GooglePush())
+                    push=GooglePush(), check_calendar=options.check_calendar)

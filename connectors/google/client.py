@@ -20,6 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import google.auth.exceptions
 import requests
@@ -45,7 +46,7 @@ from syncd.core.errors import (
 )
 from syncd.core.text import first_line
 
-__all__ = ["BatchAnswers", "ClientMixin", "Duplicate", "translate"]
+__all__ = ["BatchAnswers", "ClientMixin", "Duplicate", "event_segment", "translate"]
 
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 
@@ -55,6 +56,15 @@ BatchAnswers = dict[str, tuple[Any, HttpError | None]]
 
 class Duplicate(ConnectorError):
     """409: the client-supplied id is taken."""
+
+
+def event_segment(event_id: str) -> str:
+    """``event_id``, if it can be one segment of a URL path (the API client percent-encodes it:
+    ``/``, ``?``, ``#`` ... stay inside the segment); `ConnectorError` for an empty or dot id,
+    which would address another resource (``events/..`` is the calendar itself)."""
+    if event_id in ("", ".", ".."):
+        raise ConnectorError(f"google: event id {event_id!r} cannot be part of a URL; refused")
+    return event_id
 
 
 def _reason(err: HttpError) -> str:
@@ -102,6 +112,15 @@ def _auth_failure(exc: google.auth.exceptions.GoogleAuthError, who: str) -> Sync
 
 class ClientMixin(GoogleBase):
     """Credentials per user, and requests run with quota, token and error translation."""
+
+    # -- addresses -----------------------------------------------------------------------------
+    def _split(self, address: str) -> tuple[str, str]:
+        """(user email, calendar id) of a link's address; an id stored before `check_calendar`
+        existed is refused here if it cannot be one segment of a URL path."""
+        owner, calendar_id = super()._split(address)
+        if calendar_id in (".", ".."):
+            raise ConfigError(f"google calendar {address!r}: {calendar_id!r} is not a calendar id; fix the link")
+        return owner, calendar_id
 
     # -- transport -----------------------------------------------------------------------------
     def _http(self) -> Any:
@@ -173,6 +192,11 @@ class ClientMixin(GoogleBase):
             return str(creds.token)
 
     def _authorised(self, request: HttpRequest, owner: str, *, renew: bool = False) -> HttpRequest:
+        # Every request passes here: none goes out with a dot segment in its path (the API client
+        # percent-encodes ids into one segment each, but leaves "." and ".." as they are).
+        if any(segment in (".", "..") for segment in urlsplit(str(request.uri)).path.split("/")):
+            raise ConnectorError(f"google: {request.method} {urlsplit(str(request.uri)).path[:200]!r}: "
+                                 "a dot segment in the path; refused")
         request.headers["authorization"] = f"Bearer {self._token(owner, renew=renew)}"
         return request
 

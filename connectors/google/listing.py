@@ -33,7 +33,7 @@ from typing import Any
 from googleapiclient.http import HttpRequest
 
 from connectors.cursor import dump_cursor, load_cursor, window_key
-from connectors.google.client import ClientMixin, translate
+from connectors.google.client import ClientMixin, event_segment, translate
 from connectors.google.mapping import OOO, is_ooo, remote_event, split_instance_id
 from connectors.google.series import Series, expand_series
 from syncd.core.calendars import ChangeSet, PollRequest
@@ -311,6 +311,7 @@ class ListingMixin(ClientMixin):
             return entry
         master = entry.master
         if master is None or not master.get("iCalUID"):
+            event_segment(master_id)  # from the listing: Google's own ids are never "." or ".."
             try:
                 master = self._execute(lambda: self._events.get(
                     calendarId=listing.calendar_id, eventId=master_id, quotaUser=listing.owner),

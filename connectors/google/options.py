@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from syncd.core.options import Option, OptionError
 from syncd.core.text import first_line
 
 __all__ = ["DEFAULT_API_ENDPOINT", "DEFAULT_BATCH_URI", "DEFAULT_TOKEN_URI", "OPTIONS", "GoogleOptions", "check",
-           "google_options"]
+           "check_calendar", "google_options", "id_problem"]
 
 DEFAULT_API_ENDPOINT = "https://www.googleapis.com/calendar/v3/"
 DEFAULT_BATCH_URI = "https://www.googleapis.com/batch/calendar/v3"
@@ -51,6 +52,28 @@ def check(options: Mapping[str, Any]) -> None:
                                                   "or client_id and client_secret for per-user refresh tokens")
 
 
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a calendar id in a request URL's path (one segment, nothing more),
+    or None."""
+    if not value:
+        return "empty"
+    if value in (".", ".."):
+        return "a dot segment (. or ..)"
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        return "it holds control characters"
+    bad = sorted({char for char in value if char in "/\\?#"})
+    if bad:
+        return f"it holds {' and '.join(repr(char) for char in bad)}: a calendar id is one path segment"
+    return None
+
+
+def check_calendar(options: Mapping[str, Any], calendar: str) -> None:
+    """A link's calendar is ``primary`` or a calendar id: one segment of the API's URL paths."""
+    problem = id_problem(calendar)
+    if problem is not None:
+        raise OptionError("calendar", f"not a Google calendar id ({problem})")
+
+
 @dataclass(frozen=True, slots=True)
 class GoogleOptions:
     """An account's settings, as read from the config file."""
@@ -61,7 +84,7 @@ class GoogleOptions:
     service_account_file: str | None = None  # domain-wide delegation
     subject_domain: str | None = None  # only impersonate users of this domain
     client_id: str | None = None  # per-user refresh tokens (with client_secret)
-    client_secret: str | None = None
+    client_secret: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     token_uri: str = DEFAULT_TOKEN_URI
     ca_bundle: str | None = None
     timeout: float = 30.0

@@ -11,7 +11,7 @@ used, never a second one. Updates and deletes send ``If-Match``.
 
 from __future__ import annotations
 
-from connectors.google.client import ClientMixin, Duplicate
+from connectors.google.client import ClientMixin, Duplicate, event_segment
 from connectors.google.mapping import (
     BLOCK_PROPERTY,
     OOO,
@@ -35,6 +35,7 @@ class WritingMixin(ClientMixin):
 
     def get(self, calendar: str, event_id: str) -> RemoteEvent | None:
         owner, calendar_id = self._split(calendar)
+        event_segment(event_id)
         try:
             item = self._execute(lambda: self._events.get(
                 calendarId=calendar_id, eventId=event_id, quotaUser=owner), owner, f"reading event {event_id}")
@@ -81,6 +82,7 @@ class WritingMixin(ClientMixin):
 
     def update(self, calendar: str, event_id: str, draft: EventDraft, etag: str) -> RemoteEvent:
         owner, calendar_id = self._split(calendar)
+        event_segment(event_id)
         body = event_body(draft, self.options)
         if split_instance_id(event_id)[1] is not None:
             body.pop("extendedProperties")  # an occurrence of someone's series is not our event
@@ -91,6 +93,7 @@ class WritingMixin(ClientMixin):
 
     def delete(self, calendar: str, event_id: str, etag: str | None) -> None:
         owner, calendar_id = self._split(calendar)
+        event_segment(event_id)
         try:
             self._execute(lambda: self._events.delete(
                 calendarId=calendar_id, eventId=event_id, quotaUser=owner), owner,

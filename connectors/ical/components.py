@@ -16,13 +16,49 @@ import icalendar
 
 from syncd.core.errors import BadEventData
 
+try:
+    from icalendar.parser.ical.component import ComponentIcalParser as _ComponentIcalParser
+except ImportError:  # icalendar < 7
+    _ComponentIcalParser = None  # type: ignore[assignment,misc]
+
 __all__ = ["end_of", "events", "load", "prop", "short", "single", "start_of", "texts", "uid_of"]
+
+
+if _ComponentIcalParser is not None:
+
+    class _Parser(_ComponentIcalParser):
+        """icalendar's parser, less one step: a VTIMEZONE is not put in icalendar's zone cache.
+
+        That cache is shared by the whole process and keeps the first definition of each TZID
+        forever: one calendar's custom zone would be used for another's same TZID, and every
+        TZID ever read would stay in memory. `connectors.ical.zones` reads each object's
+        VTIMEZONEs itself; a TZID icalendar cannot resolve without them stays a naive time
+        with its TZID parameter, and writes back as it was.
+        """
+
+        def handle_end_component(self, vals: str) -> None:
+            if not self._stack:
+                raise ValueError("END encountered without an accompanying BEGIN!")
+            component = self._stack.pop()
+            if not self._stack:
+                self._components.append(component)
+            else:
+                self._stack[-1].add_component(component)
+
+    class _Calendar(icalendar.Calendar):
+        @classmethod
+        def _get_ical_parser(cls, st: str | bytes) -> _ComponentIcalParser:
+            return _Parser(st, cls._get_component_factory(), cls.types_factory)
+
+    _CALENDAR: type[icalendar.Calendar] = _Calendar
+else:  # icalendar < 7 parses inline: zones still land in its cache, but syncd reads its own
+    _CALENDAR = icalendar.Calendar
 
 
 def load(data: bytes) -> icalendar.cal.Component:
     """The VCALENDAR in ``data``; raises `BadEventData` when the bytes are not iCalendar."""
     try:
-        return icalendar.Calendar.from_ical(data)
+        return _CALENDAR.from_ical(data)
     except Exception as exc:  # icalendar raises ValueError, IndexError, UnicodeError, ...
         # icalendar quotes the offending line: keep event text (a SUMMARY, say) out of logs
         reason = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", short(exc))

@@ -23,7 +23,8 @@ from connectors.ical.components import end_of, events, load, short, start_of, te
 from connectors.ical.fast import read_simple
 from connectors.ical.ids import instant_key
 from connectors.ical.recurrence import Budget, ExpansionLimits, Series, expand, prepare_series
-from connectors.ical.zones import fix_times
+from connectors.ical.walks import WalkLimit
+from connectors.ical.zones import ObjectZones, fix_times
 from syncd.core.calendars import OooRules, RemoteEvent, SyncWindow
 from syncd.core.ooo import OooContent, all_day_content, timed_content
 from syncd.core.time import zone
@@ -99,16 +100,17 @@ def parse_ooo_events(
     limits = limits or ExpansionLimits()
     cal = load(data)
     result = ParsedObject()
-    ctx = _Context(window, rules, etag, fallback_updated, zone(window.timezone), Budget.starting_now(limits), result)
+    budget = Budget.starting_now(limits)
+    zones = ObjectZones(list(cal.walk("VTIMEZONE")), budget)
+    ctx = _Context(window, rules, etag, fallback_updated, zone(window.timezone), budget, zones, result)
     groups: dict[str, list[icalendar.cal.Component]] = {}
     for event in events(cal, fallback_uid):
         groups.setdefault(uid_of(event), []).append(event)
     result.uids = list(groups)
-    timezones = list(cal.walk("VTIMEZONE"))
     for uid, group in groups.items():
         # only series with something OOO are worth expanding
         if (only_uid is None or uid == only_uid) and any(is_ooo(c, rules) for c in group):
-            _read_uid(uid, group, timezones, ctx)
+            _read_uid(uid, group, ctx)
     if ctx.budget.out_of_time:
         result.problems.append(f"expansion stopped after {limits.expand_seconds:g} s; later occurrences skipped")
     return result
@@ -124,24 +126,30 @@ class _Context:
     fallback_updated: datetime | None
     floating: tzinfo  # the zone of floating times: the user's
     budget: Budget
+    zones: ObjectZones  # the object's own VTIMEZONEs
     result: ParsedObject
 
 
-def _read_uid(
-    uid: str, group: list[icalendar.cal.Component], timezones: list[icalendar.cal.Component], ctx: _Context
-) -> None:
-    """The OOO events of one UID into ``ctx.result``; any failure skips this UID only."""
+def _read_uid(uid: str, group: list[icalendar.cal.Component], ctx: _Context) -> None:
+    """The OOO events of one UID into ``ctx.result``; any failure skips this UID only.
+
+    A walk over its bounds (`WalkLimit`: a hostile RRULE or VTIMEZONE) skips the UID as a
+    whole, never a part of its occurrences; one out of time ends the object's expansions.
+    """
     result = ctx.result
     try:
         for component in group:
-            fix_times(component, ctx.floating)
+            fix_times(component, ctx.floating, ctx.zones)
         if any(c.get("RRULE") is not None or c.get("RDATE") is not None for c in group):
             if ctx.budget.out_of_time:
                 result.problems.append(f"series {uid}: not expanded, out of time")
                 return
-            result.events.extend(_series_events(uid, group, timezones, ctx))
+            result.events.extend(_series_events(uid, group, ctx))
         else:
             result.events.extend(_single_events(uid, group, ctx))
+    except WalkLimit as exc:
+        ctx.budget.reached(exc)
+        result.problems.append(f"event {uid}: {short(exc)}; skipped")
     except Exception as exc:  # noqa: BLE001 - one broken UID must not stop the others
         result.problems.append(f"event {uid}: {short(exc)}")
 
@@ -168,15 +176,13 @@ def _single_events(uid: str, group: list[icalendar.cal.Component], ctx: _Context
     return out
 
 
-def _series_events(
-    uid: str, group: list[icalendar.cal.Component], timezones: list[icalendar.cal.Component], ctx: _Context
-) -> list[RemoteEvent]:
+def _series_events(uid: str, group: list[icalendar.cal.Component], ctx: _Context) -> list[RemoteEvent]:
     """The OOO occurrences of one recurring UID inside the window, the first ``max_occurrences``."""
     series = prepare_series(uid, group, ctx.window)
     _note_moved_out(series, ctx)
     found: dict[str, tuple[OooContent, RemoteEvent]] = {}
     reported = False
-    for key, component in expand(series, timezones, ctx.budget, ctx.result.problems):
+    for key, component in expand(series, ctx.budget, ctx.result.problems):
         if not is_ooo(component, ctx.rules):
             continue
         content = _content(component, ctx, None if reported else f"occurrence {uid}/{key}")

@@ -1,20 +1,23 @@
 """Recurring series expanded inside a window with bounded work, whatever the input.
 
-Owns the hostile-input bounds: `ExpansionLimits` (occurrences kept per series, wall time
-per object) and how they are kept. Each stretch expanded ends where the rule's next
+Owns the hostile-input bounds of a series: `ExpansionLimits` (occurrences kept per series,
+wall time per object) and how they are kept. Each stretch expanded ends where the rule's next
 ``max_occurrences`` starts end (read with dateutil), so no single recurring-ical-events call
 can produce more than about that many occurrences however dense the rule (FREQ=SECONDLY);
 a high-frequency series' DTSTART is moved close to the window on the rule's own lattice;
-a COUNT rule that runs too long before the window is refused. What an occurrence means
-(OOO or not, its event) is for the caller (`connectors.ical.reading`): this module only
-hands out each occurrence once, with its instant as written in event ids.
+a COUNT rule that runs too long before the window is refused. Every walk (our reading of the
+RRULEs and RDATEs, recurring-ical-events' expansion) is counted and timed from inside
+(`connectors.ical.walks`): a series whose walks go over their steps is refused as a whole
+(`WalkLimit`), so a rule that never matches or matches every second long before the window
+costs a bounded fraction of the object's time. What an occurrence means (OOO or not, its
+event) is for the caller (`connectors.ical.reading`): this module only hands out each
+occurrence once, with its instant as written in event ids.
 """
 
 from __future__ import annotations
 
-import itertools
-import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,6 +28,7 @@ import recurring_ical_events
 
 from connectors.ical.components import end_of, prop, start_of
 from connectors.ical.ids import instant_key
+from connectors.ical.walks import Budget, ExpansionLimits, WalkMeter, bounded_walk
 from syncd.core.calendars import SyncWindow
 from syncd.core.errors import BadEventData
 
@@ -40,29 +44,13 @@ _FREQ_STEP = {
 # dateutil walks a rule from DTSTART; beyond this many periods before the window we move
 # DTSTART forward on the rule's own lattice instead (FREQ=SECONDLY since 2001 would hang).
 _MAX_PERIODS_BEFORE_WINDOW = 10_000
-_MAX_PERIODS_WITH_COUNT = 2_000_000  # COUNT pins DTSTART; dateutil walks ~1 M steps a second
-
-
-@dataclass(frozen=True, slots=True)
-class ExpansionLimits:
-    """Bounds on the work spent expanding recurring series of one iCalendar object."""
-
-    max_occurrences: int = 1000  # per series; the first ones are kept
-    expand_seconds: float = 2.0  # wall time per object
-    clock: Callable[[], float] = time.monotonic
-
-
-@dataclass(slots=True)
-class Budget:
-    """The limits of one iCalendar object, its deadline, and whether it was reached."""
-
-    limits: ExpansionLimits
-    deadline: float
-    out_of_time: bool = False
-
-    @classmethod
-    def starting_now(cls, limits: ExpansionLimits) -> Budget:
-        return cls(limits, limits.clock() + limits.expand_seconds)
+_MAX_PERIODS_WITH_COUNT = 200_000  # COUNT pins DTSTART: walking this far stays within _SCAN_STEPS
+# Steps (Python calls, see `connectors.ical.walks`) one series may spend. Reading its RRULEs
+# and RDATEs with dateutil takes ~5 a start: a few 100,000 starts. recurring-ical-events
+# takes ~1,000 per occurrence it builds, and walks the same rules again.
+_SCAN_STEPS = 2_000_000
+_EXPAND_STEPS = 2_000_000
+_STEPS_PER_OCCURRENCE = 3_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,25 +87,24 @@ def prepare_series(uid: str, group: list[icalendar.cal.Component], window: SyncW
     return Series(uid, group, master, all_day, margin, lo, hi, length)
 
 
-def expand(
-    series: Series, timezones: list[icalendar.cal.Component], budget: Budget, problems: list[str]
-) -> Iterator[tuple[str, icalendar.cal.Component]]:
+def expand(series: Series, budget: Budget, problems: list[str]) -> Iterator[tuple[str, icalendar.cal.Component]]:
     """Each occurrence of the series in its span once, as (instant key, component), within the limits.
 
     Expands chunk by chunk: chunks grow over sparse stretches and shrink over dense ones, and
     never reach past the rule's next ``max_occurrences`` starts. Stops (with a line in
     ``problems``) once more than ``max_occurrences`` were handed out, and (with
-    ``budget.out_of_time`` set) when the object's deadline has passed.
+    ``budget.out_of_time`` set) when the object's deadline has passed. Raises `WalkLimit`
+    when reading the rules or expanding them goes over the series' steps or the deadline.
     """
     sub = icalendar.Calendar()
-    for tz in timezones:
-        sub.add_component(tz)
     for component in series.group:
         sub.add_component(component)
-    query = recurring_ical_events.of(sub)
     limit = budget.limits.max_occurrences
+    expansion = budget.meter(_EXPAND_STEPS + _STEPS_PER_OCCURRENCE * (limit + 1), "recurrence")
+    with bounded_walk(expansion):
+        query = recurring_ical_events.of(sub)
     seen: set[str] = set()
-    rule_bound = _rule_bound(series.master)
+    rule_bound = _rule_bound(series.master, budget.meter(_SCAN_STEPS, "recurrence"))
     span, chunk_start = timedelta(minutes=15), series.lo
     stretch = _stretch_end(series, rule_bound, series.lo, limit + 1)
     while chunk_start < series.hi:
@@ -128,7 +115,8 @@ def expand(
             wanted = limit + 1 - len(seen)
             stretch = max(_stretch_end(series, rule_bound, chunk_start, wanted), chunk_start + timedelta(seconds=1))
         chunk_end = chunk_start + min(span, stretch - chunk_start, series.hi - chunk_start)
-        batch = query.between(chunk_start, chunk_end)
+        with bounded_walk(expansion):  # never across a yield: the hook is this thread's
+            batch = query.between(chunk_start, chunk_end)
         for component in batch:
             key = instant_key(component["RECURRENCE-ID"].dt, series.all_day)
             if key not in seen:
@@ -158,11 +146,11 @@ def _stretch_end(series: Series, rule_bound: _RuleBound | None, since: datetime,
     return series.hi if bound is None else min(series.hi, bound + series.length + series.margin + timedelta(seconds=1))
 
 
-def _rule_bound(master: icalendar.cal.Component | None) -> _RuleBound | None:
+def _rule_bound(master: icalendar.cal.Component | None, meter: WalkMeter) -> _RuleBound | None:
     if master is None:
         return None
     try:
-        return _RuleBound(master)
+        return _RuleBound(master, meter)
     except (ValueError, TypeError, OverflowError):
         return None  # recurring-ical-events may still read a rule dateutil refuses as is
 
@@ -226,37 +214,89 @@ def _until(value: object, start: date | datetime) -> date | datetime | None:
     return datetime(value.year, value.month, value.day)  # noqa: DTZ001 - floating, like start
 
 
+class _Starts:
+    """The starts of one rule (or of the RDATEs) in order, each read once.
+
+    Asked with ever later instants (the expansion moves forward), it keeps only the starts
+    not yet passed that were asked for: memory stays within ``nth``, and dateutil walks each
+    stretch of the rule once, not from DTSTART on every question.
+    """
+
+    def __init__(self, starts: Iterable[datetime]) -> None:
+        self._source = iter(starts)
+        self._ahead: deque[datetime] = deque()
+        self._done = False
+
+    def nth_after(self, since: datetime, nth: int) -> datetime | None:
+        """The ``nth`` start at or after ``since``, or None if fewer are left."""
+        while self._ahead and self._ahead[0] < since:
+            self._ahead.popleft()
+        while len(self._ahead) < nth and not self._done:
+            start = next(self._source, None)
+            if start is None:
+                self._done = True
+            elif start >= since:
+                self._ahead.append(start)
+        return self._ahead[nth - 1] if len(self._ahead) >= nth else None
+
+
 class _RuleBound:
-    """Where a series' RRULEs reach their ``nth`` start after an instant, read with dateutil.
+    """Where a series' RRULEs and RDATEs reach their ``nth`` start after an instant, read with dateutil.
 
     Expanding up to that instant touches at most ``nth`` occurrences per RRULE however dense
     the rule is, so one chunk of FREQ=SECONDLY cannot turn into millions of components.
-    The rules are parsed once and cached: stretch after stretch reuses the walk so far.
+    Every walk is counted against ``meter`` (`WalkLimit` when it is spent).
     """
 
-    def __init__(self, master: icalendar.cal.Component) -> None:
+    def __init__(self, master: icalendar.cal.Component, meter: WalkMeter) -> None:
+        self.meter = meter
         start = start_of(master)
         self.naive = not isinstance(start, datetime) or start.tzinfo is None
         first = start if isinstance(start, datetime) else datetime(start.year, start.month, start.day)  # noqa: DTZ001
         rules = master.get("RRULE")
-        self.rules: list[dateutil.rrule.rrule] = []
-        for rule in [] if rules is None else rules if isinstance(rules, list) else [rules]:
-            # with COUNT, UNTIL is redundant for a bound (and dateutil warns about both)
-            until = None if rule.get("COUNT") else _until((rule.get("UNTIL") or [None])[0], start)
-            open_rule: Any = icalendar.vRecur({k: v for k, v in rule.items() if k.upper() != "UNTIL"})
-            text = open_rule.to_ical().decode()
-            parsed = dateutil.rrule.rrulestr(text, dtstart=first, cache=True)
-            self.rules.append(parsed.replace(until=until) if until is not None else parsed)
+        self.rules: list[_Starts] = []
+        with bounded_walk(meter):  # a rule's BYxxx sets are built here, and may be large
+            for rule in [] if rules is None else rules if isinstance(rules, list) else [rules]:
+                # with COUNT, UNTIL is redundant for a bound (and dateutil warns about both)
+                until = None if rule.get("COUNT") else _until((rule.get("UNTIL") or [None])[0], start)
+                open_rule: Any = icalendar.vRecur({k: v for k, v in rule.items() if k.upper() != "UNTIL"})
+                text = open_rule.to_ical().decode()
+                parsed = dateutil.rrule.rrulestr(text, dtstart=first)
+                self.rules.append(_Starts(parsed.replace(until=until) if until is not None else parsed))
+            rdates = sorted(self._points(_rdate_values(master)))
+            if rdates:
+                self.rules.append(_Starts(rdates))
+
+    def _points(self, values: Iterable[object]) -> Iterator[datetime]:
+        """RDATE values as instants comparable with the rule's starts."""
+        for value in values:
+            point = value[0] if isinstance(value, tuple) else value
+            if isinstance(point, datetime):
+                if self.naive:
+                    yield point.astimezone(UTC).replace(tzinfo=None) if point.tzinfo is not None else point
+                else:
+                    yield point if point.tzinfo is not None else point.replace(tzinfo=UTC)
+            elif isinstance(point, date):
+                midnight = datetime(point.year, point.month, point.day)  # noqa: DTZ001 - floating, like start
+                yield midnight if self.naive else midnight.replace(tzinfo=UTC)
 
     def nth_after(self, after: datetime, nth: int) -> datetime | None:
         """The ``nth`` start at or after ``after`` (UTC), or None if the rules end before."""
         since = after.astimezone(UTC).replace(tzinfo=None) if self.naive else after
         nth = max(nth, 1)
         bound: datetime | None = None
-        for rule in self.rules:
-            last = next(itertools.islice(rule.xafter(since, count=nth, inc=True), nth - 1, None), None)
-            if last is None:
-                continue
-            last_utc = last.astimezone(UTC) if last.tzinfo is not None else last.replace(tzinfo=UTC)
-            bound = last_utc if bound is None else min(bound, last_utc)
+        with bounded_walk(self.meter):
+            for rule in self.rules:
+                last = rule.nth_after(since, nth)
+                if last is None:
+                    continue
+                last_utc = last.astimezone(UTC) if last.tzinfo is not None else last.replace(tzinfo=UTC)
+                bound = last_utc if bound is None else min(bound, last_utc)
         return bound
+
+
+def _rdate_values(master: icalendar.cal.Component) -> Iterator[object]:
+    value = master.get("RDATE")
+    for lst in [] if value is None else value if isinstance(value, list) else [value]:
+        for item in getattr(lst, "dts", []):
+            yield item.dt

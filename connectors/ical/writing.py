@@ -17,7 +17,7 @@ import icalendar
 from connectors.ical.components import events, load, prop, start_of, uid_of
 from connectors.ical.ids import instant_key, parse_instant
 from connectors.ical.reading import BLOCK_ID_PROPERTY, is_ooo
-from connectors.ical.zones import localize
+from connectors.ical.zones import ObjectZones, localize
 from syncd.core.calendars import EventDraft, OooRules
 from syncd.core.errors import BadEventData, NotFound
 from syncd.core.ooo import OooContent
@@ -81,13 +81,14 @@ def override_occurrence(
     if not group:
         raise NotFound(f"no event with UID {uid!r}")
     all_day = _all_day_series(group)
-    override = _override_for(group, instant, all_day, floating)
+    zones = ObjectZones(list(cal.walk("VTIMEZONE")))
+    override = _override_for(group, instant, all_day, floating, zones)
     masters = [c for c in group if c.get("RECURRENCE-ID") is None]
     master = masters[0] if masters else None
     if override is None:
         if master is None or not _is_series(master):
             raise NotFound(f"{uid}/{instant} is not an occurrence of a series")
-        if _excluded(master, instant, all_day, floating):
+        if _excluded(master, instant, all_day, floating, zones):
             raise NotFound(f"occurrence {uid}/{instant} was deleted")
         override = icalendar.Event()
         for name, value in master.property_items(recursive=False):
@@ -113,14 +114,15 @@ def exclude_occurrence(
     if not group:
         return None
     all_day = _all_day_series(group)
-    override = _override_for(group, instant, all_day, floating)
+    zones = ObjectZones(list(cal.walk("VTIMEZONE")))
+    override = _override_for(group, instant, all_day, floating, zones)
     masters = [c for c in group if c.get("RECURRENCE-ID") is None]
     master = masters[0] if masters else None
     changed = False
     if override is not None:
         cal.subcomponents.remove(override)
         changed = True
-    if master is not None and _is_series(master) and not _excluded(master, instant, all_day, floating):
+    if master is not None and _is_series(master) and not _excluded(master, instant, all_day, floating, zones):
         master.add("EXDATE", _recurrence_value(master, instant, floating))
         _stamp(master, now)
         changed = True
@@ -205,12 +207,14 @@ def _all_day_series(group: list[icalendar.cal.Component]) -> bool:
     return not isinstance(start_of((masters or group)[0]), datetime)
 
 
-def _raw_instant(value: object, params: dict[str, str], all_day_series: bool, floating: tzinfo) -> str | None:
+def _raw_instant(
+    value: object, params: dict[str, str], all_day_series: bool, floating: tzinfo, zones: ObjectZones
+) -> str | None:
     """The id instant of a RECURRENCE-ID/EXDATE value as stored (naive times resolved)."""
     if not isinstance(value, date):
         return None
     try:
-        fixed = localize(value, params.get("TZID"), floating)
+        fixed = localize(value, params.get("TZID"), floating, zones)
     except BadEventData:
         return None
     assert isinstance(fixed, date)
@@ -236,22 +240,24 @@ def _recurrence_value(
 
 
 def _override_for(
-    group: list[icalendar.cal.Component], instant: str, all_day_series: bool, floating: tzinfo
+    group: list[icalendar.cal.Component], instant: str, all_day_series: bool, floating: tzinfo, zones: ObjectZones
 ) -> icalendar.cal.Component | None:
     for component in group:
         recurrence = component.get("RECURRENCE-ID")
         if recurrence is not None and not isinstance(recurrence, list):
-            if _raw_instant(recurrence.dt, recurrence.params, all_day_series, floating) == instant:
+            if _raw_instant(recurrence.dt, recurrence.params, all_day_series, floating, zones) == instant:
                 return component
     return None
 
 
-def _excluded(master: icalendar.cal.Component, instant: str, all_day_series: bool, floating: tzinfo) -> bool:
+def _excluded(
+    master: icalendar.cal.Component, instant: str, all_day_series: bool, floating: tzinfo, zones: ObjectZones
+) -> bool:
     value = master.get("EXDATE")
     if value is None:
         return False
     for lst in value if isinstance(value, list) else [value]:
         for item in lst.dts:
-            if _raw_instant(item.dt, lst.params, all_day_series, floating) == instant:
+            if _raw_instant(item.dt, lst.params, all_day_series, floating, zones) == instant:
                 return True
     return False

@@ -2,26 +2,45 @@
 
 Owns `resolve_tzid` (a TZID without a VTIMEZONE read as an IANA name, a Windows zone name,
 an Outlook/OWA display name such as ``(UTC+01:00) Amsterdam, Berlin, ...``, or a "globally
-unique" ``/vendor/.../Europe/Berlin`` TZID) and `fix_times`, which makes every DATE-TIME of
-a VEVENT aware in place or refuses the event: icalendar leaves a TZID it cannot resolve as
-a naive time, indistinguishable from a floating one.
+unique" ``/vendor/.../Europe/Berlin`` TZID), `ObjectZones` (the VTIMEZONEs an object defines,
+read with bounded work), and `fix_times`, which makes every DATE-TIME of a VEVENT aware in
+place or refuses the event: icalendar leaves a TZID it cannot resolve as a naive time,
+indistinguishable from a floating one.
+
+A TZID resolves, in this order, to the IANA zone icalendar found for it (IANA and Windows
+names), to the object's own VTIMEZONE of that TZID, then to `resolve_tzid`. A VTIMEZONE is
+never read by icalendar/dateutil here: dateutil's ``tzical`` walks a STANDARD/DAYLIGHT rule
+from its DTSTART on every offset it is asked for, without bound (``RRULE:FREQ=SECONDLY``
+since 1970 takes hours and memory), and icalendar keeps the zone it builds in a cache shared
+by the whole process, first definition of a TZID wins, so one calendar's "Customized Time
+Zone" would be read with another's rules. `VtimezoneZone` has the same meaning as dateutil's
+zone, its onsets read once, up to `_ZONE_HORIZON`, with a bounded walk
+(`connectors.ical.walks`) and at most `_MAX_ONSETS` of them.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
-from datetime import datetime, tzinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import dateutil.rrule
 import icalendar
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-from connectors.ical.components import single
+from connectors.ical.components import prop, short, single
+from connectors.ical.walks import Budget, ExpansionLimits, WalkLimit, WalkMeter, bounded_walk
 from syncd.core.errors import BadEventData
 
-__all__ = ["fix_times", "localize", "resolve_tzid"]
+__all__ = ["ObjectZones", "VtimezoneZone", "fix_times", "localize", "resolve_tzid"]
+
+_ZONE_HORIZON = datetime(2200, 1, 1)  # noqa: DTZ001 - a wall time; onsets are read up to here (as far as `ids.all_of_time`)
+_MAX_ONSETS = 10_000  # per VTIMEZONE; a real one has two a year since 1601 at most (~1,200)
+_ZONE_STEPS = 1_000_000  # calls (`connectors.ical.walks`) to read one VTIMEZONE: ~0.3 s
 
 # Properties whose parse errors make an event unusable (errors elsewhere, e.g. in a
 # DESCRIPTION, are ignored).
@@ -197,35 +216,219 @@ def resolve_tzid(tzid: str) -> tzinfo | None:
     return None
 
 
-def localize(value: Any, tzid: str | None, floating: tzinfo) -> Any:
-    """Give a naive DATE-TIME its zone: the TZID's, or the user's for floating times."""
-    if not isinstance(value, datetime) or value.tzinfo is not None:
+# -- VTIMEZONE definitions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Observance:
+    """One STANDARD or DAYLIGHT: its offsets, and its onsets as wall times in ``offset_from``."""
+
+    offset_from: timedelta
+    offset_to: timedelta
+    is_dst: bool
+    name: str | None
+    onsets: list[datetime]  # sorted, naive
+
+    @property
+    def diff(self) -> timedelta:
+        return self.offset_to - self.offset_from
+
+    def last_onset(self, wall: datetime) -> datetime | None:
+        """The latest onset at or before the wall time ``wall``."""
+        i = bisect.bisect_right(self.onsets, wall)
+        return self.onsets[i - 1] if i else None
+
+
+class VtimezoneZone(tzinfo):
+    """A VTIMEZONE as a zone, with the meaning dateutil's ``tzical`` gives it, onsets read once.
+
+    A wall time is in the observance with the latest onset at or before it (for a repeated
+    hour, ``fold=1`` is looked up one ``diff`` later, as dateutil does); before the first
+    onset, in the first STANDARD. Lookups are binary searches over the onsets.
+    """
+
+    def __init__(self, tzid: str, observances: list[_Observance]) -> None:
+        self.tzid = tzid
+        self._observances = observances
+        self._default = next((o for o in observances if not o.is_dst), observances[0])
+        transitions = sorted((onset - o.offset_from, i) for i, o in enumerate(observances) for onset in o.onsets)
+        self._utc = [at for at, _ in transitions]
+        self._utc_observance = [observances[i] for _, i in transitions]
+
+    def __repr__(self) -> str:
+        return f"<VtimezoneZone {self.tzid!r}>"
+
+    def _find(self, dt: datetime) -> _Observance:
+        if len(self._observances) == 1:
+            return self._observances[0]
+        wall = dt.replace(tzinfo=None)
+        found: _Observance | None = None
+        found_onset: datetime | None = None
+        for observance in self._observances:
+            probe = wall - observance.diff if observance.diff < timedelta(0) and dt.fold else wall
+            onset = observance.last_onset(probe)
+            if onset is not None and (found_onset is None or found_onset < onset):
+                found, found_onset = observance, onset
+        return found or self._default
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None if dt is None else self._find(dt).offset_to
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        if dt is None:
+            return None
+        observance = self._find(dt)
+        return observance.diff if observance.is_dst else timedelta(0)
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return self.tzid if dt is None else self._find(dt).name
+
+    def fromutc(self, dt: datetime) -> datetime:
+        if dt.tzinfo is not self:
+            raise ValueError("fromutc: dt.tzinfo is not self")
+        at = dt.replace(tzinfo=None)
+        i = bisect.bisect_right(self._utc, at)
+        offset = (self._utc_observance[i - 1] if i else self._default).offset_to
+        wall = (at + offset).replace(tzinfo=self)
+        # the fold whose offset is the one in force: 1 only for the second of a repeated hour
+        if wall.utcoffset() != offset and wall.replace(fold=1).utcoffset() == offset:
+            return wall.replace(fold=1)
+        return wall
+
+
+def _read_observance(sub: icalendar.cal.Component, tzid: str, room: int) -> _Observance:
+    """One STANDARD/DAYLIGHT with its onsets up to `_ZONE_HORIZON`, at most ``room`` of them.
+
+    The rule set is the one dateutil's ``tzical`` builds (DTSTART always an onset; RRULE,
+    RDATE, EXRULE, EXDATE), read without time zones as it does; only the walk differs: it
+    stops at the horizon, and at ``room`` onsets.
+    """
+    start = prop(sub, "DTSTART").dt
+    if not isinstance(start, datetime):
+        start = datetime(start.year, start.month, start.day)  # noqa: DTZ001 - a wall time, as dateutil reads it
+    start = start.replace(tzinfo=None)
+    text = re.sub(r"\r?\n[ \t]", "", sub.to_ical().decode("utf-8", "replace"))
+    lines = [line for line in text.splitlines()
+             if re.split(r"[;:]", line, maxsplit=1)[0].upper() in ("RRULE", "RDATE", "EXRULE", "EXDATE")]
+    rules: Any = [start]
+    if lines:
+        rules = dateutil.rrule.rrulestr("\n".join(lines), dtstart=start, compatible=True, ignoretz=True)
+    onsets: list[datetime] = []
+    for onset in rules:
+        if onset >= _ZONE_HORIZON:
+            break
+        if len(onsets) >= room:
+            raise BadEventData(f"VTIMEZONE {tzid!r} has more than {_MAX_ONSETS} onsets")
+        onsets.append(onset)
+    name = sub.get("TZNAME")
+    return _Observance(prop(sub, "TZOFFSETFROM").td, prop(sub, "TZOFFSETTO").td, sub.name == "DAYLIGHT",
+                       str(name[-1] if isinstance(name, list) else name) if name is not None else None, onsets)
+
+
+def read_vtimezone(component: icalendar.cal.Component, meter: WalkMeter) -> VtimezoneZone:
+    """A VTIMEZONE as a zone, its rules walked within ``meter``; `BadEventData` if it cannot be."""
+    tzid = str(component.get("TZID", ""))
+    observances: list[_Observance] = []
+    try:
+        with bounded_walk(meter):
+            for sub in component.subcomponents:
+                if sub.name in ("STANDARD", "DAYLIGHT"):
+                    room = _MAX_ONSETS - sum(len(o.onsets) for o in observances)
+                    observances.append(_read_observance(sub, tzid, room))
+    except BadEventData:
+        raise
+    except Exception as exc:  # dateutil and icalendar raise ValueError, KeyError, TypeError, ...
+        raise BadEventData(f"VTIMEZONE {tzid!r} cannot be read: {short(exc)}") from exc
+    if not observances:
+        raise BadEventData(f"VTIMEZONE {tzid!r} has no STANDARD or DAYLIGHT")
+    return VtimezoneZone(tzid, observances)
+
+
+class ObjectZones:
+    """The VTIMEZONEs of one iCalendar object by TZID, each read on first use within ``budget``.
+
+    A VTIMEZONE that cannot be read (too many onsets, a walk over its limits) fails every
+    event that uses it, each with the same `BadEventData`, and is read only once.
+    """
+
+    def __init__(self, timezones: list[icalendar.cal.Component], budget: Budget | None = None) -> None:
+        self._budget = budget if budget is not None else Budget.starting_now(ExpansionLimits())
+        self._definitions: dict[str, icalendar.cal.Component] = {}
+        for component in timezones:
+            tzid = str(component.get("TZID", ""))
+            for key in (tzid, tzid.strip("/")):
+                self._definitions.setdefault(key, component)  # the first wins, as in icalendar
+        self._read: dict[str, VtimezoneZone | BadEventData] = {}
+
+    def get(self, tzid: str) -> VtimezoneZone | None:
+        """The object's own zone of ``tzid``, None if it defines none; `BadEventData` if bad."""
+        component = self._definitions.get(tzid)
+        if component is None:
+            component = self._definitions.get(tzid.strip("/"))
+            if component is None:
+                return None
+        key = str(component.get("TZID", ""))
+        known = self._read.get(key)
+        if known is None:
+            try:
+                known = read_vtimezone(component, self._budget.meter(_ZONE_STEPS, f"VTIMEZONE {key!r}"))
+            except WalkLimit as exc:
+                self._budget.reached(exc)
+                known = exc
+            except BadEventData as exc:
+                known = exc
+            self._read[key] = known
+        if isinstance(known, WalkLimit):
+            raise WalkLimit(str(known), out_of_time=known.out_of_time)
+        if isinstance(known, BadEventData):
+            raise BadEventData(str(known))
+        return known
+
+
+# -- DATE-TIMEs made aware -----------------------------------------------------------------------
+
+# The zones icalendar gives that syncd trusts as they are: IANA ones, UTC, and the object's own
+# VTIMEZONEs as read here. Anything else with a TZID (a dateutil ``tzical`` zone from icalendar's
+# process-wide cache, say) is resolved again from the TZID.
+_TRUSTED = (ZoneInfo, timezone, VtimezoneZone)
+
+
+def localize(value: Any, tzid: str | None, floating: tzinfo, zones: ObjectZones | None = None) -> Any:
+    """Give a DATE-TIME its zone: the TZID's (see the module's order), or the user's for floating times."""
+    if not isinstance(value, datetime):
         return value
+    if value.tzinfo is not None:
+        if not tzid or isinstance(value.tzinfo, _TRUSTED):
+            return value
+        value = value.replace(tzinfo=None)
     if tzid:
-        tz = resolve_tzid(tzid)
+        tz: tzinfo | None = zones.get(tzid) if zones is not None else None
+        if tz is None:
+            tz = resolve_tzid(tzid)
         if tz is None:
             raise BadEventData(f"unknown TZID {tzid!r}")
         return value.replace(tzinfo=tz)
     return value.replace(tzinfo=floating)
 
 
-def fix_times(event: icalendar.cal.Component, floating: tzinfo) -> None:
+def fix_times(event: icalendar.cal.Component, floating: tzinfo, zones: ObjectZones | None = None) -> None:
     """Make every DATE-TIME of the event aware, in place, or raise `BadEventData`.
 
     icalendar leaves a TZID it cannot resolve (no VTIMEZONE, not IANA/Windows) as a naive
-    time, indistinguishable from a floating one; here it is resolved or refused.
+    time, indistinguishable from a floating one; here it is resolved (``zones`` are the
+    object's own VTIMEZONEs) or refused.
     """
     errors = [f"{name}: {msg}" for name, msg in getattr(event, "errors", []) if name in _TIME_PROPERTIES]
     if errors:
         raise BadEventData("; ".join(errors))
-    _fix_single_times(event, floating)
+    _fix_single_times(event, floating, zones)
     if "DTSTART" not in event:
         raise BadEventData("no DTSTART")
     for name in ("EXDATE", "RDATE"):
-        _fix_time_lists(event, name, floating)
+        _fix_time_lists(event, name, floating, zones)
 
 
-def _fix_single_times(event: icalendar.cal.Component, floating: tzinfo) -> None:
+def _fix_single_times(event: icalendar.cal.Component, floating: tzinfo, zones: ObjectZones | None) -> None:
     """DTSTART, DTEND and RECURRENCE-ID made aware, their other parameters kept."""
     for name in ("DTSTART", "DTEND", "RECURRENCE-ID"):
         prop = single(event, name)
@@ -233,7 +436,7 @@ def _fix_single_times(event: icalendar.cal.Component, floating: tzinfo) -> None:
             continue
         value = prop.dt
         tzid = prop.params.get("TZID")
-        fixed = localize(value, tzid, floating)
+        fixed = localize(value, tzid, floating, zones)
         if fixed is not value:
             new = icalendar.vDDDTypes(fixed)
             for key, param in prop.params.items():
@@ -242,13 +445,13 @@ def _fix_single_times(event: icalendar.cal.Component, floating: tzinfo) -> None:
             event[name] = new
 
 
-def _fix_time_lists(event: icalendar.cal.Component, name: str, floating: tzinfo) -> None:
+def _fix_time_lists(event: icalendar.cal.Component, name: str, floating: tzinfo, zones: ObjectZones | None) -> None:
     """Every value of an EXDATE or RDATE property (one or many lines) made aware."""
     value = event.get(name)
     if value is None:
         return
     lists = value if isinstance(value, list) else [value]
-    if not any(_has_naive(lst) for lst in lists):
+    if not any(_needs_zone(lst) for lst in lists):
         return
     fixed_values: list[object] = []
     for lst in lists:
@@ -256,17 +459,22 @@ def _fix_time_lists(event: icalendar.cal.Component, name: str, floating: tzinfo)
         for item in lst.dts:
             dt = item.dt
             if isinstance(dt, tuple):
-                fixed_values.append(tuple(localize(part, tzid, floating) for part in dt))
+                fixed_values.append(tuple(localize(part, tzid, floating, zones) for part in dt))
             else:
-                fixed_values.append(localize(dt, tzid, floating))
+                fixed_values.append(localize(dt, tzid, floating, zones))
     event.pop(name)
     for fixed in fixed_values:
         event.add(name, [fixed])  # in a list: a PERIOD tuple is one value, not two
 
 
-def _has_naive(lst: object) -> bool:
+def _needs_zone(lst: Any) -> bool:
+    """Whether a list has a naive DATE-TIME, or one with a TZID in a zone not trusted as it is."""
+    tzid = lst.params.get("TZID") if hasattr(lst, "params") else None
     for item in getattr(lst, "dts", []):
         parts = item.dt if isinstance(item.dt, tuple) else (item.dt,)
-        if any(isinstance(p, datetime) and p.tzinfo is None for p in parts):
-            return True
+        for part in parts:
+            if isinstance(part, datetime) and (
+                part.tzinfo is None or (tzid and not isinstance(part.tzinfo, _TRUSTED))
+            ):
+                return True
     return False

@@ -41,4 +41,4 @@ def _build(account: AccountSettings) -> CalendarConnector:
 
 
 PROVIDER = Provider("outlook", _build, options=options.OPTIONS, check=options.check, default_calendar="primary",
-                    push=GraphPush())
+                    push=GraphPush(), check_calendar=options.check_calendar)

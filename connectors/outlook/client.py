@@ -7,13 +7,17 @@ are built on. It owns:
   mailbox of the tenant; ``auth = "delegated"`` uses each user's own refresh token instead
   (kept encrypted by syncd; Entra ID rotates it on every use, and the new one is stored at
   once). A 401 gets one fresh token before it counts as an auth error.
-- the HTTP sessions: one per thread, with proxies from the environment but never its CA
-  bundle; a kept-alive connection the server closed meanwhile is replaced once.
+- the HTTP sessions: one per thread, with proxies from the environment (``HTTP(S)_PROXY``,
+  ``NO_PROXY`` honoured, `ProxySession`) but never its CA bundle; a kept-alive connection the
+  server closed meanwhile is replaced once. Links Graph hands back (next and delta links) are
+  followed on Graph's own origin only: the token never goes anywhere else.
 - `GraphClient._call`, one Graph request: at most 4 requests run against one mailbox at once,
   as Exchange Online allows; the answer is read and its errors are translated (`translate`)
   into `syncd.core.errors`: throttling (``429``, ``503``) is `RateLimited` with the
   ``Retry-After``, an expired delta link is `CursorExpired`, and so on.
-- addresses: the events of a mailbox's calendar, and the ``Prefer`` header.
+- addresses: the events of a mailbox's calendar, and the ``Prefer`` header. Every id in a URL
+  path (mailbox, calendar, event, subscription) is percent-encoded as exactly one segment
+  (`segment`); an id no encoding makes one segment (empty, ``.``, ``..``) is refused.
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msal
 import requests
+import requests.utils
 
 from connectors.base import RefreshTokens
 from connectors.outlook.options import OutlookOptions
@@ -46,7 +50,8 @@ from syncd.core.errors import (
     TransientError,
 )
 
-__all__ = ["DEFAULT_AUTHORITY", "DELEGATED_SCOPES", "MAILBOX_CONCURRENCY", "PAGE_SIZE", "GraphClient", "translate"]
+__all__ = ["DEFAULT_AUTHORITY", "DELEGATED_SCOPES", "MAILBOX_CONCURRENCY", "PAGE_SIZE", "GraphClient", "ProxySession",
+           "segment", "translate"]
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
 DELEGATED_SCOPES = ("https://graph.microsoft.com/Calendars.ReadWrite", "https://graph.microsoft.com/MailboxSettings.Read")
@@ -54,6 +59,46 @@ MAILBOX_CONCURRENCY = 4  # Exchange Online: at most 4 concurrent requests per ma
 PAGE_SIZE = 100
 _EXPIRED_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
 _NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, OSError)
+
+
+# -- addresses and sessions ----------------------------------------------------------------------
+
+
+def segment(value: str, what: str) -> str:
+    """``value`` percent-encoded as exactly one segment of a URL path (``/``, ``?``, ``#``, ``%``
+    ... encoded too); `ConnectorError` for an empty or dot id, which no encoding makes one
+    segment (``events/..`` is the mailbox)."""
+    if value in ("", ".", ".."):
+        raise ConnectorError(f"outlook: {what} {value!r} cannot be part of a URL; refused")
+    return quote(value, safe="")
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
+class ProxySession(requests.Session):
+    """A session that takes only its proxies from the environment: ``HTTP_PROXY`` and
+    ``HTTPS_PROXY``, per request, with ``NO_PROXY`` honoured. ``trust_env`` stays off, so no
+    ``.netrc`` credentials and no ``REQUESTS_CA_BUNDLE`` (it would replace the CA bundle)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        # {} for a host NO_PROXY names; a session's or request's own proxies win.
+        settings["proxies"] = {**requests.utils.get_environ_proxies(url), **(settings.get("proxies") or {})}
+        return settings
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -149,10 +194,8 @@ class GraphClient(PerUserConnector):
             raise TransientError(f"outlook: cannot reach {authority}: {exc}") from exc
 
     def _new_session(self) -> requests.Session:
-        session = requests.Session()
         # REQUESTS_CA_BUNDLE and friends would silently replace our CA bundle: take only proxies.
-        session.trust_env = False
-        session.proxies.update(urllib.request.getproxies())
+        session = ProxySession()
         session.verify = self.options.ca_bundle or True
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=MAILBOX_CONCURRENCY * 4)
         session.mount("https://", adapter)
@@ -175,9 +218,21 @@ class GraphClient(PerUserConnector):
         return self.options.client_secret
 
     # -- addresses -----------------------------------------------------------------------------
+    def _calendar_path(self, owner: str, calendar_id: str) -> str:
+        """The mailbox (for ``primary``) or the calendar, each id one segment of the path."""
+        user = f"/users/{segment(owner, 'user')}"
+        if calendar_id == "primary":
+            return user
+        if calendar_id in ("", ".", ".."):  # a link stored before `check_calendar` refused it
+            raise ConfigError(f"outlook calendar {owner}/{calendar_id}: {calendar_id!r} is not a calendar id; "
+                              "fix the link")
+        return f"{user}/calendars/{segment(calendar_id, 'calendar id')}"
+
     def _events_path(self, owner: str, calendar_id: str) -> str:
-        user = f"/users/{quote(owner)}"
-        return f"{user}/events" if calendar_id == "primary" else f"{user}/calendars/{quote(calendar_id)}/events"
+        return f"{self._calendar_path(owner, calendar_id)}/events"
+
+    def _event_path(self, owner: str, calendar_id: str, event_id: str) -> str:
+        return f"{self._events_path(owner, calendar_id)}/{segment(event_id, 'event id')}"
 
     def _prefer(self, tz_name: str, *, page: bool = False) -> str:
         parts = [f'outlook.timezone="{tz_name}"']
@@ -245,6 +300,8 @@ class GraphClient(PerUserConnector):
         """One Graph request: the mailbox's concurrency gate, a token, one retry with a fresh
         token after a 401, and errors translated."""
         target = url if url.startswith(("https://", "http://")) else f"{self.graph}{url}"
+        if _origin(target) != _origin(self.graph):  # a next or delta link elsewhere: not with our token
+            raise ConnectorError(f"outlook: {what}: Graph pointed at another origin than {self.graph}; refused")
         gate = self._mailbox(owner) if owner else None
         for attempt in range(2):
             token = self._token(owner, renew=attempt > 0)

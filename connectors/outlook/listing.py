@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from connectors.cursor import dump_cursor, load_cursor
 from connectors.outlook.client import translate
@@ -120,9 +120,7 @@ class ListingPart(RepliesPart):
         return [r if r is not None else TransientError("outlook: listing did not finish") for r in results]
 
     def _view_path(self, owner: str, calendar_id: str) -> str:
-        user = f"/users/{quote(owner)}"
-        return (f"{user}/calendarView/delta" if calendar_id == "primary"
-                else f"{user}/calendars/{quote(calendar_id)}/calendarView/delta")
+        return f"{self._calendar_path(owner, calendar_id)}/calendarView/delta"  # each id one segment
 
     def _start(self, request: PollRequest) -> _Listing:
         owner, calendar_id = self._split(request.calendar)

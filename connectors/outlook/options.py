@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from syncd.core.options import Option, OptionError
 
-__all__ = ["DEFAULT_GRAPH", "DEFAULT_SCOPE", "MAX_BATCH", "OPTIONS", "OutlookOptions", "check", "outlook_options"]
+__all__ = ["DEFAULT_GRAPH", "DEFAULT_SCOPE", "MAX_BATCH", "OPTIONS", "OutlookOptions", "check", "check_calendar",
+           "id_problem", "outlook_options"]
 
 DEFAULT_GRAPH = "https://graph.microsoft.com/v1.0"
 DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
@@ -45,12 +47,34 @@ def check(options: Mapping[str, Any]) -> None:
                                            "for app-only sign-in, or set auth = \"delegated\"")
 
 
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a calendar id in a Graph URL's path (one segment, nothing more),
+    or None."""
+    if not value:
+        return "empty"
+    if value in (".", ".."):
+        return "a dot segment (. or ..)"
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        return "it holds control characters"
+    bad = sorted({char for char in value if char in "/\\?#"})
+    if bad:
+        return f"it holds {' and '.join(repr(char) for char in bad)}: a calendar id is one path segment"
+    return None
+
+
+def check_calendar(options: Mapping[str, Any], calendar: str) -> None:
+    """A link's calendar is ``primary`` or a Graph calendar id: one segment of Graph's URL paths."""
+    problem = id_problem(calendar)
+    if problem is not None:
+        raise OptionError("calendar", f"not a Microsoft Graph calendar id ({problem})")
+
+
 @dataclass(frozen=True, slots=True)
 class OutlookOptions:
     account: str = "outlook"
     tenant_id: str = ""
     client_id: str = ""
-    client_secret: str | None = None
+    client_secret: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     certificate_file: str | None = None  # PEM with the private key and the certificate
     authority: str | None = None  # default: https://login.microsoftonline.com/<tenant_id>
     graph_url: str = DEFAULT_GRAPH

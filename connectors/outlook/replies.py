@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
-from connectors.outlook.client import GraphClient
+from connectors.outlook.client import GraphClient, segment
 from connectors.outlook.mapping import parse_instant
 from syncd.core.calendars import ChangeSet, RemoteEvent
 from syncd.core.errors import BadEventData
@@ -50,7 +49,7 @@ class RepliesPart(GraphClient):
     """Reads a mailbox's automatic replies, for `get` and for a listing."""
 
     def _read_replies(self, owner: str, tz_name: str) -> OooContent | None:
-        answer = self._call("GET", f"/users/{quote(owner)}/mailboxSettings/automaticRepliesSetting",
+        answer = self._call("GET", f"/users/{segment(owner, 'user')}/mailboxSettings/automaticRepliesSetting",
                             owner=owner, headers={"Prefer": self._prefer(tz_name)},
                             what=f"reading {owner}'s automatic replies")
         return replies_content(answer.body, tz_name)

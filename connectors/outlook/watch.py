@@ -10,9 +10,8 @@ How the notifications read is `connectors.outlook.push`.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
-from connectors.outlook.client import GraphClient
+from connectors.outlook.client import GraphClient, segment
 from syncd.core.calendars import Watch
 from syncd.core.errors import NotFound
 from syncd.core.time import format_utc
@@ -40,7 +39,7 @@ class WatchPart(GraphClient):
     def stop_watch(self, calendar: str, channel_id: str, resource_id: str) -> None:
         owner, _calendar_id = self._split(calendar)
         try:
-            self._call("DELETE", f"/subscriptions/{quote(channel_id)}", owner=owner,
+            self._call("DELETE", f"/subscriptions/{segment(channel_id, 'subscription id')}", owner=owner,
                        what=f"removing subscription {channel_id}")
         except NotFound:
             return

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote
 
 from connectors.outlook.mapping import BLOCK_PROPERTY, block_id_of, graph_times, is_ooo, remote_event, transaction_id
 from connectors.outlook.replies import AUTOMATIC_REPLIES, RepliesPart
@@ -32,7 +31,7 @@ class WritingPart(RepliesPart):
         if event_id == AUTOMATIC_REPLIES:
             return self._replies_event(owner, tz_name)
         try:
-            answer = self._call("GET", f"{self._events_path(owner, calendar_id)}/{quote(event_id)}", owner=owner,
+            answer = self._call("GET", self._event_path(owner, calendar_id, event_id), owner=owner,
                                 params={"$expand": f"singleValueExtendedProperties($filter=id eq '{BLOCK_PROPERTY}')"},
                                 headers={"Prefer": self._prefer(tz_name)}, what=f"reading event {event_id}")
         except NotFound:
@@ -77,7 +76,7 @@ class WritingPart(RepliesPart):
         # Our own events carry the property since their creation, and an occurrence of a
         # person's series cannot take one: a PATCH never sends it.
         body.pop("singleValueExtendedProperties")
-        answer = self._call("PATCH", f"{self._events_path(owner, calendar_id)}/{quote(event_id)}", owner=owner,
+        answer = self._call("PATCH", self._event_path(owner, calendar_id, event_id), owner=owner,
                             json_body=body, headers={"Prefer": self._prefer(draft.timezone),
                                                      **({"If-Match": etag} if etag else {})},
                             what=f"updating event {event_id}")
@@ -88,7 +87,7 @@ class WritingPart(RepliesPart):
         if event_id == AUTOMATIC_REPLIES:
             return  # read-only: the mailbox's schedule stays; syncd forgets the pairing
         try:
-            self._call("DELETE", f"{self._events_path(owner, calendar_id)}/{quote(event_id)}", owner=owner,
+            self._call("DELETE", self._event_path(owner, calendar_id, event_id), owner=owner,
                        headers={"If-Match": etag} if etag else {}, what=f"deleting event {event_id}")
         except NotFound:
             return

@@ -608,7 +608,8 @@ def test_api_listen_is_checked(files: Files, listen: str) -> None:
     [
         ("{ token = 'x' }", "api.tokens[0].name: missing"),
         ("{ name = 'a' }", "api.tokens[0].token: missing"),
-        ("{ name = 'a', token = 'x-token-of-24-characters!', scopes = [] }", "api.tokens[0].scopes: give at least one of read, write, admin"),
+        ("{ name = 'a', token = 'x-token-of-24-characters!', scopes = [] }",
+         "api.tokens[0].scopes: give at least one of read, write, admin"),
         ("{ name = 'a', token = 'x-token-of-24-characters!', scopes = ['root'] }",
          "api.tokens[0].scopes: unknown scope 'root' (use read, write, admin)"),
         ("{ name = 'a', token = 'x', token_env = 'SYNCD_API_TOKEN' }",
@@ -623,14 +624,16 @@ def test_api_token_mistakes(files: Files, token: str, expected: str) -> None:
 
 
 def test_api_duplicate_token_names(files: Files) -> None:
-    assert files.error("[api]\ntokens = [{ name = 'a', token = 'x-token-of-24-characters!' }, { name = 'a', token = 'y-token-of-24-characters!' }]\n") == (
+    assert files.error("[api]\ntokens = [{ name = 'a', token = 'x-token-of-24-characters!' }, "
+                       "{ name = 'a', token = 'y-token-of-24-characters!' }]\n") == (
         "syncd.toml: api.tokens[1].name: duplicate token name 'a' (also api.tokens[0])"
     )
 
 
 def test_api_same_secret_twice_is_rejected_without_showing_it(files: Files) -> None:
     message = files.error(
-        "[api]\ntokens = [{ name = 'a', token_env = 'SYNCD_API_TOKEN' }, { name = 'b', token = 'api-token-s3cret-long-enough-24' }]\n"
+        "[api]\ntokens = [{ name = 'a', token_env = 'SYNCD_API_TOKEN' }, "
+        "{ name = 'b', token = 'api-token-s3cret-long-enough-24' }]\n"
     )
     assert message == "syncd.toml: api.tokens[1].token: same token as api.tokens[0]"
 
