@@ -49,7 +49,7 @@ class Database:
         self.url = url
         args = dict(connect_args or {})
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1].split("?", 1)[0]
+            path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""  # "sqlite://": in memory
             if path and path != ":memory:" and not path.startswith("file:"):
                 _private_files(Path(path))
             args.setdefault("timeout", 10)
