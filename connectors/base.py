@@ -30,8 +30,8 @@ from syncd.core.calendars import ChangeSet, EventDraft, OooRules, PollRequest, R
 from syncd.core.errors import ConfigError, UserInputError
 from syncd.core.options import Option
 
-__all__ = ["AccountSettings", "BadPush", "CalendarConnector", "Provider", "PushNotice", "PushReceiver", "PushReply",
-           "PushRequest", "RefreshTokens"]
+__all__ = ["AccountSettings", "BadPush", "CalendarConnector", "ConsentFlow", "ConsentRequest", "Grant", "Provider",
+           "PushNotice", "PushReceiver", "PushReply", "PushRequest", "RefreshTokens"]
 
 
 class CalendarConnector(abc.ABC):
@@ -163,6 +163,38 @@ class PushReceiver(Protocol):
         """The notices in ``request``; raises `BadPush` for a request that is none."""
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """Where to send a browser to grant syncd access, and what syncd keeps until it comes back."""
+
+    url: str
+    kept: Mapping[str, Any]  # JSON: the PKCE verifier, a nonce ...; never sent to the browser
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a completed consent gives: a refresh token, and who granted it."""
+
+    refresh_token: str = field(repr=False)
+    emails: tuple[str, ...]  # the addresses the provider vouches for (an ID token's, the mailbox's)
+
+
+class ConsentFlow(Protocol):
+    """The OAuth 2.0 authorization-code flow with PKCE of a provider whose accounts act as each
+    user. Errors: `ConsentRefused` for what the person at the browser must hear (denied, a
+    scope left out, a code the provider refused), `ConfigError`, `TransientError`."""
+
+    def check(self, account: AccountSettings) -> None:
+        """Raises `ConfigError` when this account's settings cannot take a consent."""
+
+    def begin(self, account: AccountSettings, redirect_uri: str, state: str, login_hint: str) -> ConsentRequest:
+        """The provider's authorization URL for this account, carrying ``state``."""
+
+    def complete(self, account: AccountSettings, redirect_uri: str, kept: Mapping[str, Any],
+                 answer: Mapping[str, str]) -> Grant:
+        """The grant, from the query the provider redirected back with (``code`` or ``error``)."""
+
+
 def _no_check(options: Mapping[str, Any]) -> None:
     """No rule across keys."""
 
@@ -185,3 +217,6 @@ class Provider:
     # (the account's options, a link's calendar): raises OptionError("calendar", <one line>) for
     # a calendar the account must not be aimed at; asked before anything is fetched
     check_calendar: Callable[[Mapping[str, Any], str], None] = _any_calendar
+    title: str = ""  # what people call it ("Google Calendar"); the name when empty
+    # how an agent grants access in the browser, where they can (made when first needed)
+    consent: Callable[[], ConsentFlow] | None = None

@@ -1,4 +1,5 @@
-"""HTTP details the connectors share: reading Retry-After, and telling a stale connection."""
+"""HTTP details the connectors share: a session that takes only proxies from the environment,
+bounded bodies, reading Retry-After, and telling a stale connection."""
 
 from __future__ import annotations
 
@@ -8,11 +9,37 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
+
 from syncd.core.errors import ConnectorError
 
-__all__ = ["MAX_BODY", "read_body", "retry_after", "stale_connection"]
+__all__ = ["MAX_BODY", "EnvironmentProxies", "ProxySession", "read_body", "retry_after", "stale_connection"]
 
 MAX_BODY = 64 * 1024 * 1024  # no calendar answer is this big; a bigger one is refused, not read
+
+
+
+class EnvironmentProxies:
+    """For a ``requests.Session`` (or a subclass such as an OAuth session): take only proxies
+    from the environment, ``HTTP_PROXY`` and ``HTTPS_PROXY``, per request, with ``NO_PROXY``
+    honoured. ``trust_env`` stays off, so no ``.netrc`` credentials and no ``REQUESTS_CA_BUNDLE``
+    (it would replace the account's CA bundle)."""
+
+    trust_env: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trust_env = False
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)  # type: ignore[misc]
+        # {} for a host NO_PROXY names; a session's or request's own proxies win.
+        settings["proxies"] = {**requests.utils.get_environ_proxies(url), **(settings.get("proxies") or {})}
+        return settings
+
+
+class ProxySession(EnvironmentProxies, requests.Session):
+    """A ``requests.Session`` with `EnvironmentProxies`."""
 
 
 def read_body(response: Any, what: str, limit: int = MAX_BODY) -> bytes:

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from store.models import CalendarLinkRow, PushChannelRow, UserRow
 
 __all__ = [
-    "LinkState", "all_links", "claim_due", "dead_holders_free", "due_soon", "enabled_ids", "get", "holders",
-    "lock_many", "overdue", "record_failure", "record_success", "release", "release_deletions", "renew", "save_many",
-    "snapshot_rows", "users_of",
+    "LinkState", "all_links", "calendars_of", "claim_due", "dead_holders_free", "due_soon", "enabled_ids", "get",
+    "holders", "lock_many", "overdue", "record_failure", "record_success", "release", "release_deletions", "renew",
+    "save_many", "snapshot_rows", "users_of",
 ]
 
 
@@ -42,6 +42,13 @@ def enabled_ids(session: Session, user_ids: Sequence[str] | None = None) -> list
     if user_ids:
         query = query.where(CalendarLinkRow.user_id.in_(user_ids))
     return list(session.scalars(query.order_by(CalendarLinkRow.user_id, CalendarLinkRow.id)))
+
+
+def calendars_of(session: Session, user_id: str, account: str) -> list[str]:
+    """The user's enabled calendars on ``account``."""
+    return list(session.scalars(select(CalendarLinkRow.calendar).where(
+        CalendarLinkRow.user_id == user_id, CalendarLinkRow.account == account, CalendarLinkRow.enabled.is_(True))
+        .order_by(CalendarLinkRow.calendar)))
 
 
 def users_of(session: Session, link_ids: Sequence[int]) -> dict[int, str]:
@@ -164,14 +171,17 @@ def record_success(session: Session, link_id: int, state: LinkState, *, cursor: 
 
 
 def record_failure(session: Session, link_id: int, now: datetime, state: str, message: str,
-                   next_poll: datetime) -> None:
+                   next_poll: datetime) -> str | None:
+    """A failed sync. Returns the link's state as it was, or None if the link is gone."""
     row = session.get(CalendarLinkRow, link_id)
     if row is None:
-        return
+        return None
+    before = row.state
     row.state, row.last_error, row.last_sync_at = state, message, now
     row.failures += 1
     row.next_poll_at = next_poll
     row.lease_expires = None
+    return before
 
 
 def lock_many(session: Session, link_ids: Sequence[int]) -> dict[int, CalendarLinkRow]:

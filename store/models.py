@@ -30,6 +30,7 @@ __all__ = [
     "Base",
     "BlockRow",
     "CalendarLinkRow",
+    "ConnectLinkRow",
     "CredentialRow",
     "DeliveryRow",
     "EventLinkRow",
@@ -348,3 +349,25 @@ class PushChannelRow(Base):
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime]
     notified_at: Mapped[datetime | None]
+
+
+class ConnectLinkRow(Base):
+    """A one-time link with which an agent connects a calendar in the browser. Its URL is signed
+    (the row id, user, account and expiry); the row makes it work once. A consent under way
+    keeps the hashes of its OAuth ``state`` and of the browser's cookie, and what the provider's
+    flow needs back (the PKCE verifier), until the browser returns."""
+
+    __tablename__ = "connect_links"
+    __table_args__ = (Index("ix_connect_links_user_account", "user_id", "account"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    account: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(16), default="invite")  # invite | renewal
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    state_digest: Mapped[str | None] = mapped_column(String(64), unique=True)  # sha256 of the OAuth state
+    browser_digest: Mapped[str | None] = mapped_column(String(64))  # sha256 of the browser's cookie
+    flow: Mapped[dict[str, Any] | None]  # what the provider's flow keeps until the callback
+    flow_started_at: Mapped[datetime | None]

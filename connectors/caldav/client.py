@@ -24,7 +24,7 @@ from lxml import etree
 
 from connectors.caldav.base import CalDAVBase
 from connectors.caldav.targets import describe, same_origin
-from connectors.responses import read_body, retry_after, stale_connection
+from connectors.responses import ProxySession, read_body, retry_after, stale_connection
 from syncd.core.errors import (
     AuthError,
     ConnectorError,
@@ -35,7 +35,7 @@ from syncd.core.errors import (
     TransientError,
 )
 
-__all__ = ["CAL", "CS", "DAV", "MAX_REDIRECTS", "NS", "XML_TYPE", "Answer", "ClientMixin", "OffOrigin", "ProxySession",
+__all__ = ["CAL", "CS", "DAV", "MAX_REDIRECTS", "NS", "XML_TYPE", "Answer", "ClientMixin", "OffOrigin",
            "etag_of", "precondition"]
 
 DAV = "DAV:"
@@ -54,21 +54,6 @@ MAX_REDIRECTS = 5  # on the account's own server; a redirect elsewhere is never 
 class OffOrigin(ConnectorError):
     """The server pointed the client at another origin (an href, a redirect): refused."""
 
-
-class ProxySession(requests.Session):
-    """A session that takes only its proxies from the environment: ``HTTP_PROXY`` and
-    ``HTTPS_PROXY``, per request, with ``NO_PROXY`` honoured. ``trust_env`` stays off, so no
-    ``.netrc`` credentials and no ``REQUESTS_CA_BUNDLE`` (it would replace the CA bundle)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trust_env = False
-
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        # {} for a host NO_PROXY names; a session's or request's own proxies win.
-        settings["proxies"] = {**requests.utils.get_environ_proxies(url), **(settings.get("proxies") or {})}
-        return settings
 
 
 @dataclass

@@ -6,14 +6,15 @@
   (sync tokens, batches, the cursor), `writing` (one event at a time) and `watch` (push
   channels), with the plain functions of `mapping` (event JSON <-> OOO content, ids) and
   `series` (recurring events);
-- `push`: how its push notifications read.
+- `push`: how its push notifications read;
+- `consent`: an agent grants access in the browser (`syncd connect-link`).
 
 What an operator needs to know is in ``README.md`` beside this file (the docs include it).
 """
 
 from __future__ import annotations
 
-from connectors.base import AccountSettings, CalendarConnector, Provider
+from connectors.base import AccountSettings, CalendarConnector, ConsentFlow, Provider
 from connectors.google import options
 from connectors.google.push import GooglePush
 
@@ -27,5 +28,12 @@ def _build(account: AccountSettings) -> CalendarConnector:
     return GoogleConnector(settings, refresh_tokens=account.refresh_tokens)
 
 
+def _consent() -> ConsentFlow:
+    from connectors.google.consent import GoogleConsent  # google-auth-oauthlib: only when used
+
+    return GoogleConsent()
+
+
 PROVIDER = Provider("google", _build, options=options.OPTIONS, check=options.check, default_calendar="primary",
-                    push=GooglePush(), check_calendar=options.check_calendar)
+                    push=GooglePush(), check_calendar=options.check_calendar, title="Google Calendar",
+                    consent=_consent)

@@ -13,12 +13,14 @@ from syncd.core.errors import ConfigError
 from syncd.core.options import Option, OptionError
 from syncd.core.text import first_line
 
-__all__ = ["DEFAULT_API_ENDPOINT", "DEFAULT_BATCH_URI", "DEFAULT_TOKEN_URI", "OPTIONS", "GoogleOptions", "check",
-           "check_calendar", "google_options", "id_problem"]
+__all__ = ["DEFAULT_API_ENDPOINT", "DEFAULT_AUTH_URI", "DEFAULT_BATCH_URI", "DEFAULT_CERTS_URI", "DEFAULT_TOKEN_URI",
+           "OPTIONS", "GoogleOptions", "check", "check_calendar", "google_options", "id_problem"]
 
 DEFAULT_API_ENDPOINT = "https://www.googleapis.com/calendar/v3/"
 DEFAULT_BATCH_URI = "https://www.googleapis.com/batch/calendar/v3"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
+DEFAULT_AUTH_URI = "https://accounts.google.com/o/oauth2/v2/auth"
+DEFAULT_CERTS_URI = "https://www.googleapis.com/oauth2/v1/certs"  # the keys that sign Google's ID tokens
 AUTO_DECLINE = ("declineNone", "declineAllConflictingInvitations", "declineOnlyNewConflictingInvitations")
 
 OPTIONS = (
@@ -31,6 +33,8 @@ OPTIONS = (
     Option("subject_domain"),
     Option("token_key", secret=True),
     Option("token_uri", url=True),
+    Option("auth_uri", url=True),
+    Option("certs_uri", url=True),
     Option("ca_bundle", file=True),
     Option("batch_size", int, limits=(1, 1000)),  # Google takes up to 1000 calls per batch request
     Option("workers", int, limits=(1, 64)),
@@ -86,6 +90,8 @@ class GoogleOptions:
     client_id: str | None = None  # per-user refresh tokens (with client_secret)
     client_secret: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     token_uri: str = DEFAULT_TOKEN_URI
+    auth_uri: str = DEFAULT_AUTH_URI  # where a browser consents (`syncd connect-link`)
+    certs_uri: str = DEFAULT_CERTS_URI
     ca_bundle: str | None = None
     timeout: float = 30.0
     batch_size: int = 100  # calls per batch request (Google allows 1000)
@@ -111,8 +117,9 @@ def google_options(account: str, options: Mapping[str, Any], *, max_occurrences:
             client = raw.get("installed") or raw.get("web") or raw
             values.setdefault("client_id", str(client["client_id"]))
             values.setdefault("client_secret", str(client["client_secret"]))
-            if client.get("token_uri"):
-                values.setdefault("token_uri", str(client["token_uri"]))
+            for key in ("token_uri", "auth_uri"):
+                if client.get(key):
+                    values.setdefault(key, str(client[key]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             why = first_line(exc)
             raise ConfigError(f"accounts.{account}: credentials_file: not an OAuth client file with client_id and "

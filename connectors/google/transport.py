@@ -16,28 +16,13 @@ import httplib2
 import requests
 import requests.utils
 
-from connectors.responses import read_body
+from connectors.responses import ProxySession, read_body
 
-__all__ = ["NETWORK_ERRORS", "ProxySession", "Transport"]
+__all__ = ["NETWORK_ERRORS", "Transport"]
 
 NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, httplib2.HttpLib2Error, TimeoutError,
                   requests.RequestException)
 
-
-class ProxySession(requests.Session):
-    """A session that takes only its proxies from the environment: ``HTTP_PROXY`` and
-    ``HTTPS_PROXY``, per request, with ``NO_PROXY`` honoured. ``trust_env`` stays off, so no
-    ``.netrc`` credentials and no ``REQUESTS_CA_BUNDLE`` (it would replace the CA bundle)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trust_env = False
-
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        # {} for a host NO_PROXY names; a session's or request's own proxies win.
-        settings["proxies"] = {**requests.utils.get_environ_proxies(url), **(settings.get("proxies") or {})}
-        return settings
 
 
 class Transport:

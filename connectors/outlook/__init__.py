@@ -19,14 +19,15 @@ Modules
 - `writing`: reading one event, and writing syncd's events;
 - `replies`: the mailbox's automatic replies as a read-only source;
 - `watch`: change notification subscriptions;
-- `push`: how its change notifications read.
+- `push`: how its change notifications read;
+- `consent`: an agent grants access in the browser (`syncd connect-link`).
 
 What an operator needs to know is in ``README.md`` beside this file (the docs include it).
 """
 
 from __future__ import annotations
 
-from connectors.base import AccountSettings, CalendarConnector, Provider
+from connectors.base import AccountSettings, CalendarConnector, ConsentFlow, Provider
 from connectors.outlook import options
 from connectors.outlook.push import GraphPush
 
@@ -40,5 +41,12 @@ def _build(account: AccountSettings) -> CalendarConnector:
     return OutlookConnector(settings, refresh_tokens=account.refresh_tokens)
 
 
+def _consent() -> ConsentFlow:
+    from connectors.outlook.consent import OutlookConsent  # msal: only when used
+
+    return OutlookConsent()
+
+
 PROVIDER = Provider("outlook", _build, options=options.OPTIONS, check=options.check, default_calendar="primary",
-                    push=GraphPush(), check_calendar=options.check_calendar)
+                    push=GraphPush(), check_calendar=options.check_calendar, title="Microsoft 365",
+                    consent=_consent)

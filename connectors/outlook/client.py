@@ -37,7 +37,7 @@ import requests.utils
 from connectors.base import RefreshTokens
 from connectors.outlook.options import OutlookOptions
 from connectors.peruser import PerUserConnector
-from connectors.responses import read_body, retry_after, stale_connection
+from connectors.responses import ProxySession, read_body, retry_after, stale_connection
 from syncd.core.errors import (
     AuthError,
     ConfigError,
@@ -50,8 +50,8 @@ from syncd.core.errors import (
     TransientError,
 )
 
-__all__ = ["DEFAULT_AUTHORITY", "DELEGATED_SCOPES", "MAILBOX_CONCURRENCY", "PAGE_SIZE", "GraphClient", "ProxySession",
-           "segment", "translate"]
+__all__ = ["DEFAULT_AUTHORITY", "DELEGATED_SCOPES", "MAILBOX_CONCURRENCY", "PAGE_SIZE", "GraphClient", "graph_session",
+           "segment", "sign_in_app", "translate"]
 
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com/{tenant}"
 DELEGATED_SCOPES = ("https://graph.microsoft.com/Calendars.ReadWrite", "https://graph.microsoft.com/MailboxSettings.Read")
@@ -73,32 +73,19 @@ def segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
-def _origin(url: str) -> tuple[str, str, int | None] | None:
+def _origin(url: str, *, credentials_ok: bool = False) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL; None for anything else (and for one with
+    credentials in it, unless ``credentials_ok``)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         return None
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+    if scheme not in ("http", "https") or not parts.hostname or ("@" in parts.netloc and not credentials_ok):
         return None
     return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
 
-
-class ProxySession(requests.Session):
-    """A session that takes only its proxies from the environment: ``HTTP_PROXY`` and
-    ``HTTPS_PROXY``, per request, with ``NO_PROXY`` honoured. ``trust_env`` stays off, so no
-    ``.netrc`` credentials and no ``REQUESTS_CA_BUNDLE`` (it would replace the CA bundle)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trust_env = False
-
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        # {} for a host NO_PROXY names; a session's or request's own proxies win.
-        settings["proxies"] = {**requests.utils.get_environ_proxies(url), **(settings.get("proxies") or {})}
-        return settings
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -148,6 +135,47 @@ def _token_failure(result: Mapping[str, Any], who: str) -> SyncdError:
                         "check tenant_id, client_id and the client secret or certificate"))
 
 
+def graph_session(options: OutlookOptions) -> requests.Session:
+    """A session for the identity platform and Graph, verifying with the account's CA bundle."""
+    # REQUESTS_CA_BUNDLE and friends would silently replace our CA bundle: take only proxies.
+    session = ProxySession()
+    session.verify = options.ca_bundle or True
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=MAILBOX_CONCURRENCY * 4)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _credential(options: OutlookOptions) -> Any:
+    if options.auth == "app" and options.certificate_file:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        try:
+            with open(options.certificate_file, "rb") as fh:
+                pem = fh.read()
+            cert = x509.load_pem_x509_certificate(pem)
+            serialization.load_pem_private_key(pem, password=None)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"accounts.{options.account}: certificate_file must hold the PEM "
+                              f"certificate and its unencrypted private key ({exc})") from exc
+        return {"private_key": pem.decode(), "thumbprint": cert.fingerprint(hashes.SHA1()).hex()}  # noqa: S303
+    return options.client_secret
+
+
+def sign_in_app(options: OutlookOptions, session: requests.Session) -> msal.ConfidentialClientApplication:
+    """The app registration as msal signs in with it (its authority's discovery fetched now)."""
+    authority = options.authority or DEFAULT_AUTHORITY.format(tenant=options.tenant_id)
+    try:
+        return msal.ConfidentialClientApplication(
+            options.client_id, client_credential=_credential(options), authority=authority,
+            http_client=session, instance_discovery=False)
+    except ValueError as exc:
+        raise ConfigError(f"accounts.{options.account}: the authority {authority} refused the tenant "
+                          f"({str(exc).splitlines()[0]})") from exc
+    except requests.RequestException as exc:
+        raise TransientError(f"outlook: cannot reach {authority}: {exc}") from exc
+
+
 @dataclass
 class _Answer:
     status: int
@@ -182,40 +210,10 @@ class GraphClient(PerUserConnector):
         self.workers, self.account = options.workers, options.account
         self._app_session = self._session_factory()
         self._sessions.append(self._app_session)
-        authority = options.authority or DEFAULT_AUTHORITY.format(tenant=options.tenant_id)
-        try:
-            self._app = msal.ConfidentialClientApplication(
-                options.client_id, client_credential=self._credential(), authority=authority,
-                http_client=self._app_session, instance_discovery=False)
-        except ValueError as exc:
-            raise ConfigError(f"accounts.{options.account}: the authority {authority} refused the tenant "
-                              f"({str(exc).splitlines()[0]})") from exc
-        except requests.RequestException as exc:
-            raise TransientError(f"outlook: cannot reach {authority}: {exc}") from exc
+        self._app = sign_in_app(options, self._app_session)
 
     def _new_session(self) -> requests.Session:
-        # REQUESTS_CA_BUNDLE and friends would silently replace our CA bundle: take only proxies.
-        session = ProxySession()
-        session.verify = self.options.ca_bundle or True
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=MAILBOX_CONCURRENCY * 4)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
-
-    def _credential(self) -> Any:
-        if self.options.auth == "app" and self.options.certificate_file:
-            from cryptography import x509
-            from cryptography.hazmat.primitives import hashes, serialization
-            try:
-                with open(self.options.certificate_file, "rb") as fh:
-                    pem = fh.read()
-                cert = x509.load_pem_x509_certificate(pem)
-                serialization.load_pem_private_key(pem, password=None)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"accounts.{self.options.account}: certificate_file must hold the PEM "
-                                  f"certificate and its unencrypted private key ({exc})") from exc
-            return {"private_key": pem.decode(), "thumbprint": cert.fingerprint(hashes.SHA1()).hex()}  # noqa: S303
-        return self.options.client_secret
+        return graph_session(self.options)
 
     # -- addresses -----------------------------------------------------------------------------
     def _calendar_path(self, owner: str, calendar_id: str) -> str:
@@ -299,9 +297,11 @@ class GraphClient(PerUserConnector):
               json_body: Any = None, headers: Mapping[str, str] | None = None, what: str) -> _Answer:
         """One Graph request: the mailbox's concurrency gate, a token, one retry with a fresh
         token after a 401, and errors translated."""
-        target = url if url.startswith(("https://", "http://")) else f"{self.graph}{url}"
-        if _origin(target) != _origin(self.graph):  # a next or delta link elsewhere: not with our token
-            raise ConnectorError(f"outlook: {what}: Graph pointed at another origin than {self.graph}; refused")
+        absolute = url.startswith(("https://", "http://"))
+        target = url if absolute else f"{self.graph}{url}"
+        if absolute and (_origin(url) is None or _origin(url) != _origin(self.graph, credentials_ok=True)):
+            # A next or delta link elsewhere: it does not get the token.
+            raise ConnectorError(f"outlook: {what}: Graph sent a link to another origin than graph_url's; refused")
         gate = self._mailbox(owner) if owner else None
         for attempt in range(2):
             token = self._token(owner, renew=attempt > 0)

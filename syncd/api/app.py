@@ -16,11 +16,12 @@ from syncd import __version__
 from syncd.api.auth import TokenBook, caller_of, scope_check
 from syncd.api.context import ApiContext
 from syncd.api.errors import install_error_handlers
-from syncd.api.routes import documents, hooks, links, ooo, operations, rotations, schema, status, users
+from syncd.api.routes import connect, documents, hooks, links, ooo, operations, rotations, schema, status, users
 from syncd.api.schemas import ERRORS
 from syncd.service import Syncd
 from syncd.service.directory import Directory
 from syncd.service.metrics import Metrics
+from syncd.service.onboarding import Onboarding
 from syncd.service.push import PushChannels
 from syncd.service.rotations import RotationEngine
 
@@ -28,14 +29,15 @@ __all__ = ["create_app"]
 
 
 def create_app(service: Syncd, *, metrics: Metrics | None = None,
-               scheduler_alive: Callable[[], bool] = lambda: True, push: PushChannels | None = None) -> FastAPI:
+               scheduler_alive: Callable[[], bool] = lambda: True, push: PushChannels | None = None,
+               onboarding: Onboarding | None = None) -> FastAPI:
     config = service.config
     tokens = TokenBook(config.api)
     engine = RotationEngine(service, recent_window=config.daemon.rotation_recent_window)
     ctx = ApiContext(service=service, directory=Directory(service, engine), rotations=engine, metrics=metrics,
                      push=push, scheduler_alive=scheduler_alive, caller=Depends(caller_of(tokens)),
                      read=Depends(scope_check(tokens, "read")), write=Depends(scope_check(tokens, "write")),
-                     admin=Depends(scope_check(tokens, "admin")))
+                     admin=Depends(scope_check(tokens, "admin")), onboarding=onboarding)
     public_docs = config.api.public_docs
     app = FastAPI(title="syncd", version=__version__, responses=ERRORS,
                   docs_url="/docs" if public_docs else None, openapi_url="/openapi.json" if public_docs else None,
@@ -44,6 +46,6 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
     if not public_docs:
         app.include_router(documents.router(ctx, app))
     app.include_router(operations.router(ctx, public=config.api.public_health))
-    for module in (users, status, ooo, rotations, links, hooks, schema):
+    for module in (users, status, ooo, rotations, links, hooks, schema, connect):
         app.include_router(module.router(ctx))
     return app

@@ -9,6 +9,7 @@ from typing import Any
 from syncd.service import Syncd
 from syncd.service.directory import Directory
 from syncd.service.metrics import Metrics
+from syncd.service.onboarding import Onboarding
 from syncd.service.push import PushChannels
 from syncd.service.rotations import RotationEngine
 
@@ -27,3 +28,4 @@ class ApiContext:
     read: Any  # the dependencies that let a token of that scope through (FastAPI `Depends`)
     write: Any
     admin: Any
+    onboarding: Onboarding | None = None  # connect links; None: not offered

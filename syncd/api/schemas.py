@@ -35,6 +35,20 @@ class UserIn(Strict):
                                   "creating or changing links needs the admin scope")
 
 
+class ConnectLinkIn(Strict):
+    account: str = Field(max_length=200, description="the account whose calendar the user connects")
+    expires: str | None = Field(default=None, max_length=32,
+                                description="how long the link works (e.g. 12h, 7d; 5m to 30d; default 7d)")
+
+
+class ConnectLinkOut(BaseModel):
+    url: str = Field(description="the one-time link to send the user (under api.public_url)")
+    expires_at: str
+    user: str
+    email: str
+    account: str
+
+
 class CalendarOut(BaseModel):
     id: int
     account: str
@@ -205,6 +219,8 @@ class LinkOut(BaseModel):
     owner: str | None = Field(description="the replica syncing it now, or the one that synced it last")
     syncing: bool = Field(description="a replica holds its lease now")
     lag_s: float | None = Field(description="seconds since its last successful sync")
+    connect_url: str | None = Field(default=None, description="for a link that needs its owner to grant access "
+                                                              "again: a one-time link with which they do")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

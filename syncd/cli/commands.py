@@ -13,9 +13,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from syncd.config import Config
-from syncd.core.errors import Bug, UserInputError
+from syncd.core.errors import Bug, ConfigError, UserInputError
 from syncd.core.ooo import all_day_content, timed_content
-from syncd.core.time import format_utc, parse_instant
+from syncd.core.time import format_utc, parse_duration, parse_instant
 from syncd.daemon import Daemon
 from syncd.daemon.heap import few_malloc_arenas
 from syncd.daemon.runtime import Runtime, build_runtime
@@ -48,6 +48,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _links(rt, args)
             case "credentials":
                 return _credentials(rt, args)
+            case "connect-link":
+                return _connect_link(rt, args)
             case "secrets":
                 count = rt.vault.rotate()
                 print(f"re-encrypted {count} stored secret(s) with each account's first token_key; "
@@ -85,7 +87,8 @@ def _status(rt: Runtime, args: argparse.Namespace) -> int:
         wanted = set(args.users)
         for user in wanted:
             rt.service.user_timezone(user)  # an unknown user is an error, not an empty list
-        _print_links([r for r in rt.service.links() if not wanted or r["user"] in wanted], as_json=args.json)
+        _print_links(_with_connect_urls(rt, [r for r in rt.service.links() if not wanted or r["user"] in wanted]),
+                     as_json=args.json)
         return 0
     at = parse_instant(args.at, "--at") if args.at else None
     users = args.users or rt.service.user_ids()
@@ -159,7 +162,27 @@ def _links(rt: Runtime, args: argparse.Namespace) -> int:
         name = rt.syncer.release_deletions(args.link)
         print(f"link {args.link} ({name}): held deletions will be applied on its next sync")
         return 0
-    _print_links(rt.service.links(), as_json=args.json)
+    _print_links(_with_connect_urls(rt, rt.service.links()), as_json=args.json)
+    return 0
+
+
+def _with_connect_urls(rt: Runtime, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return rt.onboarding.with_connect_urls(rows) if rt.onboarding else rows
+
+
+def _connect_link(rt: Runtime, args: argparse.Namespace) -> int:
+    if rt.onboarding is None:
+        raise Bug("the runtime has no onboarding")
+    try:
+        expires = parse_duration(args.expires) if args.expires is not None else None
+    except ConfigError as exc:
+        raise UserInputError(f"--expires: {exc}") from exc
+    link = rt.onboarding.create(args.account, args.user, expires)
+    if args.json:
+        print(json.dumps(link.as_json(), indent=2))
+    else:
+        print(link.url)
+        print(f"for {link.email} ({link.account}); works once, until {format_utc(link.expires_at)}", file=sys.stderr)
     return 0
 
 
@@ -178,6 +201,8 @@ def _print_links(rows: list[dict[str, Any]], *, as_json: bool) -> None:
             line += f"  {'syncing on' if row['syncing'] else 'last synced by'} {row['owner']}"
         if row["last_error"]:
             line += f"  error: {row['last_error']}"
+        if row.get("connect_url"):
+            line += f"  connect: {row['connect_url']}"
         print(line)
 
 

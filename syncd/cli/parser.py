@@ -33,6 +33,12 @@ def parser() -> argparse.ArgumentParser:
     release = links_sub.add_parser("release-deletions", help="apply deletions held by the safety valve")
     release.add_argument("link", type=int, metavar="LINK")
     _credentials(sub)
+    connect = sub.add_parser("connect-link", help="a one-time link with which USER connects their calendar on "
+                                                  "ACCOUNT in the browser")
+    connect.add_argument("account", metavar="ACCOUNT")
+    connect.add_argument("user", metavar="USER", help="a user id or email")
+    connect.add_argument("--expires", metavar="DURATION", help="how long it works (5m to 30d; default 7d)")
+    connect.add_argument("--json", action="store_true")
     return parser
 
 

@@ -19,10 +19,10 @@ def link_problem(account: AccountConfig, email: str, calendar: str) -> tuple[str
         return "account", (f"{email} is outside accounts.{account.name}.domains ({', '.join(account.domains)}); "
                            "syncd acts through this account only for those domains")
     provider = PROVIDERS.get(account.provider)
-    check = getattr(provider, "check_calendar", None) if provider is not None else None
-    if check is not None:
-        try:
-            check(account.options, calendar)
-        except OptionError as exc:
-            return exc.key, exc.message
+    if provider is None:  # the loader has already said so, about the account
+        return None
+    try:
+        provider.check_calendar(account.options, calendar)
+    except OptionError as exc:
+        return exc.key, exc.message
     return None

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.registry import PROVIDERS
@@ -38,6 +39,7 @@ from syncd.config.model import (
     DEFAULT_CONFIG_NAME,
     DIRECTIONS,
     ENV_CONFIG,
+    LOG_FORMATS,
     LOG_LEVELS,
     SCOPES,
     AccountConfig,
@@ -78,6 +80,23 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None, environ: Ma
         f"no config file found (looked at: -c/--config: not given; ${ENV_CONFIG}: not set; "
         f"./{DEFAULT_CONFIG_NAME} in {Path.cwd()}: no such file); give one with -c PATH"
     )
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be where agents' browsers reach syncd, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a bad port
+    except ValueError:
+        return f"{url!r} is not a URL"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"{url!r}: give the https:// address at which agents' browsers reach syncd"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"{url!r}: no query, fragment or user name; just the address (a path is fine)"
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        # One-time links and consent codes travel over it: plain http only on this machine.
+        return f"{url!r}: use https:// (plain http:// only for 127.0.0.1 or localhost)"
+    return None
 
 
 def _existing_file(path: Path, origin: str) -> Path:
@@ -151,7 +170,7 @@ class Loader(AccountsReader, SinksReader):
         t.allow((
             "database_url", "database_url_env", "poll_interval", "sync_window", "conflict_policy",
             "away_outside_working_hours", "mass_delete_share", "mass_delete_min", "dead_letter_after",
-            "sweep_interval", "max_occurrences", "log_level", "rotation_recent_window", "lease_ttl",
+            "sweep_interval", "max_occurrences", "log_level", "log_format", "rotation_recent_window", "lease_ttl",
         ))
         window = t.table("sync_window")
         window.allow(("past", "future"))
@@ -180,6 +199,7 @@ class Loader(AccountsReader, SinksReader):
             rotation_recent_window=t.duration("rotation_recent_window", d.rotation_recent_window),
             max_occurrences=t.integer("max_occurrences", d.max_occurrences, minimum=1),
             log_level=level.upper(),
+            log_format=t.choice("log_format", LOG_FORMATS, d.log_format),
             lease_ttl=t.duration("lease_ttl", d.lease_ttl),
         )
 
@@ -197,7 +217,7 @@ class Loader(AccountsReader, SinksReader):
 
     def api(self, t: Table) -> ApiConfig:
         d = ApiConfig()
-        t.allow(("listen", "tokens", "public_health", "public_docs"))
+        t.allow(("listen", "tokens", "public_health", "public_docs", "public_url", "helpdesk_name"))
         listen = t.string("listen", d.listen)
         try:
             split_listen(listen)
@@ -230,7 +250,17 @@ class Loader(AccountsReader, SinksReader):
             seen_names[name] = seen_secrets[secret] = table.path
             tokens.append(ApiToken(name=name, token=secret, scopes=tuple(dict.fromkeys(scopes))))
         return ApiConfig(listen=listen, tokens=tuple(tokens), public_health=t.boolean("public_health", d.public_health),
-                         public_docs=t.boolean("public_docs", d.public_docs))
+                         public_docs=t.boolean("public_docs", d.public_docs), public_url=self.public_url(t),
+                         helpdesk_name=t.string("helpdesk_name", d.helpdesk_name))
+
+    def public_url(self, t: Table) -> str | None:
+        url = t.string("public_url", None)
+        if url is None:
+            return None
+        problem = public_url_problem(url)
+        if problem:
+            t.fail("public_url", problem)
+        return str(url).rstrip("/")
 
     def user(self, t: Table, accounts: Mapping[str, AccountConfig]) -> UserConfig:
         t.allow(("id", "email", "timezone", "working_hours", "calendars"))

@@ -28,6 +28,7 @@ DIRECTIONS = ("two-way", "pull", "push")
 SCOPES = ("read", "write", "admin")
 SINK_TYPES = ("webhook", "stdout", "redis", "nats")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")  # json: one object per line, for log shippers
 
 # Keys whose values are secrets even when written literally in the file.
 SECRET_KEYS = frozenset({"password", "client_secret", "secret", "token", "token_key"})
@@ -80,6 +81,7 @@ class DaemonConfig:
     rotation_recent_window: timedelta = timedelta(days=7)  # "fewest assignments recently" looks this far back
     max_occurrences: int = 1000  # per recurring series, inside the sync window
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json
     lease_ttl: timedelta = timedelta(seconds=60)  # a dead replica's links go to the others after this
 
     def __repr__(self) -> str:
@@ -103,6 +105,8 @@ class ApiConfig:
     tokens: tuple[ApiToken, ...] = ()
     public_health: bool = True
     public_docs: bool = False  # /docs and /openapi.json without a token
+    public_url: str | None = None  # where agents' browsers reach syncd (connect links); no trailing /
+    helpdesk_name: str = "your helpdesk"  # as the connect pages name it
 
     @property
     def host(self) -> str:

@@ -14,7 +14,9 @@ Subtrees are named by who must act::
     │   ├── AlreadyExists          another one has that (an email is one user's)
     │   ├── NotAllowed             the caller may not do this (a token's scope)
     │   ├── StaleRevision          If-Match on an older revision of a block
-    │   └── ConfirmationRequired   "set available" while an OOO block covers now
+    │   ├── ConfirmationRequired   "set available" while an OOO block covers now
+    │   └── ConsentRefused         a browser consent did not end in access (denied, expired,
+    │                              another account): the person at the browser reads why
     ├── ConnectorError             a calendar said no to one operation
     │   ├── CursorExpired          the sync cursor is no longer valid: full resync
     │   ├── PreconditionFailed     etag mismatch: re-read and re-merge
@@ -39,6 +41,7 @@ __all__ = [
     "ConfigError",
     "ConfirmationRequired",
     "ConnectorError",
+    "ConsentRefused",
     "CursorExpired",
     "NotAllowed",
     "NotFound",
@@ -113,6 +116,16 @@ class ConfirmationRequired(UserInputError):
         super().__init__(message)
         self.block_ids = list(block_ids)
         self.until = until
+
+
+class ConsentRefused(UserInputError):
+    """Connecting a calendar in the browser stopped; ``reason`` names the case (``invalid``,
+    ``expired``, ``used``, ``browser``, ``denied``, ``scope``, ``provider``, ``wrong_account``,
+    ``unavailable``) and the message tells the person at the browser what to do."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ConnectorError(SyncdError):

@@ -1,27 +1,45 @@
-"""The status event: what every sink receives when a user's status changes, and its JSON Schema.
+"""The events every sink receives, and their JSON Schemas: ``status.changed`` when a user's
+status changes, and the link events (``link.reauth_required``, ``link.restored``) when a
+calendar link needs its owner to grant access again, and when it syncs again.
 
 One event per change, built when the change is recorded (in the same transaction) and sent
 unchanged to every sink: the webhook's body, a JSON line on stdout, the ``body`` field of a
 Redis stream entry, a NATS message. Its ``id`` is the idempotency key: a consumer that sees
 an id twice drops the repeat.
 
-``STATUS_EVENT_SCHEMA`` describes it (JSON Schema 2020-12); the HTTP API serves it at
-``/v1/schema/status-event.json`` and the docs keep a copy, so consumers can validate what they
-receive. Fields may be added in later versions; none is removed or changes meaning.
+``STATUS_EVENT_SCHEMA`` and ``LINK_EVENT_SCHEMA`` describe them (JSON Schema 2020-12); the
+HTTP API serves them at ``/v1/schema/status-event.json`` and ``/v1/schema/link-event.json``
+and the docs keep copies, so consumers can validate what they receive. Every event has ``id``
+and ``type``. Fields may be added in later versions; none is removed or changes meaning.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from syncd.core.availability import Period, StatusChange
 from syncd.core.time import format_utc
 
-__all__ = ["STATUS_CHANGED", "STATUS_EVENT_SCHEMA", "encode", "status_event"]
+__all__ = ["LINK_EVENT_SCHEMA", "LINK_REAUTH_REQUIRED", "LINK_RESTORED", "STATUS_CHANGED", "STATUS_EVENT_SCHEMA",
+           "LinkRef", "encode", "link_event", "status_event"]
 
 STATUS_CHANGED = "status.changed"
+LINK_REAUTH_REQUIRED = "link.reauth_required"
+LINK_RESTORED = "link.restored"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRef:
+    """A calendar link as link events name it."""
+
+    id: int
+    account: str
+    provider: str
+    calendar: str
 
 
 def status_event(event_id: str, user_id: str, email: str, change: StatusChange,
@@ -40,6 +58,25 @@ def status_event(event_id: str, user_id: str, email: str, change: StatusChange,
             "title": block.title,
         },
     }
+
+
+def link_event(event_id: str, kind: str, user_id: str, email: str, link: LinkRef, at: datetime, *,
+               error: str | None = None, connect_url: str | None = None,
+               connect_expires_at: datetime | None = None) -> dict[str, Any]:
+    """A ``link.reauth_required`` event (with the error, and a connect link when syncd can make
+    one) or a ``link.restored`` event."""
+    event: dict[str, Any] = {
+        "id": event_id,
+        "type": kind,
+        "user": {"id": user_id, "email": email},
+        "link": {"id": link.id, "account": link.account, "provider": link.provider, "calendar": link.calendar},
+        "at": format_utc(at),
+    }
+    if kind == LINK_REAUTH_REQUIRED:
+        event["error"] = error or ""
+        event["connect"] = None if connect_url is None else {"url": connect_url,
+                                                             "expires_at": format_utc(connect_expires_at)}
+    return event
 
 
 def encode(event: Mapping[str, Any], *, ascii_only: bool = False) -> bytes:
@@ -86,5 +123,49 @@ STATUS_EVENT_SCHEMA: dict[str, Any] = {
                 },
             ],
         },
+    },
+}
+
+_USER = {"type": "object", "required": ["id", "email"], "properties": {"id": {"type": "string"},
+                                                                       "email": {"type": "string"}}}
+_LINK = {
+    "type": "object",
+    "required": ["id", "account", "provider", "calendar"],
+    "properties": {"id": {"type": "integer", "description": "as `syncd links` and `GET /v1/links` show it"},
+                   "account": {"type": "string"}, "provider": {"type": "string"}, "calendar": {"type": "string"}},
+}
+_LINK_BASE = ["id", "type", "user", "link", "at"]
+
+LINK_EVENT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://syncd.example/schema/link-event.json",
+    "title": "syncd link event",
+    "description": "A calendar link needs its owner to grant access again, or syncs again. Sent to every sink; "
+                   "`id` is the idempotency key.",
+    "type": "object",
+    "oneOf": [
+        {
+            "required": [*_LINK_BASE, "error", "connect"],
+            "properties": {
+                "type": {"const": LINK_REAUTH_REQUIRED},
+                "error": {"type": "string", "description": "what the provider said, on one line"},
+                "connect": {
+                    "description": "a one-time link with which the user grants access again in the browser; null "
+                                   "when syncd cannot make one (no api.public_url, or a provider without browser "
+                                   "consent)",
+                    "oneOf": [{"type": "null"}, {
+                        "type": "object", "required": ["url", "expires_at"],
+                        "properties": {"url": {"type": "string", "format": "uri"}, "expires_at": _INSTANT}}],
+                },
+            },
+        },
+        {"required": _LINK_BASE, "properties": {"type": {"const": LINK_RESTORED}}},
+    ],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "description": "unique per event; a repeat has the same id"},
+        "type": {"enum": [LINK_REAUTH_REQUIRED, LINK_RESTORED]},
+        "user": _USER,
+        "link": _LINK,
+        "at": {**_INSTANT, "description": "when syncd noticed"},
     },
 }

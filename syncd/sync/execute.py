@@ -63,7 +63,7 @@ class PlanExecutor:
             event = connector.get(snap.calendar, event_id)
             if event is None:
                 log.info("link %s: event %s that syncd wrote was deleted before the next listing", snap.name,
-                         event_id)
+                         event_id, extra={"user": snap.user_id, "link": snap.link.id, "account": snap.account})
                 changes.removed.append(event_id)
             else:
                 changes.events.append(event)
@@ -78,7 +78,8 @@ class PlanExecutor:
             first = first or result
             retry = Retry()
             for conflict in result.conflicts:
-                log.warning("link %s: %s", snap.name, conflict.describe())
+                log.warning("link %s: %s", snap.name, conflict.describe(),
+                            extra={"user": snap.user_id, "link": snap.link.id, "account": snap.account})
             outcome.conflicts += len(result.conflicts)
             self.execute_all(connector, snap, result.actions, retry, outcome)
             outcome.actions += len(result.actions)

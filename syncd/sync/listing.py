@@ -67,7 +67,8 @@ class Listing:
             except SyncdError as exc:
                 results = [exc] * len(group)
             except Exception as exc:  # a connector bug: every link of the account reports it
-                log.error("account %s: listing failed: %s", account, exc, exc_info=True)
+                log.error("account %s: listing failed: %s", account, exc, exc_info=True,
+                          extra={"account": account})
                 results = [Bug(f"account {account}: listing failed: {exc}")] * len(group)
             for snap, result in zip(group, results, strict=True):
                 listed[snap.link.id] = result
@@ -114,6 +115,9 @@ class Listing:
                 snap = idle[link_id]
                 planned = self.schedule.planned(snap, now)
                 row = current.get(link_id)
+                if row is not None and row.state == "reauth_required":
+                    self.schedule.notices.restored(session, self.schedule.notices.ref(
+                        link_id, snap.account, snap.calendar), snap.user_id)
                 rows.append({"id": link_id, "last_sync_at": now, "last_success_at": now, "failures": 0,
                              "last_error": None, "state": "ok", "held_deletions": 0, "release_deletions": False,
                              "cursor": changes.cursor, "lease_expires": None,

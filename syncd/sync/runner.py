@@ -24,6 +24,7 @@ from syncd.core import reconcile as rc
 from syncd.core.calendars import ChangeSet, SyncWindow
 from syncd.core.errors import ConfigError, CursorExpired
 from syncd.service import Syncd
+from syncd.service.notices import LinkNotices
 from syncd.sync.execute import PlanExecutor
 from syncd.sync.leases import LEASE_TTL, Leases
 from syncd.sync.listing import Listing
@@ -41,7 +42,7 @@ class LinkSyncer:
     def __init__(self, service: Syncd, connectors: Connectors, *, rng: random.Random | None = None,
                  observe: Callable[[str, bool, float], None] | None = None,
                  replica: ProcessIdentity | str | None = None, lease_ttl: timedelta = LEASE_TTL,
-                 database_clock: bool = False) -> None:
+                 database_clock: bool = False, notices: LinkNotices | None = None) -> None:
         self.service = service
         self.db = service.db
         self.connectors = connectors
@@ -54,7 +55,8 @@ class LinkSyncer:
         daemon = service.config.daemon
         self.safety = rc.DeletionSafety(daemon.mass_delete_share, daemon.mass_delete_min)
         self.policy = cast(rc.ConflictPolicy, daemon.conflict_policy)
-        self.schedule = Schedule(service.config, self.db, rng)
+        notices = notices or LinkNotices(service.config, service.recorder.sinks, service.clock)
+        self.schedule = Schedule(service.config, self.db, notices, rng)
         self.listing = Listing(self.db, connectors, self.schedule, service.clock, self.window, self.plan)
         self.executor = PlanExecutor(service, self.plan)
 
@@ -187,7 +189,8 @@ class LinkSyncer:
                 raise CursorExpired("the cursor expired while listing with other links")
             return connector.changes(snap.calendar, snap.cursor, window)
         except CursorExpired:
-            log.info("link %s: sync cursor expired; full resync", snap.name)
+            log.info("link %s: sync cursor expired; full resync", snap.name,
+                     extra={"user": snap.user_id, "link": snap.link.id, "account": snap.account})
             return connector.changes(snap.calendar, None, window)
 
     def _snapshot(self, session: Transaction, link_id: int) -> Snapshot:

@@ -17,7 +17,9 @@ from store.db import Database, Transaction
 from syncd.config import Config
 from syncd.core import reconcile as rc
 from syncd.core.errors import Bug, RateLimited, ReauthRequired, SyncdError
+from syncd.core.events import LinkRef
 from syncd.core.text import first_line
+from syncd.service.notices import LinkNotices
 from syncd.sync.snapshot import LinkOutcome, Snapshot
 
 __all__ = ["MAX_BACKOFF", "PUSH_POLL_INTERVAL", "Schedule", "next_poll"]
@@ -36,9 +38,10 @@ def next_poll(asked: datetime | None, snap: Snapshot, planned: datetime) -> date
 
 
 class Schedule:
-    def __init__(self, config: Config, db: Database, rng: random.Random | None = None) -> None:
+    def __init__(self, config: Config, db: Database, notices: LinkNotices, rng: random.Random | None = None) -> None:
         self.config = config
         self.db = db
+        self.notices = notices  # link.reauth_required / link.restored, in the transaction that records them
         self.rng = rng or random.Random()
 
     def interval(self, snap: Snapshot) -> timedelta:
@@ -59,7 +62,8 @@ class Schedule:
 
     def recovered(self, snap: Snapshot) -> None:
         if snap.state not in ("ok", "held"):
-            log.info("link %s: recovered after %d failed attempt(s)", snap.name, snap.failures)
+            log.info("link %s: recovered after %d failed attempt(s)", snap.name, snap.failures,
+                     extra={"user": snap.user_id, "link": snap.link.id, "account": snap.account})
 
     def succeeded(self, snap: Snapshot, result: rc.Plan, cursor: str | None, now: datetime,
                   written: list[tuple[str, str | None]]) -> None:
@@ -76,9 +80,12 @@ class Schedule:
                 now, lambda asked: next_poll(asked, snap, planned)), cursor=cursor, held=held, held_message=message)
             if before is None:
                 return
+            if before[0] == "reauth_required":
+                self.notices.restored(session, self._ref(snap), snap.user_id)
             if held and before != ("held", held):
                 log.warning("link %s: held %d deletions (the calendar suddenly lacks most of this user's blocks); "
-                            "confirm with `syncd links release-deletions %d`", snap.name, held, snap.link.id)
+                            "confirm with `syncd links release-deletions %d`", snap.name, held, snap.link.id,
+                            extra={"user": snap.user_id, "link": snap.link.id, "account": snap.account})
             if not held:
                 blocks.confirm_writes(session, snap.link.id, written)
         self.db.run(work, what=f"saving link {snap.name}")
@@ -99,9 +106,18 @@ class Schedule:
         if snap.state in ("ok", "held") or (snap.state != state):
             # Once per failure episode, not every poll; a traceback for a Bug and what is not ours.
             log.warning("link %s: sync failed: %s", snap.name, message,
-                        exc_info=isinstance(exc, Bug) or not isinstance(exc, SyncdError))
+                        exc_info=isinstance(exc, Bug) or not isinstance(exc, SyncdError),
+                        extra={"user": snap.user_id, "link": snap.link.id, "account": snap.account})
         else:
-            log.debug("link %s: still failing: %s", snap.name, message)
+            log.debug("link %s: still failing: %s", snap.name, message,
+                      extra={"user": snap.user_id, "link": snap.link.id, "account": snap.account})
         due = now + max(self.jittered(delay), at_least)
-        self.db.run(lambda s: links.record_failure(s, snap.link.id, now, state, message, due),
-                    what=f"saving link {snap.name}")
+
+        def work(session: Transaction) -> None:
+            before = links.record_failure(session, snap.link.id, now, state, message, due)
+            if before is not None and state == "reauth_required":
+                self.notices.reauth_required(session, self._ref(snap), snap.user_id, message, before=before)
+        self.db.run(work, what=f"saving link {snap.name}")
+
+    def _ref(self, snap: Snapshot) -> LinkRef:
+        return self.notices.ref(snap.link.id, snap.account, snap.calendar)

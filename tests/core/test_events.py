@@ -1,16 +1,25 @@
-"""The status event's wire format and its published JSON Schema."""
+"""The events' wire format and their published JSON Schemas."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from syncd.core.availability import AVAILABLE, AWAY, Period, StatusChange
-from syncd.core.events import STATUS_EVENT_SCHEMA, encode, status_event
+from syncd.core.events import (
+    LINK_EVENT_SCHEMA,
+    LINK_REAUTH_REQUIRED,
+    LINK_RESTORED,
+    STATUS_EVENT_SCHEMA,
+    LinkRef,
+    encode,
+    link_event,
+    status_event,
+)
 
 DOCS_COPY = Path(__file__).resolve().parents[2] / "docs" / "status-event.schema.json"
 AT = datetime(2026, 12, 24, 8, 0, tzinfo=UTC)
@@ -59,3 +68,35 @@ def test_the_wire_format_is_compact_utf8_and_ascii_on_request() -> None:
 def test_the_docs_carry_the_same_schema() -> None:
     assert json.loads(DOCS_COPY.read_text()) == STATUS_EVENT_SCHEMA, \
         "docs/status-event.schema.json is stale: regenerate it from syncd.core.events.STATUS_EVENT_SCHEMA"
+
+
+LINK_DOCS_COPY = DOCS_COPY.with_name("link-event.schema.json")
+LINK = LinkRef(7, "workspace", "google", "primary")
+
+
+def _link_validator() -> jsonschema.Draft202012Validator:
+    jsonschema.Draft202012Validator.check_schema(LINK_EVENT_SCHEMA)
+    return jsonschema.Draft202012Validator(LINK_EVENT_SCHEMA, format_checker=jsonschema.FormatChecker())
+
+
+def test_link_events_match_their_schema() -> None:
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    lost = link_event("e1", LINK_REAUTH_REQUIRED, "alice", "alice@example.com", LINK, at,
+                      error="google: alice@example.com cannot sign in (invalid_grant)",
+                      connect_url="https://syncd.example/connect/abc", connect_expires_at=at + timedelta(days=7))
+    bare = link_event("e2", LINK_REAUTH_REQUIRED, "alice", "alice@example.com", LINK, at, error="revoked")
+    back = link_event("e3", LINK_RESTORED, "alice", "alice@example.com", LINK, at)
+    validator = _link_validator()
+    for event in (lost, bare, back):
+        validator.validate(event)
+    assert lost["connect"] == {"url": "https://syncd.example/connect/abc", "expires_at": "2026-03-09T09:00:00Z"}
+    assert bare["connect"] is None
+    assert "connect" not in back and "error" not in back
+    # A restored event carrying reauth fields, or a lost one without its error, is not valid.
+    assert not validator.is_valid({**back, "type": LINK_REAUTH_REQUIRED})
+    assert not validator.is_valid({**lost, "type": "link.gone"})
+
+
+def test_the_docs_carry_the_same_link_schema() -> None:
+    assert json.loads(LINK_DOCS_COPY.read_text()) == LINK_EVENT_SCHEMA, \
+        "docs/link-event.schema.json is stale: regenerate it from syncd.core.events.LINK_EVENT_SCHEMA"

@@ -14,11 +14,13 @@ import http.client
 import json
 import queue
 import random
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -274,6 +276,50 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. timed out on slow_next)
             self.close_connection = True
+
+
+# ---------------------------------------------------------------------------------------------- TLS
+class TLSLoopbackServer(LoopbackServer):
+    """A :class:`LoopbackServer` that speaks TLS with ``context`` (the handshake runs on the handler thread)."""
+
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext) -> None:
+        self.ssl_context = context
+        super().__init__(port, handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        # the TLS handshake happens in the handler thread, so a slow client cannot stall accept()
+        return self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError, socket.timeout)):
+            return
+        super().handle_error(request, client_address)
+
+
+class ThrowawayCA:
+    """A ``trustme`` test CA made for one fake: its bundle in a temporary directory (``ca_bundle_path``, for
+    ``verify=``) and a server context with a certificate for 127.0.0.1 and localhost.  ``remove()`` deletes the
+    directory."""
+
+    def __init__(self, prefix: str) -> None:
+        import trustme  # a test dependency; only fakes that serve TLS need it
+
+        ca = trustme.CA()
+        server_cert = ca.issue_cert(LOOPBACK, "localhost")
+        self.directory = tempfile.mkdtemp(prefix=prefix)
+        self.ca_bundle_path = f"{self.directory}/ca.pem"
+        ca.cert_pem.write_to_path(self.ca_bundle_path)
+        self.server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_cert.configure_cert(self.server_context)
+
+    def client_context(self) -> ssl.SSLContext:
+        """An SSL context that trusts this CA (for httpx, urllib, http.client, ...)."""
+        return ssl.create_default_context(cafile=self.ca_bundle_path)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- notifications

@@ -342,9 +342,12 @@ def test_lost_write_race_rereads_and_remerges(harness_factory: HarnessFactory, c
     assert outcome.ok and calendars.lost_races == 1
     winner = ooo(3, "Training, person") if kept == "calendar" else ooo(2, "Training, helpdesk")
     assert helpdesk_view(h) == calendar_view(h, "work") == [view(winner)]
-    # Whoever won, it was decided after re-reading the person's edit, and logged as a conflict.
+    # Whoever won, it was decided after re-reading the person's edit, and logged as a conflict:
+    # both versions' times, and no title (what someone wrote in their calendar stays out of logs).
     (conflict,) = [r.getMessage() for r in caplog.records if "conflict" in r.getMessage()]
-    assert "Training, person" in conflict and "Training, helpdesk" in conflict
+    assert block.id in conflict and "title differs" in conflict
+    assert "2026-03-04T09:00:00Z" in conflict and "2026-03-05T09:00:00Z" in conflict
+    assert "Training" not in conflict
     assert_in_step(h, "work")
 
 

@@ -1,4 +1,4 @@
-"""The JSON Schema of the status event every sink receives, for consumers to validate against."""
+"""The JSON Schemas of the events every sink receives, for consumers to validate against."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from syncd.api.context import ApiContext
-from syncd.core.events import STATUS_EVENT_SCHEMA
+from syncd.core.events import LINK_EVENT_SCHEMA, STATUS_EVENT_SCHEMA
 
 __all__ = ["router"]
 
@@ -19,5 +19,11 @@ def router(_ctx: ApiContext) -> APIRouter:
                             "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
     def status_event_schema() -> JSONResponse:
         return JSONResponse(STATUS_EVENT_SCHEMA, media_type="application/schema+json")
+
+    @r.get("/v1/schema/link-event.json", response_class=JSONResponse,
+           responses={200: {"description": "JSON Schema (2020-12) of the link events",
+                            "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
+    def link_event_schema() -> JSONResponse:
+        return JSONResponse(LINK_EVENT_SCHEMA, media_type="application/schema+json")
 
     return r

@@ -1,4 +1,4 @@
-"""A local fake of the Google Calendar API v3 (plus its OAuth2 token endpoint).
+"""A local fake of the Google Calendar API v3 (plus the OAuth 2.0 endpoints in front of it).
 
 Written from Google's public documentation so that the *real* client stack
 (``googleapiclient`` + ``google-auth`` + ``httplib2``) can talk to it over HTTP on
@@ -42,6 +42,29 @@ channels.stop, batch requests, recurring events, push notifications, and the
 * ``multipart/mixed`` batch at ``/batch/calendar/v3`` (max 1000 parts; each part is its own request for quota);
 * ``/token`` for the JWT-bearer (service account, ``sub`` = impersonated user)
   and ``refresh_token`` grants;
+* the browser side of OAuth 2.0 ("OAuth 2.0 for Web Server Applications",
+  OpenID Connect): web clients registered with ``add_oauth_client(client_id,
+  client_secret, redirect_uris)``; ``GET auth_uri`` (``/o/oauth2/v2/auth``)
+  checks the request as Google does (unknown client: ``invalid_client`` page,
+  401; unregistered redirect URI: ``redirect_uri_mismatch`` page, 400; bad
+  ``response_type``, ``scope``, ``access_type``, ``prompt`` or PKCE parameters:
+  error pages; nothing is redirected) and renders a consent page without
+  JavaScript (text input ``#email`` prefilled from ``login_hint``, the scopes,
+  buttons ``#allow``/``#deny``) that posts to ``/o/oauth2/v2/auth/decision``;
+  Allow redirects with ``state``, ``code``, ``scope`` (``email`` granted as
+  ``.../auth/userinfo.email``), ``authuser=0``, ``prompt=consent``, Deny with
+  ``error=access_denied``; ``prompt=none`` answers ``error=login_required`` (no
+  browser sessions here).  ``/token`` redeems a code once (a replay is
+  ``invalid_grant`` and revokes what the code issued), within
+  ``code_lifetime`` seconds, for the client that authenticates with HTTP Basic
+  or ``client_secret`` in the body, with the same ``redirect_uri`` and the PKCE
+  verifier (``S256``, or ``plain``, Google's default); it answers an access
+  token for the Calendar API, a refresh token for ``access_type=offline`` and an
+  RS256 ID token when ``openid`` was granted, verifiable against ``certs_uri``
+  (v1 PEM map; also ``/oauth2/v3/certs`` and the discovery document).  Hooks:
+  ``consents``, ``unverify_email``, ``fail_next_code_exchange``.  HTTPS with a
+  throw-away CA (``tls=True``; ``ca_bundle_path``, ``client_ssl_context()``),
+  which requests-oauthlib needs for these endpoints; plain HTTP by default;
 * injected faults on API and batch requests (never /token): ``fail_next``,
   ``slow_next``, ``drop_next`` (connection closed without a response), and a
   global ``latency``;
@@ -51,9 +74,12 @@ channels.stop, batch requests, recurring events, push notifications, and the
   ``add_calendar``, ``add_event``, ``add_events`` (``{"items": [[user, calendar,
   body], ...]}``), ``edit_event``, ``delete_event``, ``events``,
   ``expire_sync_tokens``, ``set_latency``, ``fail_next``, ``slow_next``,
-  ``drop_next``, ``request_counts``, ``reset_counts``, ``notifications``; and
+  ``drop_next``, ``request_counts``, ``reset_counts``, ``notifications``,
+  ``add_oauth_client``, ``consents``, ``unverify_email``,
+  ``fail_next_code_exchange``; and
   ``python -m tests.fakes.google_calendar --port 0 --latency 0.05``, which
-  prints ``READY <base_url>`` once serving and stops on SIGTERM/SIGINT (see
+  prints ``READY <base_url>`` (``READY <base_url> <ca_bundle_path>`` with
+  ``--tls``) once serving and stops on SIGTERM/SIGINT (see
   ``serve_in_subprocess`` and ``call_control``).
 
 Not modelled: recurrence expansion (``singleEvents=true`` over a recurring event
@@ -66,7 +92,8 @@ undeliverable), watch channels on anything but events, quotas other than those
 injected by ``fail_next``.
 
 The package, one module per concern (each a mixin over ``base.FakeGoogleBase``; ``fake`` composes
-``FakeGoogleCalendar``): ``oauth`` (``/token``, access tokens), ``events`` (the event store and its writes),
+``FakeGoogleCalendar``): ``oauth`` (``/token``, access tokens), ``consent`` (web clients, the consent page, the
+authorization-code grant, ID tokens and their certificates), ``events`` (the event store and its writes),
 ``recurrence`` (occurrences of recurring events), ``sync`` (events.list, page and sync tokens), ``watch`` (channels
 and push notifications), ``batch``, ``routing`` (API calls to resources), ``faults`` (injected faults, request
 counts), ``control`` (``/_fake/``), ``server`` (the HTTP server and request handler), ``remote`` (another process),

@@ -68,6 +68,16 @@ class _Endpoints:
     def token_uri(self) -> str:
         return f"{self.base_url}/token"
 
+    @property
+    def auth_uri(self) -> str:
+        """The authorization endpoint (consent page) of the authorization-code flow."""
+        return f"{self.base_url}/o/oauth2/v2/auth"
+
+    @property
+    def certs_uri(self) -> str:
+        """The ID-token signing certificates in Google's v1 format: ``{key id: PEM X.509 certificate}``."""
+        return f"{self.base_url}/oauth2/v1/certs"
+
 
 def _now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

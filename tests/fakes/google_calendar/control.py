@@ -8,14 +8,14 @@ from dataclasses import asdict
 from typing import Any
 
 from tests.fakes.google_calendar.common import ApiError, _Response
+from tests.fakes.google_calendar.consent import ConsentMixin
 from tests.fakes.google_calendar.events import EventsMixin
 from tests.fakes.google_calendar.faults import FaultsMixin
-from tests.fakes.google_calendar.oauth import OAuthMixin
 from tests.fakes.google_calendar.sync import SyncMixin
 from tests.fakes.http_support import json_object
 
 
-class ControlMixin(OAuthMixin, EventsMixin, SyncMixin, FaultsMixin):
+class ControlMixin(ConsentMixin, EventsMixin, SyncMixin, FaultsMixin):
     """Runs control commands against the hooks."""
 
     def _control_commands(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
@@ -40,6 +40,12 @@ class ControlMixin(OAuthMixin, EventsMixin, SyncMixin, FaultsMixin):
             "request_counts": lambda a: self.request_counts(),
             "reset_counts": lambda a: self.reset_counts(),
             "notifications": lambda a: {"items": [asdict(n) for n in self.notifications]},
+            "add_oauth_client": lambda a: self.add_oauth_client(a["client_id"], a["client_secret"],
+                                                                tuple(a.get("redirect_uris", ()))),
+            "consents": lambda a: {"items": [asdict(c) for c in self.consents]},
+            "unverify_email": lambda a: self.unverify_email(a["email"]),
+            "fail_next_code_exchange": lambda a: self.fail_next_code_exchange(
+                int(a.get("n", 1)), str(a.get("error", "invalid_grant")), str(a.get("description", "Bad Request"))),
         }
 
     def _control(self, method: str, command: str, body: bytes) -> _Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.fakes.google_calendar.base import FakeGoogleBase
 from tests.fakes.google_calendar.batch import BatchMixin
+from tests.fakes.google_calendar.consent import ConsentMixin
 from tests.fakes.google_calendar.control import ControlMixin
 from tests.fakes.google_calendar.events import EventsMixin
 from tests.fakes.google_calendar.faults import FaultsMixin
@@ -19,6 +20,7 @@ class FakeGoogleCalendar(
     ControlMixin,
     BatchMixin,
     RoutingMixin,
+    ConsentMixin,
     OAuthMixin,
     EventsMixin,
     WatchMixin,
@@ -28,5 +30,6 @@ class FakeGoogleCalendar(
 ):
     """Google Calendar v3 over HTTP on 127.0.0.1, with hooks for tests.
 
-    Keyword arguments: see :class:`~tests.fakes.google_calendar.base.FakeGoogleBase`.
+    Keyword arguments: ``tls`` (serve HTTPS, see :class:`~tests.fakes.google_calendar.server.ServerMixin`) and
+    those of :class:`~tests.fakes.google_calendar.base.FakeGoogleBase`.
     """

@@ -72,7 +72,8 @@ class OAuthMixin(FakeGoogleBase):
         return user
 
     # ------------------------------------------------------------------ token endpoint
-    def _token(self, body: bytes) -> _Response:
+    def _token(self, body: bytes, headers: Any = None) -> _Response:
+        """``POST /token``; ``headers`` matter to grants that authenticate the client (see ``consent``)."""
         form = {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
         with self._lock:
             self.token_requests.append(form)

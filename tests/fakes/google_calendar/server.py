@@ -1,8 +1,11 @@
-"""Serving the fake over HTTP on 127.0.0.1: starting and stopping it, and the request handler that sorts requests
-into the control namespace, ``/token``, batches and API calls, applying latency and injected faults first."""
+"""Serving the fake on 127.0.0.1 (plain HTTP, or HTTPS with a throw-away ``trustme`` CA when made with ``tls=True``):
+starting and stopping it, and the request handler that sorts requests into the control namespace, ``/token``, the
+browser side of OAuth (consent page, certificates), batches and API calls, applying latency and injected faults
+first."""
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING, Any, Self
 
 from tests.fakes.google_calendar.common import ApiError, _Response
@@ -13,6 +16,8 @@ from tests.fakes.http_support import (
     FakeRequestHandler,
     LoopbackServer,
     RequestRecord,
+    ThrowawayCA,
+    TLSLoopbackServer,
     handler_for,
 )
 
@@ -21,16 +26,31 @@ if TYPE_CHECKING:
 
 
 class ServerMixin(WatchMixin):
-    """Starting and stopping the server (and the notification courier) around a test."""
+    """Starting and stopping the server (and the notification courier) around a test.
 
-    def __init__(self, **kwargs: Any) -> None:
+    ``tls=True`` serves HTTPS with a certificate from a CA made for this fake: clients verify against
+    ``ca_bundle_path`` (requests, google-auth-oauthlib) or ``client_ssl_context()``.  requests-oauthlib refuses a plain
+    ``http`` authorization or token endpoint, so the consent flow needs it; everything else works either way.
+    """
+
+    def __init__(self, *, tls: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.tls = tls
+        self.ca_bundle_path = ""
+        self._ca: ThrowawayCA | None = None
         self._serving: BackgroundServer | None = None
 
     def start(self, port: int = 0) -> Self:
         self._closing.clear()
-        self._serving = BackgroundServer(LoopbackServer(port, handler_for(_Handler, self)), "fake-google-calendar")
-        self.base_url = f"http://127.0.0.1:{self._serving.port}"
+        handler = handler_for(_Handler, self)
+        if self.tls:
+            self._ca = ThrowawayCA("fake-google-ca-")
+            self.ca_bundle_path = self._ca.ca_bundle_path
+            server: LoopbackServer = TLSLoopbackServer(port, handler, self._ca.server_context)
+        else:
+            server = LoopbackServer(port, handler)
+        self._serving = BackgroundServer(server, "fake-google-calendar")
+        self.base_url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self._serving.port}"
         self._courier.start()
         return self
 
@@ -40,6 +60,15 @@ class ServerMixin(WatchMixin):
             self._serving.stop()
             self._serving = None
         self._courier.stop(timeout=self.notification_timeout + 1)
+        if self._ca is not None:
+            self._ca.remove()
+            self._ca = None
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """An SSL context that trusts the fake's test CA (for httpx, urllib, ...); only while serving with TLS."""
+        if self._ca is None:
+            raise RuntimeError("the fake is not serving HTTPS (make it with tls=True and start it)")
+        return self._ca.client_context()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -61,7 +90,9 @@ class _Handler(FakeRequestHandler):
             fake._pause(fake.latency)
         try:
             if path == "/token" and self.command == "POST":
-                response = fake._token(body)
+                response = fake._token(body, self.headers)
+            elif (page := fake._browser_endpoint(self.command, self.path, body)) is not None:
+                response = page
             else:
                 delay, drop, fault = fake._take_faults(path)
                 if delay:

@@ -3,8 +3,9 @@
 Written from Microsoft's public documentation (delta query for events in a calendar view, the
 event resource and its create/get/update/delete operations, single-value extended properties,
 mailboxSettings, JSON batching, change notifications through webhooks and lifecycle
-notifications, the OAuth 2.0 client-credentials and refresh-token grants) so that the *real*
-``msal`` library and plain HTTP clients can talk to it over HTTPS on 127.0.0.1.
+notifications, the OAuth 2.0 client-credentials, refresh-token and authorization-code grants)
+so that the *real* ``msal`` library, plain HTTP clients and a browser can talk to it over HTTPS
+on 127.0.0.1.
 
 msal only accepts ``https`` authorities, so the server speaks TLS with a certificate from a
 throw-away test CA made by ``trustme``; clients verify against :attr:`FakeGraph.ca_bundle_path`::
@@ -22,7 +23,10 @@ Modelled:
 
 * identity: OIDC discovery at ``/{tenant}/v2.0/.well-known/openid-configuration`` (tenant id or
   tenant domain; an unknown tenant is a 400 with AADSTS90002), ``/common/discovery/instance``,
-  a JWKS stub, and ``/{tenant}/oauth2/v2.0/token`` with the ``client_credentials`` grant (client
+  the JWKS (``/{tenant}/discovery/v2.0/keys``: the RSA key, made when first needed, that signs
+  ID tokens; ``issuer`` of a tenant's discovery = the tokens' ``iss``; ``{tenantid}`` for
+  ``common``/``organizations``), and ``/{tenant}/oauth2/v2.0/token`` with the
+  ``client_credentials`` grant (client
   secret in the body or HTTP Basic, or a ``client_assertion`` JWT signed with a registered
   certificate; scope must be ``https://graph.microsoft.com/.default``) and the ``refresh_token``
   grant (refresh tokens registered by a test hook, rotated on use like Entra ID does; a revoked
@@ -31,6 +35,19 @@ Modelled:
   ``timestamp``, ``trace_id``, ``correlation_id``. Access tokens are opaque, expire after
   ``token_lifetime`` seconds and map to the app (application permissions: any mailbox) or to a
   user (delegated: ``/me`` and that user's own ``/users/{id}`` only).
+* the authorization code flow (see ``consent``): apps registered with ``add_app(client_id,
+  secret=..., certificate_pem=..., redirect_uris=...)`` (neither credential: a public client);
+  ``/{tenant}/oauth2/v2.0/authorize`` shows AADSTS90002/700016/500113/50011 on an error page
+  (never redirected) and sends other problems (``response_type``, ``scope``, ``response_mode``,
+  PKCE, ``prompt``) back as ``error``/``error_description``; its consent page (``#email`` from
+  ``login_hint``, the scopes, ``#allow``/``#deny``, no JavaScript) answers ``code``,
+  ``client_info`` (if asked), ``state``, ``session_state`` or ``access_denied`` (AADSTS65004)
+  by query, fragment or ``form_post`` (a relay page with a ``#continue`` button); the code
+  grant checks client, single use (54005), age (70008, ``code_lifetime``), ``redirect_uri``
+  (500112), PKCE (50148/501481) and ``scope`` (70000) and answers a delegated token, a refresh
+  token with ``offline_access``, a signed ID token (``preferred_username`` = the email typed)
+  and ``client_info``. Hooks: ``consents``, ``fail_next_code_exchange``. ``GET /me`` (or
+  ``/users/{id}``) answers the user resource.
 * users addressed by UPN (case-insensitive) or object id; created on first use unless
   ``auto_create_users`` is off (then 404 ``ErrorInvalidUser``); a mailbox can be made to fail
   (``block_mailbox``, e.g. 403 ``ErrorAccessDenied``).
@@ -96,10 +113,12 @@ extensions, multi-value extended properties (accepted and stored only), ``$order
 and OData filters other than the extended-property one, ``$count``, permissions and consent
 (any valid token may read any mailbox except as above), throttling other than injected faults,
 encrypted resource data in notifications, notification batching, subscription quotas, the
-authorization-code, device-code and on-behalf-of grants, signed access tokens.
+device-code and on-behalf-of grants, browser sessions (``prompt=none`` answers
+``login_required``), implicit and hybrid flows, signed access tokens.
 
 The package, one module per concern (each a mixin over ``base.FakeGraphBase``; ``fake`` composes ``FakeGraph``):
-``identity`` (token endpoint, discovery, access tokens), ``mailbox`` (users, calendars, mailboxSettings),
+``identity`` (token endpoint, discovery, keys, access tokens), ``consent`` (authorization endpoint, consent page,
+authorization-code grant), ``mailbox`` (users, calendars, mailboxSettings),
 ``events`` (create/patch/delete), ``recurrence`` (series and their instances), ``listing`` (rendering, events
 listing, calendarView, OData options), ``delta`` (calendarView/delta rounds and tokens), ``subscriptions`` and
 ``notifications`` (change notifications, validation handshake, lifecycle), ``batch`` (``$batch``), ``routing``

@@ -4,18 +4,19 @@ process (``python -m tests.fakes.graph``) can be driven."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from tests.fakes.graph.common import GraphError, _Response
+from tests.fakes.graph.consent import ConsentMixin
 from tests.fakes.graph.delta import DeltaMixin
 from tests.fakes.graph.events import EventsMixin
 from tests.fakes.graph.faults import FaultsMixin
-from tests.fakes.graph.identity import IdentityMixin
 from tests.fakes.graph.mailbox import MailboxMixin
 from tests.fakes.http_support import json_object
 
 
-class ControlMixin(IdentityMixin, MailboxMixin, EventsMixin, DeltaMixin, FaultsMixin):
+class ControlMixin(ConsentMixin, MailboxMixin, EventsMixin, DeltaMixin, FaultsMixin):
     """Runs control commands against the hooks."""
 
     def _control(self, command: str, body: bytes) -> _Response:
@@ -66,4 +67,10 @@ _CONTROL: dict[str, Callable[[ControlMixin, dict[str, Any]], Any]] = {
     "send_lifecycle_notification": lambda f, a: f.send_lifecycle_notification(a["subscription_id"], a["event"]),
     "notifications": lambda f, a: [{"url": n.url, "payload": n.payload, "status": n.status} for n in f.notifications],
     "subscriptions": lambda f, a: [f._public_subscription(s) for s in f.subscriptions.values()],
+    "add_app": lambda f, a: f.add_app(a["client_id"], secret=a.get("secret"), certificate_pem=a.get("certificate_pem"),
+                                      redirect_uris=tuple(a.get("redirect_uris", ()))),
+    "consents": lambda f, a: [asdict(c) for c in f.consents],
+    "fail_next_code_exchange": lambda f, a: f.fail_next_code_exchange(
+        int(a.get("n", 1)), a.get("error", "invalid_grant"), int(a.get("aadsts", 70008)),
+        a.get("description", "The provided authorization code or refresh token has expired due to inactivity.")),
 }

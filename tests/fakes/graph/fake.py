@@ -7,6 +7,7 @@ import argparse
 from tests.fakes.graph.base import FakeGraphBase
 from tests.fakes.graph.batch import BatchMixin
 from tests.fakes.graph.common import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
+from tests.fakes.graph.consent import ConsentMixin
 from tests.fakes.graph.control import ControlMixin
 from tests.fakes.graph.delta import DeltaMixin
 from tests.fakes.graph.events import EventsMixin
@@ -27,6 +28,7 @@ class FakeGraph(
     ControlMixin,
     BatchMixin,
     RoutingMixin,
+    ConsentMixin,
     IdentityMixin,
     MailboxMixin,
     EventsMixin,

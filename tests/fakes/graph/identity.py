@@ -1,10 +1,12 @@
 """The fake Microsoft identity platform (Entra ID v2 endpoints) that ``msal`` talks to: OIDC discovery, instance
-discovery, a JWKS stub, and the token endpoint with the client-credentials and refresh-token grants (client secret
-or certificate assertion); also the access tokens it issues and their check on every Graph call."""
+discovery, the JWKS with the key that signs ID tokens, and the token endpoint with the client-credentials and
+refresh-token grants (client secret or certificate assertion); also the access tokens it issues and their check on
+every Graph call.  The authorization endpoint and the authorization-code grant live in ``consent``."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import time
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fakes.consent_page import SigningKey
 from tests.fakes.graph.base import FakeGraphBase
 from tests.fakes.graph.common import GraphError, _b64url, _header, _Response
 from tests.fakes.graph.state import _Mailbox
@@ -33,7 +36,9 @@ class _OAuthError(Exception):
         self.description = description
         self.suberror = suberror
 
-    def response(self) -> _Response:
+    def body(self) -> dict[str, Any]:
+        """Entra's JSON error: ``error``, ``error_description`` (AADSTS code, trace and correlation ids, time),
+        ``error_codes``, ``timestamp``, ``trace_id``, ``correlation_id``, ``error_uri`` (and ``suberror``)."""
         now = datetime.now(UTC)
         trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
         body: dict[str, Any] = {
@@ -50,7 +55,10 @@ class _OAuthError(Exception):
         }
         if self.suberror:
             body["suberror"] = self.suberror
-        return _Response(self.status, body)
+        return body
+
+    def response(self) -> _Response:
+        return _Response(self.status, self.body())
 
 
 @dataclass
@@ -58,6 +66,12 @@ class _App:
     client_id: str
     secret: str | None = None
     certificate_pem: bytes | None = None
+    redirect_uris: tuple[str, ...] = ()
+
+    @property
+    def public(self) -> bool:
+        """A public client (no secret, no certificate): it redeems codes and refresh tokens without credentials."""
+        return self.secret is None and self.certificate_pem is None
 
 
 @dataclass
@@ -84,21 +98,32 @@ class IdentityMixin(FakeGraphBase):
         self._apps: dict[str, _App] = {self.client_id: _App(self.client_id, secret=self.client_secret)}
         self._access_tokens: dict[str, _Grant] = {}
         self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self._signing_key = SigningKey("fake-entra-id-token-signer", kid_style="b64url")
 
     @property
     def authority(self) -> str:
         return f"{self.base_url}/{self.tenant_id}"
 
     @property
+    def issuer(self) -> str:
+        """The ``iss`` of ID tokens, as the tenant's discovery document names it."""
+        return f"{self.base_url}/{self.tenant_id}/v2.0"
+
+    @property
     def token_endpoint(self) -> str:
         return f"{self.base_url}/{self.tenant_id}/oauth2/v2.0/token"
 
     # ------------------------------------------------------------------------------------ hooks: identity
-    def add_app(self, client_id: str, *, secret: str | None = None, certificate_pem: bytes | str | None = None) -> None:
-        """Register an application (client id) with a secret and/or a certificate for client assertions."""
+    def add_app(self, client_id: str, *, secret: str | None = None, certificate_pem: bytes | str | None = None,
+                redirect_uris: tuple[str, ...] | list[str] = ()) -> None:
+        """Register (or replace) an application: a secret and/or a certificate for client assertions (neither: a
+        public client), and the redirect URIs the authorization endpoint accepts (compared exactly)."""
         pem = certificate_pem.encode() if isinstance(certificate_pem, str) else certificate_pem
         with self._lock:
-            self._apps[client_id] = _App(client_id, secret=secret, certificate_pem=pem)
+            self._apps[client_id] = _App(client_id, secret=secret, certificate_pem=pem,
+                                         redirect_uris=tuple(redirect_uris))
+        if secret:
+            register(secret)
 
     def add_refresh_token(self, refresh_token: str, user: str, *, client_id: str | None = None) -> None:
         """Register a refresh token (as a user's consent would have issued it) for ``user``."""
@@ -168,6 +193,8 @@ class IdentityMixin(FakeGraphBase):
                                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
                                f"are signing into the correct cloud.").response()
         root = f"{self.base_url}/{self.tenant_id}"
+        # a tenant-independent authority names no tenant in its issuer, as Entra's does
+        tenant_part = "{tenantid}" if tenant.lower() in ("common", "organizations") else self.tenant_id
         return _Response(200, {
             "token_endpoint": f"{root}/oauth2/v2.0/token",
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -177,7 +204,7 @@ class IdentityMixin(FakeGraphBase):
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{root}/v2.0",
+            "issuer": f"{self.base_url}/{tenant_part}/v2.0",
             "request_uri_parameter_supported": False,
             "userinfo_endpoint": f"{self.graph_url}/oidc/userinfo",
             "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
@@ -212,11 +239,23 @@ class IdentityMixin(FakeGraphBase):
             except _OAuthError as err:
                 return err.response()
 
-    def _token_grant(self, tenant: str, headers: Any, form: dict[str, str]) -> _Response:
+    def _jwks(self, tenant: str) -> _Response:
+        """``/{tenant}/discovery/v2.0/keys``: the public key that signs ID tokens (``kid`` = ``x5t``)."""
+        if not self._tenant_ok(tenant):
+            return _OAuthError(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.").response()
+        key = self._signing_key
+        jwk = {**key.public_jwk(), "use": "sig", "kid": key.kid, "x5t": key.kid,
+               "x5c": [base64.b64encode(key.certificate_der).decode()], "issuer": self.issuer}
+        return _Response(200, {"keys": [jwk]})
+
+    def _check_token_tenant(self, tenant: str) -> None:
         if not self._tenant_ok(tenant) or tenant.lower() in ("common", "organizations"):
             raise _OAuthError(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
-        client_id = self._authenticate_client(headers, form)
+
+    def _token_grant(self, tenant: str, headers: Any, form: dict[str, str]) -> _Response:
+        self._check_token_tenant(tenant)
         grant_type = form.get("grant_type")
+        client_id = self._authenticate_client(headers, form, public_ok=grant_type == "refresh_token")
         scopes = form.get("scope", "").split()
         if grant_type == "client_credentials":
             return self._client_credentials_grant(client_id, scopes)
@@ -225,8 +264,11 @@ class IdentityMixin(FakeGraphBase):
         raise _OAuthError(400, "unsupported_grant_type", 70003,
                           f"The app requested an unsupported grant type '{grant_type}'.")
 
-    def _authenticate_client(self, headers: Any, form: dict[str, str]) -> str:
-        """The client id of a token request, once its secret (in the body or HTTP Basic) or assertion checks out."""
+    def _authenticate_client(self, headers: Any, form: dict[str, str], *, public_ok: bool = False) -> str:
+        """The client id of a token request, once its secret (in the body or HTTP Basic) or assertion checks out.
+
+        With ``public_ok`` (user grants), a public client authenticates with nothing at all, and must not try.
+        """
         client_id, secret = form.get("client_id"), form.get("client_secret")
         basic = _header(headers, "Authorization") or ""
         if basic.lower().startswith("basic "):
@@ -245,6 +287,11 @@ class IdentityMixin(FakeGraphBase):
                               f"Application with identifier '{client_id}' was not found in the directory "
                               f"'{self.tenant_domain}'.")
         assertion = form.get("client_assertion")
+        if public_ok and app.public:
+            if assertion or secret is not None:
+                raise _OAuthError(401, "invalid_client", 700025, "Client is public so neither 'client_assertion' "
+                                                                 "nor 'client_secret' should be presented.")
+            return client_id
         if assertion:
             self._check_assertion(app, form.get("client_assertion_type", ""), assertion)
         elif secret is not None:
@@ -290,8 +337,9 @@ class IdentityMixin(FakeGraphBase):
                 70008: "The provided authorization code or refresh token has expired due to inactivity.",
             }.get(record.revoked, "The refresh token is no longer valid.")
             raise _OAuthError(400, "invalid_grant", record.revoked, description, suberror="bad_token")
-        resource_scopes = [s for s in scopes if s not in ("openid", "profile", "offline_access")]
-        if resource_scopes and any(not s.startswith(GRAPH_RESOURCE) for s in resource_scopes):
+        resource_scopes = [s for s in scopes if s not in ("openid", "profile", "email", "offline_access")]
+        # a scope without a resource (``Calendars.Read``) is Graph's, as Entra reads it
+        if resource_scopes and any("://" in s and not s.startswith(GRAPH_RESOURCE) for s in resource_scopes):
             raise _OAuthError(400, "invalid_scope", 70011, f"The provided value for the input parameter 'scope' "
                                                            f"is not valid: {' '.join(resource_scopes)}.")
         box = self._mailbox(record.user, create=True)
@@ -304,21 +352,33 @@ class IdentityMixin(FakeGraphBase):
             "ext_expires_in": self.token_lifetime,
             "access_token": self._issue(record.user, client_id),
             "refresh_token": new_refresh,
-            "client_info": _b64url(json.dumps({"uid": box.object_id, "utid": self.tenant_id}).encode()),
+            "client_info": self._client_info(box),
         }
         if "openid" in scopes:
             out["id_token"] = self._id_token(client_id, box)
         return _Response(200, out)
 
-    def _id_token(self, client_id: str, box: _Mailbox) -> str:
-        """An unsigned id token with the claims msal reads (it does not verify the signature)."""
+    def _client_info(self, box: _Mailbox) -> str:
+        """What msal reads as ``client_info``: base64url JSON of the user's object id and tenant id."""
+        return _b64url(json.dumps({"uid": box.object_id, "utid": self.tenant_id}).encode())
+
+    def _id_token(self, client_id: str, box: _Mailbox, *, nonce: str | None = None, email: bool = False) -> str:
+        """A v2.0 ID token signed (RS256) with the key the JWKS publishes: ``aud`` the client, ``iss`` the tenant's
+        issuer, ``sub`` pairwise (per user and app), ``oid``, ``tid``, ``preferred_username``, ``name``, the
+        request's ``nonce``, ``email`` if that scope was granted, ``iat``/``nbf``/``exp`` (one hour)."""
         now = int(time.time())
-        claims = {"aud": client_id, "iss": f"{self.base_url}/{self.tenant_id}/v2.0", "iat": now, "nbf": now,
-                  "exp": now + 3600, "name": box.display_name, "oid": box.object_id,
-                  "preferred_username": box.upn, "sub": _b64url(box.object_id.encode()), "tid": self.tenant_id,
-                  "ver": "2.0"}
-        return ".".join([_b64url(b'{"typ":"JWT","alg":"RS256","kid":"fake"}'),
-                         _b64url(json.dumps(claims).encode()), _b64url(b"not-signed")])
+        pairwise = hashlib.sha256(f"{box.object_id}:{client_id}".encode()).digest()
+        claims: dict[str, Any] = {"aud": client_id, "iss": self.issuer, "iat": now, "nbf": now, "exp": now + 3600,
+                                  "name": box.display_name, "oid": box.object_id, "preferred_username": box.upn,
+                                  "sub": _b64url(pairwise), "tid": self.tenant_id,
+                                  "uti": _b64url(secrets.token_bytes(16)), "ver": "2.0"}
+        if nonce is not None:
+            claims["nonce"] = nonce
+        if email:
+            claims["email"] = box.upn
+        token = self._signing_key.sign(claims)
+        register(token)
+        return token
 
     def _check_assertion(self, app: _App, assertion_type: str, assertion: str) -> None:
         if assertion_type != CLIENT_ASSERTION_JWT:

@@ -95,6 +95,24 @@ class MailboxMixin(FakeGraphBase):
             return copy.deepcopy(self._mailbox(user, create=True).settings)
 
     # ------------------------------------------------------------------------------------ resources
+    def _user_json(self, box: _Mailbox) -> dict[str, Any]:
+        """``GET /me`` or ``/users/{id}``: the user resource with Graph's default properties."""
+        given, _, surname = box.display_name.partition(" ")
+        return {
+            "@odata.context": f"{self.graph_url}/$metadata#users/$entity",
+            "businessPhones": [],
+            "displayName": box.display_name,
+            "givenName": given or None,
+            "jobTitle": None,
+            "mail": box.upn,
+            "mobilePhone": None,
+            "officeLocation": None,
+            "preferredLanguage": None,
+            "surname": surname or None,
+            "userPrincipalName": box.upn,
+            "id": box.object_id,
+        }
+
     def _calendar_json(self, box: _Mailbox, calendar: str) -> dict[str, Any]:
         return {
             "id": calendar,

@@ -139,6 +139,8 @@ class RoutingMixin(IdentityMixin, MailboxMixin, EventsMixin, DeltaMixin):
 
     def _mailbox_route(self, call: _Call) -> _Response:
         box, method = call.box, call.method
+        if not call.rest and method == "GET":
+            return _Response(200, self._user_json(box))
         if call.rest_lower[:1] == ["mailboxsettings"]:
             return self._mailbox_settings(box, method, call.rest_lower[1:], call.payload)
         # calendar prefix
