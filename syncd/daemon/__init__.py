@@ -108,7 +108,7 @@ class Daemon:
 
         api = self.rt.config.api
         app = create_app(self.rt.service, metrics=self.rt.metrics, scheduler_alive=lambda: self.scheduler.running,
-                         push=self.rt.push)
+                         push=self.rt.push, onboarding=self.rt.onboarding)
         server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, log_level="warning",
                                                access_log=False, lifespan="off"))
         self._api_thread = threading.Thread(target=server.run, name="syncd-api", daemon=True)
@@ -194,6 +194,8 @@ class Daemon:
     def _sweep(self) -> None:
         self.rt.service.advance_all()
         self.rt.service.purge_tombstones()
+        if self.rt.onboarding is not None:
+            self.rt.onboarding.prune()
 
     def stop(self) -> None:
         """Finish work in flight and stop, within STOP_WITHIN seconds."""

@@ -20,6 +20,8 @@ from syncd.publish import Publisher, Sink, build_sink
 from syncd.service import Syncd, utc_now
 from syncd.service.credentials import CredentialVault
 from syncd.service.metrics import Metrics
+from syncd.service.notices import LinkNotices
+from syncd.service.onboarding import Onboarding
 from syncd.service.push import PushChannels
 from syncd.service.replicas import ConfigAgreement
 from syncd.sync import LinkSyncer
@@ -63,6 +65,7 @@ class Runtime:
     agreement: ConfigAgreement
     sinks: dict[str, Sink] = field(default_factory=dict)
     wakeups: Wakeups = field(default_factory=Wakeups)
+    onboarding: Onboarding | None = None
 
     def prepare(self, *, adopt_config: bool = False, daemon: bool = False) -> None:
         """Migrate the schema, check the config against the other replicas' (adopting it when
@@ -90,9 +93,11 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
     publisher = Publisher(db, sinks, dead_letter_after=config.daemon.dead_letter_after, clock=clock)
     metrics = Metrics(db, clock)
     identity = this_process()
+    onboarding = Onboarding(config, db, vault, clock, wake=lambda: wakeups.ring("poll"))
+    notices = LinkNotices(config, service.recorder.sinks, clock, onboarding)
     syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync, lease_ttl=config.daemon.lease_ttl,
-                        replica=identity, database_clock=db.dialect == "postgresql")
+                        replica=identity, database_clock=db.dialect == "postgresql", notices=notices)
     push = PushChannels(service, connectors, wake=lambda: wakeups.ring("poll"))
     agreement = ConfigAgreement(db, config, identity.name, clock)
     return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, agreement, sinks,
-                   wakeups)
+                   wakeups, onboarding)
