@@ -3,8 +3,12 @@
 Recurring OOO events come as a master (``recurrence`` lines) plus exceptions
 (``recurringEventId``/``originalStartTime``; cancelled instances are exceptions too).
 They are expanded here, inside the sync window, with the same iCalendar code as the local
-and CalDAV connectors; an occurrence's event id is Google's instance id
-``<master id>_<original start>``, which the API accepts for get, patch and delete.
+and CalDAV connectors, so with the same bounds on hostile rules (`connectors.ical.walks`: a
+series too costly to expand is skipped with one warning); an occurrence's event id is
+Google's instance id ``<master id>_<original start>``, which the API accepts for get, patch
+and delete. Only single-line RRULE, EXRULE, RDATE and EXDATE strings are taken from
+``recurrence``: a line break inside one would add other components (a VTIMEZONE, more
+events) to the object read.
 """
 
 from __future__ import annotations
@@ -54,8 +58,7 @@ def series_calendar(master: Mapping[str, Any], exceptions: Iterable[Mapping[str,
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{ical.PRODID}", "BEGIN:VEVENT", f"UID:{uid}",
              _ical_point("DTSTART", master["start"]), _ical_point("DTEND", master["end"]),
              f"SUMMARY:{_ical_text(str(master.get('summary') or ''))}", "X-MICROSOFT-CDO-BUSYSTATUS:OOF"]
-    lines += [str(rule) for rule in master.get("recurrence") or () if str(rule).split(":")[0].split(";")[0]
-              in ("RRULE", "EXRULE", "RDATE", "EXDATE")]
+    lines += _recurrence_lines(master.get("recurrence"))
     overrides: list[str] = []
     for exc in exceptions:
         original = exc.get("originalStartTime")
@@ -70,6 +73,15 @@ def series_calendar(master: Mapping[str, Any], exceptions: Iterable[Mapping[str,
                       "END:VEVENT"]
     lines += ["END:VEVENT", *overrides, "END:VCALENDAR", ""]
     return "\r\n".join(lines).encode()
+
+
+def _recurrence_lines(recurrence: object) -> list[str]:
+    """The RRULE/EXRULE/RDATE/EXDATE strings of ``recurrence``, each one content line, else left out."""
+    if not isinstance(recurrence, list | tuple):
+        return []
+    lines = [str(rule) for rule in recurrence]
+    return [line for line in lines if not any(c in line for c in "\r\n\0")
+            and line.split(":")[0].split(";")[0] in ("RRULE", "EXRULE", "RDATE", "EXDATE")]
 
 
 def _original_instant(exception: Mapping[str, Any]) -> str | None:

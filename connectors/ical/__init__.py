@@ -6,9 +6,12 @@ by the local, CalDAV, Google and Outlook connectors as ``from connectors import 
 - which VEVENTs are out of office (`is_ooo`), and turning the bytes of one iCalendar object
   into `RemoteEvent`s inside a sync window (`parse_ooo_events`): `reading`, with simple
   one-event objects read by the line scanner in `fast`;
-- time zones resolved, Windows and Outlook display names mapped to IANA, floating times
-  read in the user's zone: `zones`;
+- time zones resolved, Windows and Outlook display names mapped to IANA, each object's own
+  VTIMEZONEs read with bounded work (never from icalendar's process-wide cache), floating
+  times read in the user's zone: `zones`;
 - recurring series expanded per UID with bounded work (`ExpansionLimits`): `recurrence`;
+- every recurrence walk (RRULE, RDATE, EXRULE, VTIMEZONE rules) counted and timed from
+  inside, so that a hostile rule costs a bounded part of the object's time: `walks`;
 - the bytes syncd writes: a new OOO event (`new_event_bytes`), a plain event rewritten
   (`replace_event`), one occurrence overridden (`override_occurrence`) or excluded
   (`exclude_occurrence`), a UID removed (`remove_event`): `writing`;
@@ -22,7 +25,9 @@ because the instant is the RECURRENCE-ID, not the new start.
 
 Real exports are messy (see ``tests/data/ics/ATTRIBUTION.md``): one broken DTSTART or RRULE
 makes recurring-ical-events fail for a whole calendar, so every UID is expanded on its own
-and a failure skips that UID only, reported as one line in `ParsedObject.problems`.
+and a failure skips that UID only, reported as one line in `ParsedObject.problems`. A UID
+whose recurrence is too costly to walk (``FREQ=SECONDLY`` long before the window, a rule
+that never matches again, a VTIMEZONE with millions of onsets) is skipped the same way.
 """
 
 from __future__ import annotations

@@ -14,14 +14,24 @@ etag
 
 A file that cannot be read, or is larger than ``max_file_bytes``, is skipped with one log
 line, not repeated while the file is unchanged.
+
+Symbolic links in a calendar folder are never followed, wherever they lead: a link out of the
+folder (to ``/etc/passwd``, to another user's calendar, a linked sub-folder) would let whoever
+can write into the folder make syncd read what it should not, and a link inside the folder
+would only show the same events twice and be replaced by a plain file on the first write.
+Each is skipped with one log line. Reads open the file itself with ``O_NOFOLLOW`` (no window
+between a check and the open) and ``O_NONBLOCK``, and take regular files only: a FIFO swapped
+in cannot block a worker.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +44,9 @@ __all__ = ["FilesMixin", "Snapshot", "file_name", "stat_key", "stem"]
 log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9@._+-]{1,200}$")
+_LINK_ERRNOS = (errno.ELOOP, errno.EMLINK)  # what open() with O_NOFOLLOW says of a link (Linux, BSD)
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOT_FOLLOWED = "is a symbolic link; not followed, skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +65,14 @@ def stat_key(st: os.stat_result) -> str:
 
 def _snapshot(data: bytes, st: os.stat_result) -> Snapshot:
     return Snapshot(data, st, f"{stat_key(st)}-{hashlib.sha256(data).hexdigest()[:12]}")
+
+
+def _lstat_version(path: Path) -> str:
+    """The version of a link a log line is not repeated for: the link itself, not its target."""
+    try:
+        return f"link-{stat_key(path.lstat())}"
+    except OSError:
+        return "link"
 
 
 def file_name(uid: str) -> str:
@@ -84,16 +105,22 @@ class FilesMixin(LocalBase):
         raise ConfigError(f"calendar folder {folder} does not exist; create it or fix accounts[..]")
 
     def _list(self, folder: Path) -> dict[str, os.stat_result]:
-        """The folder's ``.ics`` files and their ``stat``, sorted by name."""
+        """The folder's ``.ics`` files and their ``stat``, sorted by name; links skipped (logged)."""
         files: dict[str, os.stat_result] = {}
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    if entry.name.startswith(".") or not entry.name.endswith(".ics"):
+                    if entry.name.startswith("."):
                         continue
                     try:
-                        if entry.is_file():
-                            files[entry.name] = entry.stat()
+                        if entry.is_symlink():
+                            link = entry.stat(follow_symlinks=False)
+                            self._report(folder.name, folder / entry.name, f"link-{stat_key(link)}", _NOT_FOLLOWED)
+                            continue
+                        if not entry.name.endswith(".ics"):
+                            continue
+                        if entry.is_file(follow_symlinks=False):
+                            files[entry.name] = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # removed while we looked
         except FileNotFoundError as exc:
@@ -103,17 +130,31 @@ class FilesMixin(LocalBase):
         return dict(sorted(files.items()))
 
     def _read(self, calendar: str, path: Path) -> Snapshot | None:
-        """The file's bytes and etag; None if it is gone, unreadable or too large (logged)."""
+        """The file's bytes and etag; None if it is gone, unreadable, too large, a link or
+        not a regular file (logged)."""
         try:
-            with open(path, "rb") as f:
+            if not hasattr(os, "O_NOFOLLOW") and path.is_symlink():  # no O_NOFOLLOW (Windows): check first
+                raise OSError(errno.ELOOP, "symbolic link")
+            fd = os.open(path, _OPEN_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno in _LINK_ERRNOS:
+                self._report(calendar, path, _lstat_version(path), _NOT_FOLLOWED)
+            else:
+                self._report(calendar, path, "unreadable", f"cannot be read ({exc.strerror or exc}); skipped")
+            return None
+        try:
+            with os.fdopen(fd, "rb") as f:
                 st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    self._report(calendar, path, stat_key(st), "is not a regular file; skipped")
+                    return None
                 if st.st_size > self.max_file_bytes:
                     self._report(calendar, path, stat_key(st),
                                  f"file is {st.st_size} bytes, over the {self.max_file_bytes} byte limit; skipped")
                     return None
                 data = f.read(self.max_file_bytes + 1)
-        except FileNotFoundError:
-            return None
         except OSError as exc:
             self._report(calendar, path, "unreadable", f"cannot be read ({exc.strerror or exc}); skipped")
             return None
