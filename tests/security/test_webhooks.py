@@ -257,14 +257,16 @@ def test_the_config_and_the_sink_apply_one_rule(secret: str) -> None:
 
 NOW = 1_700_000_000
 GOOD = sign(WHSEC, NOW, b"{}")
+GOOD_MAC = "v1=" + dict(part.split("=", 1) for part in GOOD.split(","))["v1"]  # without its timestamp
 
 header_values = st.one_of(
     st.text(),
     st.binary().map(lambda b: b.decode("latin-1")),
     st.builds(lambda n: f"t={n},v1=00", st.integers(min_value=-(10**40), max_value=10**40)),
-    st.builds(lambda n: f"t={'9' * n},{GOOD.split(',')[1]}", st.integers(min_value=1, max_value=6000)),
+    st.builds(lambda n: f"t={'9' * n},{GOOD_MAC}", st.integers(min_value=1, max_value=6000)),
     st.builds(lambda parts: ",".join(parts), st.lists(st.sampled_from(
-        ["t=", "v1=", "t", "=", "", " ", "v1=" + GOOD.split("v1=")[1], f"t={NOW}", "t=١٧٠٠", "v1=ÅÄÖ", "t=²"]))),
+        # the good MAC with another timestamp, never its own: no join of these is a valid header
+        ["t=", "v1=", "t", "=", "", " ", GOOD_MAC, f"t={NOW + 1}", "t=١٧٠٠", "v1=ÅÄÖ", "t=²"]))),
 )
 
 
@@ -274,7 +276,7 @@ header_values = st.one_of(
 @example("t=" + "9" * 5000 + ",v1=00")  # more digits than int() takes
 @example("t=١٧٠٠٠٠٠٠٠٠,v1=00")
 @example("t=,v1=")
-@example("v1=" + GOOD.split("v1=")[1])
+@example(GOOD_MAC)
 def test_verify_signature_returns_false_and_never_raises(value: str) -> None:
     assert verify_signature(WHSEC, value, b"{}", now=NOW) is False
 
