@@ -76,7 +76,7 @@ def _sync_once(rt: Runtime, users: list[str]) -> int:
         print(f"{outcome.name}: {outcome.held_deletions} deletions held; "
               f"confirm with `syncd links release-deletions {outcome.link_id}`", file=sys.stderr)
     print(f"synced {len(outcomes) - len(failed)}/{len(outcomes)} links; {sum(o.actions for o in outcomes)} "
-          f"changes applied; {report.delivered} status events delivered")
+          f"changes applied; {report.delivered} event(s) delivered")
     return 1 if failed else 0
 
 

@@ -117,7 +117,7 @@ class Listing:
                 row = current.get(link_id)
                 if row is not None and row.state == "reauth_required":
                     self.schedule.notices.restored(session, self.schedule.notices.ref(
-                        link_id, snap.account, snap.calendar), snap.user_id)
+                        link_id, snap.account, snap.configured), snap.user_id)
                 rows.append({"id": link_id, "last_sync_at": now, "last_success_at": now, "failures": 0,
                              "last_error": None, "state": "ok", "held_deletions": 0, "release_deletions": False,
                              "cursor": changes.cursor, "lease_expires": None,

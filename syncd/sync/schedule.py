@@ -120,4 +120,4 @@ class Schedule:
         self.db.run(work, what=f"saving link {snap.name}")
 
     def _ref(self, snap: Snapshot) -> LinkRef:
-        return self.notices.ref(snap.link.id, snap.account, snap.calendar)
+        return self.notices.ref(snap.link.id, snap.account, snap.configured)

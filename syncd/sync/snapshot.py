@@ -54,6 +54,7 @@ class Snapshot:
     email: str = ""
     pushed: bool = False  # a live push channel tells us about changes: poll less often
     started_at: datetime | None = None  # a poll asked for after this (a notification) is kept
+    configured: str = ""  # the calendar as the config names it (``calendar`` becomes the connector's address)
 
 
 @dataclass
@@ -68,4 +69,4 @@ def snapshot_of(row: CalendarLinkRow, user: UserRow, pushed: bool, now: datetime
     view = rc.LinkView(row.id, cast(rc.Direction, row.direction), f"calendar:{row.account}/{row.calendar}")
     return Snapshot(view, user.id, user.timezone, row.account, row.calendar, row.cursor, row.release_deletions,
                     row.state, row.failures, f"{user.id}/{row.account}/{row.calendar}", user.email.lower(),
-                    pushed, now)
+                    pushed, now, row.calendar)

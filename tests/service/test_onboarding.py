@@ -249,7 +249,8 @@ def test_a_lost_grant_asks_the_agent_to_connect_again(world: World) -> None:
     (lost,) = world.link_events()
     assert lost["type"] == "link.reauth_required"
     assert lost["user"] == {"id": "alice", "email": ALICE}
-    assert lost["link"]["account"] == "workspace" and lost["link"]["provider"] == "google"
+    assert lost["link"] == {"id": lost["link"]["id"], "account": "workspace", "provider": "google",
+                            "calendar": "primary"}
     assert "invalid_grant" in lost["error"] or "cannot sign in" in lost["error"]
     url = lost["connect"]["url"]
     assert url.startswith(f"{PUBLIC}/connect/")

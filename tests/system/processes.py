@@ -40,11 +40,13 @@ type = "stdout"
 
 
 @contextmanager
-def running_daemon(config: Path, *, warnings: str = "ignore") -> Iterator[subprocess.Popen[str]]:
-    """`syncd run` until it says it is running (its stderr from then on is left to read);
-    stopped with SIGTERM, or killed, on the way out if still running."""
+def running_daemon(config: Path, *, warnings: str = "ignore",
+                   stdout: int = subprocess.DEVNULL) -> Iterator[subprocess.Popen[str]]:
+    """`syncd run` until it says it is running (its stderr from then on is left to read, and its
+    stdout too with ``stdout=subprocess.PIPE``: the stdout sink's events); stopped with SIGTERM,
+    or killed, on the way out if still running."""
     proc = subprocess.Popen([sys.executable, "-m", "syncd", "-c", str(config), "run"], cwd=config.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdout=stdout, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONWARNINGS": warnings})
     try:
         assert proc.stderr is not None
@@ -60,5 +62,6 @@ def running_daemon(config: Path, *, warnings: str = "ignore") -> Iterator[subpro
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        for stream in (proc.stderr, proc.stdout):
+            if stream is not None:
+                stream.close()

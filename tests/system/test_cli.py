@@ -88,7 +88,7 @@ def test_ooo_add_list_status_and_end(workdir: Path, capsys: pytest.CaptureFixtur
     code, out, _ = run(capsys, "sync", "--once")
     events = [json.loads(line) for line in out.strip().splitlines() if line.startswith("{")]
     assert [(e["status"], e["reason"], e["block"]["id"]) for e in events] == [("away", "ooo_started", block_id)]
-    assert "1 status events delivered" in out
+    assert "1 event(s) delivered" in out
 
     code, out, _ = run(capsys, "ooo", "list", "alice", "--json")
     blocks = json.loads(out)

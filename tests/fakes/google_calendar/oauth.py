@@ -43,6 +43,15 @@ class OAuthMixin(FakeGoogleBase):
                 if user == self._refresh_tokens.get(refresh_token):
                     del self._access_tokens[token]
 
+    def revoke_grants(self, user: str) -> int:
+        """The user removes the app's access in their Google Account: every refresh token issued
+        for them stops working (and their access tokens with it). Returns how many."""
+        with self._lock:
+            tokens = [token for token, owner in self._refresh_tokens.items() if owner == user]
+        for token in tokens:
+            self.revoke_refresh_token(token)
+        return len(tokens)
+
     def deny_subject(self, user: str) -> None:
         """Service-account impersonation of ``user`` now fails with ``invalid_grant``."""
         with self._lock:
