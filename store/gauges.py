@@ -1,15 +1,17 @@
-"""Counts an operator graphs (outbox depth and age, users per status, links per state), read
-when metrics are scraped, so they are right on every replica without bookkeeping."""
+"""Counts an operator graphs (outbox depth and age, users per status, links per state, live
+replicas, open push channels), read when metrics are scraped, so they are right on every
+replica without bookkeeping."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.models import CalendarLinkRow, DeliveryRow, UserStatusRow
+from store.models import CalendarLinkRow, DeliveryRow, PushChannelRow, ReplicaRow, UserStatusRow
+from store.replicas import db_now
 
 __all__ = ["Gauges", "read"]
 
@@ -20,9 +22,13 @@ class Gauges:
     oldest_pending: datetime | None
     users: dict[str, int]  # effective status -> users
     links: dict[str, int]  # state -> enabled links
+    replicas: int = 0  # daemons whose heartbeat is recent (see `store.replicas.heartbeat`)
+    push_channels: int = 0  # push channels open (not expired)
 
 
-def read(session: Session) -> Gauges:
+def read(session: Session, *, now: datetime, alive_for: timedelta) -> Gauges:
+    """``now`` is this process's clock; a replica counts as live when its heartbeat is at most
+    ``alive_for`` old, judged on PostgreSQL by the database's clock, as the replicas judge each other."""
     undelivered = [(r[0], r[1], int(r[2])) for r in session.execute(
         select(DeliveryRow.sink, DeliveryRow.state, func.count()).where(DeliveryRow.state != "delivered")
         .group_by(DeliveryRow.sink, DeliveryRow.state))]
@@ -34,4 +40,8 @@ def read(session: Session) -> Gauges:
     links = {r[0]: int(r[1]) for r in session.execute(
         select(CalendarLinkRow.state, func.count()).where(CalendarLinkRow.enabled.is_(True))
         .group_by(CalendarLinkRow.state))}
-    return Gauges(undelivered, oldest, users, links)
+    since = (db_now(session) or now) - alive_for
+    replicas = session.scalar(select(func.count()).select_from(ReplicaRow).where(ReplicaRow.seen_at >= since)) or 0
+    channels = session.scalar(select(func.count()).select_from(PushChannelRow)
+                              .where(PushChannelRow.expires_at > now)) or 0
+    return Gauges(undelivered, oldest, users, links, int(replicas), int(channels))

@@ -16,9 +16,9 @@ from syncd.cli.commands import dispatch
 from syncd.cli.parser import parser
 from syncd.config import Config, find_config_path, load_config
 from syncd.core.errors import Bug, ConfigError, ConfirmationRequired, RetryLater, SyncdError, UserInputError
+from syncd.daemon.logs import setup_logging
 
 __all__ = ["main"]
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,31 +27,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         from syncd.service.credentials import new_key
         print(new_key())  # needs no config: it is what goes into one
         return 0
+    json_logs = False
     try:
         config = load_config(find_config_path(args.config, os.environ))
-        logging.basicConfig(level=config.daemon.log_level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        # A tick skipped because the previous one still runs is by design (coalescing), not news.
-        logging.getLogger("apscheduler").setLevel(logging.ERROR)
+        setup_logging(config.daemon.log_level, config.daemon.log_format)
+        json_logs = config.daemon.log_format == "json"
         if args.command == "check-config":
             return _check_config(config)
         return dispatch(args, config)
     except ConfirmationRequired as exc:
-        print(f"syncd: {exc}", file=sys.stderr)
+        _error(exc, json_logs)
         return 3
     except (ConfigError, UserInputError) as exc:
-        print(f"syncd: {exc}", file=sys.stderr)
+        _error(exc, json_logs)
         return 2
     except (RetryLater, SyncdError) as exc:
         if isinstance(exc, Bug):
             raise
-        print(f"syncd: {exc}", file=sys.stderr)
+        _error(exc, json_logs)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
+def _error(exc: Exception, json_logs: bool) -> None:
+    """The one line an operator reads; with JSON logs, a log record like every other stderr line."""
+    if json_logs:
+        logging.getLogger("syncd.cli").error("%s", exc)
+    else:
+        print(f"syncd: {exc}", file=sys.stderr)
 
 
 def _check_config(config: Config) -> int:

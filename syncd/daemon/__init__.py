@@ -6,8 +6,13 @@ Jobs (APScheduler 3, one thread pool):
 - ``poll``    every second: claim links whose poll is due (randomised, backed off after
   errors) and sync them — several such jobs may run at once, each with its own links;
 - ``deliver`` every second: retry outbox deliveries that are due;
-- ``sweep``   every ``sweep_interval``: re-evaluate every user and purge old tombstones,
-  a safety net for anything a timer missed.
+- ``sweep``   every ``sweep_interval``: re-evaluate every user, purge old tombstones and spent
+  connect links,
+  a safety net for anything a timer missed;
+- ``watchdog`` under systemd with ``WatchdogSec=``: ``WATCHDOG=1`` every half of the
+  timeout, on a thread of its own, so a scheduler whose loop stops (or an API thread that
+  died) gets the service restarted. systemd also hears ``READY=1`` once the API and the
+  scheduler run, and ``STOPPING=1`` when a stop begins (`syncd.daemon.notify`).
 
 SIGTERM / SIGINT: no new work starts, work in flight finishes (bounded by connector
 timeouts), and the process exits within 10 s. Everything is recorded in the database as it
@@ -33,7 +38,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from syncd.core.errors import ConfigError, SyncdError
 from syncd.core.text import first_line, redact_url
 from syncd.daemon.heap import return_free_memory
+from syncd.daemon.notify import Notifier
 from syncd.daemon.runtime import Runtime
+from syncd.service.metrics import readiness
 from syncd.service.replicas import HEARTBEAT
 
 __all__ = ["Daemon"]
@@ -49,8 +56,9 @@ TRIM_EVERY = 60  # seconds between hand-backs of free heap pages to the system (
 
 class Daemon:
     def __init__(self, runtime: Runtime, *, poll_workers: int = 4, serve_api: bool = True,
-                 adopt_config: bool = False) -> None:
+                 adopt_config: bool = False, notifier: Notifier | None = None) -> None:
         self.rt = runtime
+        self.notifier = notifier or Notifier()  # systemd's NOTIFY_SOCKET; does nothing without one
         self.serve_api = serve_api
         self.adopt_config = adopt_config
         self.exit_code = 0  # 2 when the replicas agreed on another config meanwhile
@@ -62,7 +70,8 @@ class Daemon:
         runtime.wakeups.listen("poll", self._wake_poll)  # a push notification: poll now, not at the next tick
         runtime.wakeups.listen("deliver", lambda: self._wake("deliver"))
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(poll_workers + 3)},
+            # The watchdog has a thread of its own: long syncs filling the pool must not look like a hang.
+            executors={"default": ThreadPoolExecutor(poll_workers + 3), "watchdog": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "misfire_grace_time": 30},
             timezone="UTC",
         )
@@ -91,6 +100,7 @@ class Daemon:
         if rt.push.accounts():
             self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
                                    max_instances=1, next_run_time=datetime.now(UTC))
+        rt.metrics.readiness = self._readiness
         if self.serve_api:
             self._start_api()  # first: opening a Graph subscription needs the hook to answer already
         self.scheduler.start()
@@ -102,6 +112,11 @@ class Daemon:
         gc.freeze()
         log.info("syncd running: %d user(s), %d calendar link(s), sinks: %s, database: %s",
                  users, links, ", ".join(rt.sinks) or "none", redact_url(daemon.database_url))
+        self.notifier.ready(f"running: {users} user(s), {links} calendar link(s)")
+        watchdog = self.notifier.watchdog_interval
+        if watchdog is not None:  # after READY=1: systemd counts pings from then on
+            self.scheduler.add_job(self._guard(self._watchdog), "interval", seconds=watchdog, id="watchdog",
+                                   max_instances=1, executor="watchdog")
 
     def _start_api(self) -> None:
         from syncd.api import create_app
@@ -109,8 +124,9 @@ class Daemon:
         api = self.rt.config.api
         app = create_app(self.rt.service, metrics=self.rt.metrics, scheduler_alive=lambda: self.scheduler.running,
                          push=self.rt.push, onboarding=self.rt.onboarding)
+        # log_config=None: uvicorn's records go through syncd's handler and format (text or JSON).
         server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, log_level="warning",
-                                               access_log=False, lifespan="off"))
+                                               access_log=False, lifespan="off", log_config=None))
         self._api_thread = threading.Thread(target=server.run, name="syncd-api", daemon=True)
         self._api_thread.start()
         deadline = time.monotonic() + 10
@@ -191,6 +207,16 @@ class Daemon:
             self.exit_code = 2
             self.stopping.set()
 
+    def _watchdog(self) -> None:
+        """``WATCHDOG=1``: this job running proves the scheduler runs jobs; the API must be up too."""
+        if self._api_thread is not None and not self._api_thread.is_alive():
+            return  # no ping: systemd restarts the service after WatchdogSec
+        self.notifier.watchdog()
+
+    def _readiness(self) -> dict[str, bool]:
+        """What /readyz checks, for the `syncd_ready` gauge."""
+        return readiness(self.rt.db.ping, lambda: bool(self.scheduler.running), self.rt.service.stuck_links)
+
     def _sweep(self) -> None:
         self.rt.service.advance_all()
         self.rt.service.purge_tombstones()
@@ -203,6 +229,7 @@ class Daemon:
             return
         self._stopped = True
         self.stopping.set()
+        self.notifier.stopping()
         log.info("stopping: finishing work in flight")
         done = threading.Event()
 

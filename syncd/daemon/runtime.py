@@ -9,13 +9,15 @@ notification: poll now; a batch of status changes committed: deliver now) throug
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from connectors.registry import Connectors
 from store.db import Database
 from syncd.config import Config
+from syncd.core.errors import SyncdError
 from syncd.publish import Publisher, Sink, build_sink
 from syncd.service import Syncd, utc_now
 from syncd.service.credentials import CredentialVault
@@ -27,7 +29,7 @@ from syncd.service.replicas import ConfigAgreement
 from syncd.sync import LinkSyncer
 from syncd.sync.replica import this_process
 
-__all__ = ["Runtime", "Wakeups", "build_runtime"]
+__all__ = ["CountedSink", "Runtime", "Wakeups", "build_runtime"]
 
 
 class Wakeups:
@@ -47,6 +49,40 @@ class Wakeups:
             listeners = list(self._listeners.get(job, ()))
         for listener in listeners:
             listener()
+
+
+class CountedSink(Sink):
+    """A sink as the publisher sees it, counting what it delivers and what fails
+    (``syncd_deliveries_total``); everything else is the sink's own."""
+
+    def __init__(self, sink: Sink, metrics: Metrics) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.concurrency = sink.concurrency
+        self.metrics = metrics
+
+    def deliver(self, event: Mapping[str, Any]) -> None:
+        try:
+            self.sink.deliver(event)
+        except SyncdError:
+            self.metrics.observe_deliveries(self.name, 0, 1)
+            raise
+        self.metrics.observe_deliveries(self.name, 1, 0)
+
+    def deliver_all(self, queues: Sequence[Sequence[Mapping[str, Any]]]) -> list[tuple[int, SyncdError | None]]:
+        outcomes = self.sink.deliver_all(queues)
+        self.metrics.observe_deliveries(self.name, sum(sent for sent, _ in outcomes),
+                                        sum(1 for _, failure in outcomes if failure is not None))
+        return outcomes
+
+    def prepare(self, events: Sequence[Mapping[str, Any]], at: float) -> None:
+        self.sink.prepare(events, at)
+
+    def close(self) -> None:
+        self.sink.close()
+
+    def __repr__(self) -> str:
+        return repr(self.sink)
 
 
 @dataclass
@@ -90,14 +126,20 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
     connectors = connectors or Connectors(config.accounts, max_occurrences=config.daemon.max_occurrences,
                                           refresh_tokens=vault)
     sinks = sinks if sinks is not None else {s.name: build_sink(s) for s in config.sinks}
-    publisher = Publisher(db, sinks, dead_letter_after=config.daemon.dead_letter_after, clock=clock)
     metrics = Metrics(db, clock)
+    metrics.expect(providers=sorted({a.provider for a in config.accounts.values()}), sinks=list(sinks))
+    publisher = Publisher(db, {name: CountedSink(sink, metrics) for name, sink in sinks.items()},
+                          dead_letter_after=config.daemon.dead_letter_after, clock=clock)
     identity = this_process()
     onboarding = Onboarding(config, db, vault, clock, wake=lambda: wakeups.ring("poll"))
     notices = LinkNotices(config, service.recorder.sinks, clock, onboarding)
     syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync, lease_ttl=config.daemon.lease_ttl,
                         replica=identity, database_clock=db.dialect == "postgresql", notices=notices)
-    push = PushChannels(service, connectors, wake=lambda: wakeups.ring("poll"))
+
+    def pushed() -> None:  # a push notification made links due
+        metrics.push_wakeups.inc()
+        wakeups.ring("poll")
+    push = PushChannels(service, connectors, wake=pushed)
     agreement = ConfigAgreement(db, config, identity.name, clock)
     return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, agreement, sinks,
                    wakeups, onboarding)
