@@ -94,9 +94,10 @@ def client(service: Syncd, database: Database, clock: Clock) -> Iterator[TestCli
 
 
 def put_user(client: TestClient, uid: str, **body: Any) -> Response:
+    """PUT a user with a write token; with an admin one when it changes calendar links."""
     body.setdefault("email", f"{uid}@example.com")
     body.setdefault("timezone", "Europe/Stockholm")
-    return client.put(f"/v1/users/{uid}", json=body, headers=W)
+    return client.put(f"/v1/users/{uid}", json=body, headers=A if "calendars" in body else W)
 
 
 def add_block(client: TestClient, uid: str, **body: Any) -> dict[str, Any]:
@@ -130,7 +131,8 @@ def test_scopes_nest_admin_write_read(client: TestClient) -> None:
     for headers in (R, W, A):
         assert client.get("/v1/users", headers=headers).status_code == 200
     for i, headers in enumerate((W, A)):
-        created = client.put(f"/v1/users/u{i}", json={"email": "u@example.com", "timezone": "UTC"}, headers=headers)
+        created = client.put(f"/v1/users/u{i}", json={"email": f"u{i}@example.com", "timezone": "UTC"},
+                             headers=headers)
         assert created.status_code == 201, created.text
     for headers in (R, W):
         error(client.post("/v1/links/1/release-deletions", headers=headers), 403, "forbidden")
@@ -176,8 +178,10 @@ def test_put_user_creates_then_updates(client: TestClient) -> None:
     assert updated.status_code == 200, updated.text
     body = updated.json()
     assert body["email"] == "robert@example.com" and body["timezone"] == "Europe/Berlin"
-    assert body["calendars"] == []  # the API sends the whole list: links left out are switched off
+    assert [c["calendar"] for c in body["calendars"]] == ["bob-cal"]  # calendars left out: kept as they are
     assert client.get("/v1/users/bob", headers=R).json() == body
+    emptied = put_user(client, "bob", email="robert@example.com", timezone="Europe/Berlin", calendars=[])
+    assert emptied.status_code == 200 and emptied.json()["calendars"] == []  # the whole list: none left
 
 
 @pytest.mark.parametrize(("body", "needle"), [
@@ -701,19 +705,23 @@ def test_links_and_release_deletions_are_admin_only(client: TestClient) -> None:
 
 
 def test_readyz(make_client: AppFactory) -> None:
-    ready = make_client().get("/readyz")
+    client = make_client()
+    ready = client.get("/readyz", headers=R)
     assert ready.status_code == 200
     assert ready.json() == {"ready": True, "checks": {"database": "ok", "scheduler": "ok", "links": "ok"}}
-    stopped = make_client(scheduler_alive=lambda: False).get("/readyz")
-    assert stopped.status_code == 503 and stopped.json()["ready"] is False
-    assert stopped.json()["checks"]["scheduler"] == "not running"
+    assert client.get("/readyz").json() == {"ready": True, "failing": []}  # strangers learn no more
+    stopped = make_client(scheduler_alive=lambda: False)
+    assert stopped.get("/readyz", headers=R).status_code == 503
+    assert stopped.get("/readyz", headers=R).json()["checks"]["scheduler"] == "not running"
+    assert stopped.get("/readyz").json() == {"ready": False, "failing": ["scheduler"]}
 
 
 def test_readyz_reports_overdue_links(make_client: AppFactory, clock: Clock) -> None:
     client = make_client()
     clock.advance(timedelta(hours=1))  # alice's link was due at T0 and nobody polled it
-    response = client.get("/readyz")
+    response = client.get("/readyz", headers=R)
     assert response.status_code == 503 and "alice/mem/work" in response.json()["checks"]["links"]
+    assert "alice" not in client.get("/readyz").text  # user ids are for a read token
 
 
 def test_metrics_has_the_families(client: TestClient) -> None:
@@ -758,7 +766,8 @@ def test_unexpected_errors_are_json_without_traceback(make_client: AppFactory, d
 
 
 def test_openapi_document_describes_the_api(client: TestClient) -> None:
-    doc = client.get("/openapi.json").json()
+    assert client.get("/openapi.json").status_code == 401  # api.public_docs is off by default
+    doc = client.get("/openapi.json", headers=R).json()
     paths = doc["paths"]
     for path in ("/v1/users/{user_id}", "/v1/users", "/v1/teams/{team_id}", "/v1/users/{user_id}/status",
                  "/v1/users/{user_id}/ooo", "/v1/ooo/{block_id}", "/v1/ooo/{block_id}/end", "/v1/rotations",

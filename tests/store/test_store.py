@@ -145,8 +145,8 @@ def _hold_write_lock(path: Path, locked: threading.Event, release: threading.Eve
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO users (id, email, timezone, working_hours, origin, created_at) "
-                     "VALUES ('holder', 'h@example.com', 'UTC', '{}', 'api', '2026-03-02 09:00:00')")
+        conn.execute("INSERT INTO users (id, email, email_key, timezone, working_hours, origin, created_at) "
+                     "VALUES ('holder', 'h@example.com', 'h@example.com', 'UTC', '{}', 'api', '2026-03-02 09:00:00')")
         locked.set()
         release.wait(5)
         conn.execute("COMMIT")
