@@ -51,7 +51,8 @@ def ids(session: Session) -> list[str]:
 
 
 def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: dict[str, Any],
-           links: Sequence[LinkSpec], origin: str, now: datetime) -> tuple[UserRow, bool]:
+           links: Sequence[LinkSpec], origin: str, now: datetime, replacement: str | None = None
+           ) -> tuple[UserRow, bool]:
     """Create or update a user and their calendar links. Returns the row, and whether what
     decides their status besides their blocks (zone, working hours) is unchanged. From the
     API the whole list of links is sent: links left out are switched off (kept, with their
@@ -62,6 +63,7 @@ def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: 
         row = UserRow(id=user_id, created_at=now, origin=origin)
         session.add(row)
     row.email, row.email_key, row.timezone, row.working_hours = email, email.lower(), timezone, hours
+    row.replacement = replacement
     session.flush()
     for spec in links:
         link = session.scalars(select(CalendarLinkRow).where(

@@ -38,6 +38,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _sync_once(rt, args.user)
             case "status":
                 return _status(rt, args)
+            case "route":
+                return _route(rt, args)
             case "set-status":
                 info = rt.service.set_status(args.user, args.status, end_ooo_early=args.end_ooo_early, by="cli")
                 _print_status([info.as_json()], as_json=False)
@@ -121,6 +123,17 @@ def _print_status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
         print("  ".join(parts).rstrip())
 
 
+def _route(rt: Runtime, args: argparse.Namespace) -> int:
+    at = parse_instant(args.at, "--at") if args.at else None
+    route = rt.service.route(args.user, at)
+    if args.json:
+        print(json.dumps(route.as_json(), indent=2))
+        return 0
+    via = f"  via {' -> '.join(route.chain)}" if route.chain else ""
+    print(f"{route.user:<12}  {route.status:<9}  route to {route.route_to or 'nobody'}  ({route.reason}){via}")
+    return 0
+
+
 def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
     service = rt.service
     match args.ooo:
@@ -137,7 +150,7 @@ def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
                     raise UserInputError("give --start and --end (ISO 8601 with an offset), or --date for all-day")
                 content = timed_content(parse_instant(args.start, "--start"), parse_instant(args.end, "--end"),
                                         args.title)
-            block = service.add_block(args.user, content)
+            block = service.add_block(args.user, content, replacement=args.replacement)
             print(block.id)
         case "list":
             blocks = [b.as_json() for b in service.list_blocks(args.user)]

@@ -154,6 +154,11 @@ class Loader(AccountsReader, SinksReader):
                                     "an email belongs to one user")
             seen_users[user.id] = seen_emails[user.email.lower()] = table.path
             users.append(user)
+        for table, user in zip(root.tables("users"), users, strict=True):
+            if user.replacement == user.id:
+                table.fail("replacement", f"{user.id} cannot replace themselves; name another user")
+            if user.replacement is not None and user.replacement not in seen_users:
+                table.fail("replacement", f"no user {user.replacement!r} in this file; name one of its users")
         sinks = self.sinks(root.tables("sinks"))
         return Config(
             path=where,
@@ -263,7 +268,7 @@ class Loader(AccountsReader, SinksReader):
         return str(url).rstrip("/")
 
     def user(self, t: Table, accounts: Mapping[str, AccountConfig]) -> UserConfig:
-        t.allow(("id", "email", "timezone", "working_hours", "calendars"))
+        t.allow(("id", "email", "timezone", "working_hours", "calendars", "replacement"))
         user_id = t.string("id")
         email = t.string("email")
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
@@ -287,7 +292,8 @@ class Loader(AccountsReader, SinksReader):
                                             f"is already linked (also {seen[pair]})")
             seen[pair] = link_table.path
             links.append(link)
-        return UserConfig(id=user_id, email=email, timezone=zone, working_hours=hours, calendars=tuple(links))
+        return UserConfig(id=user_id, email=email, timezone=zone, working_hours=hours, calendars=tuple(links),
+                          replacement=t.string("replacement", None))
 
     def working_hours(self, t: Table) -> Mapping[int, tuple[tuple[time, time], ...]]:
         hours: dict[int, tuple[tuple[time, time], ...]] = {}

@@ -148,6 +148,7 @@ class UserConfig:
         default_factory=lambda: MappingProxyType({})
     )
     calendars: tuple[CalendarLinkConfig, ...] = ()
+    replacement: str | None = None  # who takes their work while they are away (a user id)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -12,14 +12,15 @@ Pure: the caller passes how to look up a person's status and replacement at the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from syncd.core.availability import AVAILABLE, Status
+from syncd.core.availability import AVAILABLE, AWAY, Status
 
-__all__ = ["MAX_CHAIN", "BlockReplacement", "Route", "RouteReason", "replacement_at", "resolve_route"]
+__all__ = ["MAX_CHAIN", "BlockReplacement", "Route", "RouteReason", "replacement_at", "resolve_route",
+           "resolve_routes"]
 
 MAX_CHAIN = 10
 
@@ -84,3 +85,30 @@ def resolve_route(user: str, status_of: Callable[[str], Status | None],
             break
         current = candidate
     return Route(user, status, None, tuple(chain), "no_replacement_available" if chain else "no_replacement")
+
+
+def resolve_routes(users: Collection[str], statuses: Callable[[Collection[str]], Mapping[str, Status]],
+                   replacements: Callable[[Collection[str]], Mapping[str, str | None]], *,
+                   limit: int = MAX_CHAIN) -> dict[str, Route]:
+    """The routes of many users at one instant, asking for statuses and replacements a whole
+    step of every chain at a time (at most ``limit`` + 1 calls of each, however many users).
+    ``statuses`` and ``replacements`` leave out the people they do not know."""
+    status_known: dict[str, Status | None] = {u: None for u in users}
+    status_known.update(statuses(list(users)))
+    names: dict[str, str | None] = {}
+    # People whose replacement the walks need next: the away ones reached so far.
+    frontier = {u for u in users if status_known[u] == AWAY}
+    for _ in range(limit):
+        ask = frontier - names.keys()
+        if not ask:
+            break
+        names.update({u: None for u in ask})
+        names.update(replacements(sorted(ask)))
+        reached = {names[u] for u in ask} - {None}
+        new = sorted(p for p in reached if p is not None and p not in status_known)
+        status_known.update({p: None for p in new})
+        if new:
+            status_known.update(statuses(new))
+        frontier = {p for p in reached if p is not None and status_known[p] == AWAY}
+    known_users = [u for u in users if status_known[u] is not None]
+    return {u: resolve_route(u, status_known.get, names.get, limit=limit) for u in known_users}

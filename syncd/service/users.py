@@ -35,7 +35,7 @@ class UserOperations(ServiceBase):
         """Create or update a user and their calendar links (from the config file or the API)."""
         row, same_rules = users.upsert(
             session, user_id=user.id, email=user.email, timezone=user.timezone,
-            hours=hours_to_json(user.working_hours), origin=origin, now=now,
+            hours=hours_to_json(user.working_hours), origin=origin, now=now, replacement=user.replacement,
             links=[users.LinkSpec(c.account, c.calendar, c.sync_ooo, c.direction) for c in user.calendars])
         # A staged transition stays unless what decides the status changed (zone, hours).
         self.recorder.load(session, row, now, keep_staged=same_rules)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.core.availability import Status
-from syncd.core.route import MAX_CHAIN, BlockReplacement, Route, replacement_at, resolve_route
+from syncd.core.route import MAX_CHAIN, BlockReplacement, Route, replacement_at, resolve_route, resolve_routes
 
 PROPS = settings(max_examples=300, deadline=None)
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -126,3 +126,25 @@ def test_properties_of_any_graph(graph: tuple[dict[str, Status], dict[str, str |
             break
     reachable = [p for p in walk if statuses.get(p) == "available"]
     assert r.route_to == (reachable[0] if reachable else None)
+
+
+@PROPS
+@given(graphs, st.lists(people, min_size=1, max_size=6, unique=True))
+def test_many_at_once_agree_with_one_at_a_time(graph: tuple[dict[str, Status], dict[str, str | None]],
+                                               users: list[str]) -> None:
+    statuses, names = graph
+    calls = {"statuses": 0, "replacements": 0}
+
+    def statuses_of(ids: object) -> dict[str, Status]:
+        calls["statuses"] += 1
+        return {u: statuses[u] for u in ids if u in statuses}  # type: ignore[attr-defined]
+
+    def replacements_of(ids: object) -> dict[str, str | None]:
+        calls["replacements"] += 1
+        return {u: names.get(u) for u in ids}  # type: ignore[attr-defined]
+
+    many = resolve_routes(users, statuses_of, replacements_of)
+    assert set(many) == {u for u in users if u in statuses}
+    for user, r in many.items():
+        assert r == route(user, statuses, names)
+    assert calls["statuses"] <= MAX_CHAIN + 1 and calls["replacements"] <= MAX_CHAIN

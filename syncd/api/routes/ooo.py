@@ -14,6 +14,7 @@ from syncd.core.errors import UserInputError
 from syncd.core.ooo import OooContent, all_day_content, timed_content
 from syncd.core.time import ensure_aware
 from syncd.service import BlockInfo, Syncd
+from syncd.service.blocks import KEEP
 
 __all__ = ["router"]
 
@@ -63,7 +64,8 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/v1/users/{user_id}/ooo", dependencies=[ctx.write], response_model=BlockOut, status_code=201)
     def add_block(user_id: str, data: BlockIn, response: Response) -> dict[str, Any]:
-        return with_etag(service.add_block(user_id, content_of(service, data, user_id)), response)
+        return with_etag(service.add_block(user_id, content_of(service, data, user_id),
+                                           replacement=data.replacement), response)
 
     @r.get("/v1/ooo/{block_id}", dependencies=[ctx.read], response_model=BlockOut)
     def get_block(block_id: str, response: Response) -> dict[str, Any]:
@@ -74,7 +76,9 @@ def router(ctx: ApiContext) -> APIRouter:
                     if_match: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         current = service.get_block(block_id)
         content = content_of(service, data, current.user, current)
-        return with_etag(service.edit_block(block_id, content, expected_revision=revision(if_match)), response)
+        replacement = data.replacement if "replacement" in data.model_fields_set else KEEP
+        return with_etag(service.edit_block(block_id, content, expected_revision=revision(if_match),
+                                            replacement=replacement), response)
 
     @r.delete("/v1/ooo/{block_id}", dependencies=[ctx.write], status_code=204)
     def delete_block(block_id: str, if_match: Annotated[str | None, Header()] = None) -> Response:
