@@ -155,12 +155,15 @@ def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
         case "list":
             blocks = [b.as_json() for b in service.list_blocks(args.user)]
             if args.json:
-                print(json.dumps([{k: b[k] for k in ("id", "start", "end", "all_day", "title", "source")}
+                print(json.dumps([{k: b[k] for k in ("id", "start", "end", "all_day", "title", "source",
+                                                     "replacement")}
                                   for b in blocks], indent=2))
             else:
                 for b in blocks:
                     kind = "all-day" if b["all_day"] else "timed"
-                    print(f"{b['id']}  {b['start']}  {b['end']}  {kind:<7}  {b['source']:<24}  {b['title']}")
+                    replacement = f"  (replacement {b['replacement']})" if b["replacement"] else ""
+                    print(f"{b['id']}  {b['start']}  {b['end']}  {kind:<7}  {b['source']:<24}  {b['title']}"
+                          f"{replacement}")
         case "delete":
             block = service.delete_block(args.block_id)
             print(f"deleted {block.id}")
