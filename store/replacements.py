@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session
 from store.models import BlockRow, UserRow
 from syncd.core.route import BlockReplacement, replacement_at
 
-__all__ = ["at_instant", "emails_of", "forget", "naming"]
+__all__ = ["anyone_named", "at_instant", "emails_of", "forget", "naming"]
+
+
+def anyone_named(session: Session) -> bool:
+    """Whether any user or live block names a replacement at all (most deployments at first: none)."""
+    by_user = select(UserRow.id).where(UserRow.replacement.is_not(None)).limit(1)
+    by_block = select(BlockRow.id).where(BlockRow.replacement.is_not(None), BlockRow.deleted_at.is_(None)).limit(1)
+    return session.scalars(by_user).first() is not None or session.scalars(by_block).first() is not None
 
 
 def at_instant(session: Session, user_ids: Collection[str], at: datetime) -> dict[str, str | None]:

@@ -62,6 +62,8 @@ class RouteEffects:
 def route_effects(session: Transaction, changes: Sequence[tuple[str, av.StatusChange]],
                   away_outside_working_hours: bool) -> RouteEffects:
     effects = RouteEffects()
+    if not changes or not replacements.anyone_named(session):
+        return effects  # every route is the user or nobody, and no change can alter one
     by_instant: dict[datetime, list[int]] = {}
     for index, (_user, change) in enumerate(changes):
         by_instant.setdefault(change.effective_at, []).append(index)

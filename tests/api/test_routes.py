@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from store.db import Database
-from store.models import OutboxRow
+from store.models import DeliveryRow, OutboxRow
 from syncd.api import create_app
-from syncd.config import ApiConfig
+from syncd.config import ApiConfig, SinkConfig
 from syncd.core.events import ROUTE_EVENT_SCHEMA, STATUS_EVENT_SCHEMA
 from syncd.service import Syncd
 from syncd.service.metrics import Metrics
@@ -40,7 +40,8 @@ def at(hours: float, days: int = 0) -> str:
 @pytest.fixture
 def service(database: Database, clock: Clock) -> Syncd:
     # ada names bo by default in the config file; the rest are registered through the API.
-    config = dataclasses.replace(make_config([user("ada", replacement="bo"), user("bo")]),
+    config = dataclasses.replace(make_config([user("ada", replacement="bo"), user("bo")],
+                                             sinks=(SinkConfig(type="stdout", name="stdout"),)),
                                  api=ApiConfig(tokens=TOKENS))
     svc = Syncd(config, database, clock=clock)
     svc.prepare()
@@ -230,6 +231,10 @@ def test_route_events_are_staged_ahead_with_the_transition(
         (None, at(0)),  # when bo went away, after ada
         ({"id": "bo", "email": "bo@example.com"}, at(1)),  # queued now, due at 10:00
     ]
+    with database.session() as s:
+        due = {iso(d.next_attempt_at) for d, o in s.execute(select(DeliveryRow, OutboxRow).join(
+            OutboxRow, OutboxRow.seq == DeliveryRow.outbox_seq)) if o.payload["id"] == staged[1]["id"]}
+    assert due == {at(1)}
     # An edit of bo before the instant undoes the staged transition, and its route event with it.
     client.patch(f"/v1/ooo/{events(database, 'status.changed')[-1]['block']['id']}", json={"end": at(2)},
                  headers=W)
