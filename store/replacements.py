@@ -37,15 +37,15 @@ def at_instant(session: Session, user_ids: Collection[str], at: datetime) -> dic
     return {u: replacement_at(default, named.get(u, ()), at) for u, default in defaults.items()}
 
 
-def naming(session: Session, user_ids: Collection[str], at: datetime) -> set[str]:
-    """Users who may name one of ``user_ids`` at ``at``: by default, or by a covering block
-    (a superset: a block naming someone else may hide the default)."""
+def naming(session: Session, user_ids: Collection[str], since: datetime, until: datetime) -> set[str]:
+    """Users who may name one of ``user_ids`` at some instant of ``[since, until]``: by default,
+    or by a block covering one (a superset: a block naming someone else may hide the default)."""
     ids = list(user_ids)
     if not ids:
         return set()
     by_default = session.scalars(select(UserRow.id).where(UserRow.replacement.in_(ids)))
     by_block = session.scalars(select(BlockRow.user_id).where(
-        BlockRow.replacement.in_(ids), BlockRow.deleted_at.is_(None), BlockRow.start <= at, BlockRow.end > at))
+        BlockRow.replacement.in_(ids), BlockRow.deleted_at.is_(None), BlockRow.start <= until, BlockRow.end > since))
     return set(by_default) | set(by_block)
 
 

@@ -85,11 +85,12 @@ def route_effects(session: Transaction, changes: Sequence[tuple[str, av.StatusCh
         gone_away = [u for u, s in after.items() if s == av.AWAY]
         for user_id, found in resolve_routes(gone_away, statuses(after), names).items():
             effects.of_change[(user_id, at)] = found
-        # Everyone whose chain may pass through a changed user, at most MAX_CHAIN steps back.
+        # Everyone whose chain may pass through a changed user, just before the instant or at
+        # it, at most MAX_CHAIN steps back.
         upstream: set[str] = set()
         level = set(after)
         for _ in range(MAX_CHAIN):
-            level = replacements.naming(session, level, at) - upstream - after.keys()
+            level = replacements.naming(session, level, at - _INSTANT, at) - upstream - after.keys()
             if not level:
                 break
             upstream |= level

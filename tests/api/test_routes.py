@@ -242,3 +242,17 @@ def test_route_events_are_staged_ahead_with_the_transition(
     clock.set(T0 + timedelta(hours=1, seconds=1))
     service.advance_due()
     assert route(client, "ada")["reason"] == "no_replacement_available"
+
+
+def test_a_block_naming_someone_that_ends_as_they_go_away_counts_as_before(
+        client: TestClient, service: Syncd, database: Database, clock: Clock) -> None:
+    client.put("/v1/users/cy", json={"email": "cy@example.com", "timezone": "Europe/Stockholm",
+                                     "replacement": "dee"}, headers=W)
+    away(client, "cy", 0, 48)
+    away(client, "cy", 0, 2, replacement="bo")  # bo takes cy's work until 11:00 ...
+    away(client, "bo", 2, 4)  # ... when bo goes away himself
+    assert route(client, "cy")["route_to"] == "bo"
+    clock.advance(timedelta(hours=2))
+    service.advance_due()
+    assert [(e["user"]["id"], e["previous_route_to"]["id"], e["route_to"]["id"], e["effective_at"])
+            for e in events(database, "route.changed")] == [("cy", "bo", "dee", at(2))]
