@@ -51,17 +51,21 @@ def ids(session: Session) -> list[str]:
 
 
 def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: dict[str, Any],
-           links: Sequence[LinkSpec], origin: str, now: datetime) -> tuple[UserRow, bool]:
+           links: Sequence[LinkSpec], origin: str, now: datetime,
+           days_off: dict[str, Any] | None = None) -> tuple[UserRow, bool]:
     """Create or update a user and their calendar links. Returns the row, and whether what
-    decides their status besides their blocks (zone, working hours) is unchanged. From the
+    decides their status besides their blocks (zone, working hours, days off) is unchanged. From the
     API the whole list of links is sent: links left out are switched off (kept, with their
     event links, in case they come back)."""
     row = session.get(UserRow, user_id)
-    same_rules = row is not None and row.timezone == timezone and row.working_hours == hours
+    days_off = days_off or None
+    same_rules = row is not None and row.timezone == timezone and row.working_hours == hours \
+        and row.days_off == days_off
     if row is None:
         row = UserRow(id=user_id, created_at=now, origin=origin)
         session.add(row)
     row.email, row.email_key, row.timezone, row.working_hours = email, email.lower(), timezone, hours
+    row.days_off = days_off
     session.flush()
     for spec in links:
         link = session.scalars(select(CalendarLinkRow).where(

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from syncd.core.calendars import OooRules
+from syncd.core.daysoff import DaysOffSpec
 from syncd.core.text import redact_url
 
 __all__ = ["DEFAULT_CONFIG_NAME", "ENV_CONFIG", "AccountConfig", "ApiConfig", "ApiToken", "CalendarLinkConfig",
@@ -83,6 +84,7 @@ class DaemonConfig:
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
     lease_ttl: timedelta = timedelta(seconds=60)  # a dead replica's links go to the others after this
+    days_off: DaysOffSpec = DaysOffSpec()  # everyone's public holidays and company days off
 
     def __repr__(self) -> str:
         # A PostgreSQL URL may carry a password.
@@ -148,6 +150,7 @@ class UserConfig:
         default_factory=lambda: MappingProxyType({})
     )
     calendars: tuple[CalendarLinkConfig, ...] = ()
+    days_off: DaysOffSpec = DaysOffSpec()  # own holidays (else the daemon's) and days off besides the daemon's
 
     @property
     def zone(self) -> ZoneInfo:

@@ -14,6 +14,7 @@ from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
 from syncd.config.links import link_problem
+from syncd.core.daysoff import DaysOffProblem, DaysOffSpec, parse_dates, parse_holidays, spec_from_json, spec_to_json
 from syncd.core.errors import AlreadyExists, NotAllowed, NotFoundInStore, UserInputError
 from syncd.core.hours import DAYS, hours_from_json, hours_to_json, parse_day
 from syncd.core.time import format_utc, zone
@@ -49,6 +50,22 @@ def _hours(data: Any) -> dict[int, tuple[tuple[time, time], ...]]:
     return hours
 
 
+def parse_days_off(body: Mapping[str, Any]) -> DaysOffSpec:
+    """``holidays`` and ``days_off`` of an API body (of a user or a team)."""
+    spec = DaysOffSpec()
+    try:
+        if body.get("holidays") is not None:
+            spec = DaysOffSpec(parse_holidays(body["holidays"]), spec.dates)
+    except DaysOffProblem as exc:
+        raise UserInputError(f"holidays.{exc.key}: {exc.message}" if exc.key else f"holidays: {exc.message}") from None
+    try:
+        if body.get("days_off") is not None:
+            spec = DaysOffSpec(spec.holidays, parse_dates(body["days_off"]))
+    except DaysOffProblem as exc:
+        raise UserInputError(f"days_off{exc.key}: {exc.message}") from None
+    return spec
+
+
 def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any]) -> UserConfig:
     """A user from an API body, checked as carefully as the config file's users."""
     email = body.get("email")
@@ -82,7 +99,7 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
     if len({(c.account, c.calendar) for c in calendars}) != len(calendars):
         raise UserInputError("calendars lists the same account and calendar twice")
     return UserConfig(id=user_id, email=email, timezone=tz, working_hours=_hours(body.get("working_hours")),
-                      calendars=tuple(calendars))
+                      calendars=tuple(calendars), days_off=parse_days_off(body))
 
 
 class Directory:
@@ -181,6 +198,7 @@ class Directory:
         return {
             "id": row.id, "email": row.email, "timezone": row.timezone, "origin": row.origin,
             "working_hours": hours_to_json(hours_from_json(row.working_hours)),
+            **spec_to_json(spec_from_json(row.days_off)),
             "calendars": [{"id": link.id, "account": link.account, "calendar": link.calendar,
                            "sync_ooo": link.sync_ooo, "direction": link.direction, "state": link.state,
                            "last_success": format_utc(link.last_success_at), "last_error": link.last_error}

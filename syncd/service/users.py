@@ -9,6 +9,7 @@ from store import links, users
 from store.db import Transaction
 from store.models import UserRow
 from syncd.config import UserConfig
+from syncd.core.daysoff import spec_to_json
 from syncd.core.errors import NotFoundInStore
 from syncd.core.hours import hours_to_json
 from syncd.core.time import format_utc
@@ -35,9 +36,9 @@ class UserOperations(ServiceBase):
         """Create or update a user and their calendar links (from the config file or the API)."""
         row, same_rules = users.upsert(
             session, user_id=user.id, email=user.email, timezone=user.timezone,
-            hours=hours_to_json(user.working_hours), origin=origin, now=now,
+            hours=hours_to_json(user.working_hours), origin=origin, now=now, days_off=spec_to_json(user.days_off),
             links=[users.LinkSpec(c.account, c.calendar, c.sync_ooo, c.direction) for c in user.calendars])
-        # A staged transition stays unless what decides the status changed (zone, hours).
+        # A staged transition stays unless what decides the status changed (zone, hours, days off).
         self.recorder.load(session, row, now, keep_staged=same_rules)
         return row
 
