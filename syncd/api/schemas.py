@@ -30,6 +30,11 @@ class UserIn(Strict):
     email: str
     timezone: str
     working_hours: dict[str, str | list[str]] | None = None
+    holidays: dict[str, str | bool] | bool | None = Field(
+        default=None, description='whose public holidays: {"country": "SE", "subdivision": "", "observed": true}, '
+                                  "or false for none; left out: the daemon's")
+    days_off: list[str] | None = Field(default=None, description='company days off besides the daemon\'s, e.g. '
+                                                                 '["2026-12-24"]')
     calendars: list[CalendarIn] | None = Field(
         default=None, description="the user's calendar links, all of them (left out: they stay as they are); "
                                   "creating or changing links needs the admin scope")
@@ -66,6 +71,8 @@ class UserOut(BaseModel):
     timezone: str
     origin: str
     working_hours: dict[str, list[str]]
+    holidays: dict[str, Any] | bool | None = Field(default=None, description="left out: the daemon's")
+    days_off: list[str] = Field(default_factory=list)
     calendars: list[CalendarOut]
 
 
@@ -95,6 +102,23 @@ class StatusOut(BaseModel):
     since: str | None
     until: str | None
     blocks: list[str]
+
+
+class IntervalOut(BaseModel):
+    start: str
+    end: str
+    status: Literal["available", "away"]
+    reason: str | None = Field(description="ooo_started, holiday, day_off, working_hours (outside them when away, "
+                                           "inside when available), manual, or null")
+    block: str | None = Field(default=None, description="with ooo_started: the block (the one ending last)")
+    holiday: str | None = Field(default=None, description="with holiday: its name")
+
+
+class TimelineOut(BaseModel):
+    user: str
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    intervals: list[IntervalOut] = Field(description="contiguous, in order, covering from..to")
 
 
 class StatusIn(Strict):

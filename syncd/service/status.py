@@ -10,6 +10,7 @@ from store.db import Transaction
 from syncd.core import availability as av
 from syncd.core.errors import ConfirmationRequired, NotFoundInStore, UserInputError
 from syncd.core.time import ensure_aware
+from syncd.core.timeline import Interval, check_span, timeline
 from syncd.service.base import ServiceBase, StatusInfo
 from syncd.service.blocks import confirmation_text
 from syncd.service.recorder import LOOKAHEAD
@@ -80,6 +81,24 @@ class StatusOperations(ServiceBase):
                                       upcoming.effective_at if upcoming else None,
                                       [p.block_id for p in av.covering(user_periods, when)])
         return out
+
+    def availability(self, user_id: str, start: datetime, end: datetime) -> list[Interval]:
+        """The user's timeline over ``[start, end)`` (at most `timeline.MAX_SPAN`), by the
+        status rules, with a manual change in force shown until the next automatic transition."""
+        start, end = ensure_aware(start, "from"), ensure_aware(end, "to")
+        check_span(start, end)
+
+        def work(session: Transaction) -> list[Interval]:
+            now = self.clock()
+            found = status.users_with_state(session, [user_id])
+            if user_id not in found:
+                raise NotFoundInStore(f"no user {user_id!r}; `syncd status` lists the known users")
+            row, periods = found[user_id], blocks.live_periods_of(session, [user_id])[user_id]
+            policy = self.recorder.policy(row)
+            state = av.initial_state(periods, policy, now) if row.effective is None else status.state_of(row)
+            state = av.advance(state, periods, policy, max(now, state.evaluated_at)).state
+            return timeline(periods, policy, start, end, state)
+        return self.db.read(work)
 
     def _past_status(self, session: Transaction, user_id: str, when: datetime, periods: list[av.Period],
                      still_until: datetime | None, current: av.StatusState) -> StatusInfo:
