@@ -242,6 +242,7 @@ class TeamRow(Base):
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[datetime]
+    origin: Mapped[str] = mapped_column(String(16), default="api", server_default="api")  # config | api
     # The team's schedule for the business-time clock; no working hours: the clock runs 24/7.
     timezone: Mapped[str | None] = mapped_column(String(64))
     working_hours: Mapped[dict[str, Any] | None]  # {"mon": ["09:00-17:00"]}

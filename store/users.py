@@ -15,7 +15,7 @@ from store.models import CalendarLinkRow, TeamMemberRow, TeamRow, UserRow, UserS
 __all__ = [
     "LinkSpec", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in", "enabled_links", "ids",
     "ids_with_email", "put_team",
-    "summaries", "team_exists", "team_members", "teams_of", "touch_links", "upsert",
+    "summaries", "team", "team_exists", "TeamSchedule", "team_members", "teams_of", "touch_links", "upsert",
 ]
 
 
@@ -118,16 +118,36 @@ def enabled_links(session: Session, user_id: str) -> list[CalendarLinkRow]:
 # -- teams -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TeamSchedule:
+    """A team's schedule columns: zone, working hours and days off as stored (JSON forms)."""
+
+    timezone: str | None = None
+    working_hours: dict[str, Any] | None = None
+    days_off: dict[str, Any] | None = None
+
+
 def team_exists(session: Session, team_id: str) -> bool:
     return session.get(TeamRow, team_id) is not None
 
 
-def put_team(session: Session, team_id: str, members: Iterable[str], now: datetime) -> bool:
-    """Create the team or replace its members; whether it was created."""
-    created = session.get(TeamRow, team_id) is None
-    if created:
-        session.add(TeamRow(id=team_id, created_at=now))
-        session.flush()
+def team(session: Session, team_id: str) -> TeamRow | None:
+    return session.get(TeamRow, team_id)
+
+
+def put_team(session: Session, team_id: str, members: Iterable[str], now: datetime, *,
+             schedule: TeamSchedule | None = None, origin: str = "api") -> bool:
+    """Create the team or replace its members and schedule; whether it was created."""
+    row = session.get(TeamRow, team_id)
+    created = row is None
+    if row is None:
+        row = TeamRow(id=team_id, created_at=now)
+        session.add(row)
+    schedule = schedule or TeamSchedule()
+    row.origin, row.timezone, row.working_hours, row.days_off = (origin, schedule.timezone,
+                                                                 schedule.working_hours or None,
+                                                                 schedule.days_off or None)
+    session.flush()
     session.execute(delete(TeamMemberRow).where(TeamMemberRow.team_id == team_id))
     for member in dict.fromkeys(members):
         session.add(TeamMemberRow(team_id=team_id, user_id=member))

@@ -88,11 +88,34 @@ class UserSummary(BaseModel):
 
 class TeamIn(Strict):
     members: list[str]
+    timezone: str | None = Field(default=None, description="IANA zone of the working hours")
+    working_hours: dict[str, str | list[str]] | None = Field(
+        default=None, description='e.g. {"mon": "09:00-17:00"}; left out: the business-time clock runs 24/7')
+    holidays: dict[str, str | bool] | bool | None = Field(
+        default=None, description='{"country": "SE", "subdivision": "", "observed": true}, or false for none; '
+                                  "left out: the daemon's")
+    days_off: list[str] | None = Field(default=None, description="company days off besides the daemon's")
 
 
 class TeamOut(BaseModel):
     id: str
     members: list[str]
+    origin: str = Field(description="config (change it in the config file) or api")
+    timezone: str | None
+    working_hours: dict[str, list[str]]
+    holidays: dict[str, Any] | bool | None = Field(default=None, description="left out: the daemon's")
+    days_off: list[str] = Field(default_factory=list)
+
+
+class BusinessTimeOut(BaseModel):
+    team: str
+    start: str
+    clock: Literal["working_hours", "24/7"]
+    add: str | None = Field(default=None, description="as asked")
+    add_seconds: int | None = None
+    due: str | None = Field(default=None, description="when `add` of working time after `start` is used up")
+    end: str | None = Field(default=None, description="as asked")
+    working_seconds: int | None = Field(default=None, description="working time between `start` and `end`")
 
 
 class StatusOut(BaseModel):

@@ -48,6 +48,7 @@ from syncd.config.model import (
     CalendarLinkConfig,
     Config,
     DaemonConfig,
+    TeamConfig,
     UserConfig,
     split_listen,
 )
@@ -131,7 +132,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
 
 class Loader(AccountsReader, SinksReader):
     def config(self, root: Table, where: Path) -> Config:
-        root.allow(("daemon", "api", "accounts", "users", "sinks"))
+        root.allow(("daemon", "api", "accounts", "users", "sinks", "teams"))
         daemon = self.daemon(root.table("daemon"))
         api = self.api(root.table("api"))
         accounts: dict[str, AccountConfig] = {}
@@ -156,6 +157,14 @@ class Loader(AccountsReader, SinksReader):
             seen_users[user.id] = seen_emails[user.email.lower()] = table.path
             users.append(user)
         sinks = self.sinks(root.tables("sinks"))
+        teams: list[TeamConfig] = []
+        seen_teams: dict[str, str] = {}
+        for table in root.tables("teams"):
+            team = self.team(table, seen_users)
+            if team.id in seen_teams:
+                table.fail("id", f"duplicate team id {team.id!r} (also {seen_teams[team.id]})")
+            seen_teams[team.id] = table.path
+            teams.append(team)
         return Config(
             path=where,
             daemon=daemon,
@@ -163,6 +172,7 @@ class Loader(AccountsReader, SinksReader):
             accounts=MappingProxyType(accounts),
             users=tuple(users),
             sinks=sinks,
+            teams=tuple(teams),
             inline_secrets=tuple(self.inline_secrets),
         )
 
@@ -291,6 +301,27 @@ class Loader(AccountsReader, SinksReader):
             seen[pair] = link_table.path
             links.append(link)
         return UserConfig(id=user_id, email=email, timezone=zone, working_hours=hours, calendars=tuple(links),
+                          days_off=self.days_off(t))
+
+    def team(self, t: Table, users: Mapping[str, str]) -> TeamConfig:
+        t.allow(("id", "members", "timezone", "working_hours", "holidays", "days_off"))
+        team_id = t.string("id")
+        members = t.strings("members", ())
+        for i, member in enumerate(members):
+            if member not in users:
+                # The file's teams are of the file's users: API users come and go at runtime.
+                fail(t.file, f"{t.key('members')}[{i}]", f"unknown user {member!r} (a team in the config file "
+                                                         "lists users of the config file)")
+        zone = t.string("timezone", None)
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                t.fail("timezone", f"unknown time zone {zone!r}")
+        hours = self.working_hours(t.table("working_hours"))
+        if hours and zone is None:
+            t.fail("timezone", "missing: working hours are local times, give the team's IANA zone")
+        return TeamConfig(id=team_id, members=tuple(dict.fromkeys(members)), timezone=zone, working_hours=hours,
                           days_off=self.days_off(t))
 
     def days_off(self, t: Table) -> DaysOffSpec:

@@ -19,7 +19,7 @@ from syncd.core.daysoff import DaysOffSpec
 from syncd.core.text import redact_url
 
 __all__ = ["DEFAULT_CONFIG_NAME", "ENV_CONFIG", "AccountConfig", "ApiConfig", "ApiToken", "CalendarLinkConfig",
-           "Config", "DaemonConfig", "Options", "SinkConfig", "UserConfig"]
+           "Config", "DaemonConfig", "Options", "SinkConfig", "TeamConfig", "UserConfig"]
 
 ENV_CONFIG = "SYNCD_CONFIG"
 DEFAULT_CONFIG_NAME = "syncd.toml"
@@ -158,6 +158,20 @@ class UserConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamConfig:
+    """A team of config-file users, with the schedule its business-time clock follows; no
+    working hours: around the clock."""
+
+    id: str
+    members: tuple[str, ...] = ()
+    timezone: str | None = None  # IANA name; required with working_hours
+    working_hours: Mapping[int, tuple[tuple[time, time], ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    days_off: DaysOffSpec = DaysOffSpec()  # own holidays (else the daemon's) and days off besides the daemon's
+
+
+@dataclass(frozen=True, slots=True)
 class SinkConfig:
     type: str  # webhook | stdout | redis | nats
     name: str
@@ -172,6 +186,7 @@ class Config:
     accounts: Mapping[str, AccountConfig] = field(default_factory=lambda: MappingProxyType({}))
     users: tuple[UserConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
+    teams: tuple[TeamConfig, ...] = ()
     inline_secrets: tuple[str, ...] = ()  # key paths of secrets written in the file (not as KEY_env)
 
 

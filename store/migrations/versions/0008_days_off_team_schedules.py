@@ -17,6 +17,7 @@ def upgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('days_off', sa.JSON(), nullable=True))
     with op.batch_alter_table('teams', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('origin', sa.String(length=16), server_default='api', nullable=False))
         batch_op.add_column(sa.Column('timezone', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('working_hours', sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column('days_off', sa.JSON(), nullable=True))
