@@ -6,7 +6,7 @@ import datetime as dt
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class Strict(BaseModel):
@@ -30,7 +30,7 @@ class UserIn(Strict):
     email: str
     timezone: str
     working_hours: dict[str, str | list[str]] | None = None
-    holidays: dict[str, str | bool] | bool | None = Field(
+    holidays: dict[str, Any] | StrictBool | None = Field(
         default=None, description='whose public holidays: {"country": "SE", "subdivision": "", "observed": true}, '
                                   "or false for none; left out: the daemon's")
     days_off: list[str] | None = Field(default=None, description='company days off besides the daemon\'s, e.g. '
@@ -91,7 +91,7 @@ class TeamIn(Strict):
     timezone: str | None = Field(default=None, description="IANA zone of the working hours")
     working_hours: dict[str, str | list[str]] | None = Field(
         default=None, description='e.g. {"mon": "09:00-17:00"}; left out: the business-time clock runs 24/7')
-    holidays: dict[str, str | bool] | bool | None = Field(
+    holidays: dict[str, Any] | StrictBool | None = Field(
         default=None, description='{"country": "SE", "subdivision": "", "observed": true}, or false for none; '
                                   "left out: the daemon's")
     days_off: list[str] | None = Field(default=None, description="company days off besides the daemon's")

@@ -205,8 +205,10 @@ def test_api_users_take_holidays_and_days_off(client: TestClient) -> None:
         ["day_off", None]
     for bad, message in (({"country": "XX"}, "holidays.country: unknown country 'XX'"),
                          ({"country": "US", "subdivision": "ZZ"}, "holidays.subdivision: US has no subdivision 'ZZ'"),
+                         ({"country": "SE", "observed": 1}, "holidays.observed: expected true or false"),
                          (True, "holidays: expected a table")):
         answer = error(client.put("/v1/users/olav", json={**body, "holidays": bad}, headers=W), 422)
         assert answer["message"].startswith(message), answer
+    error(client.put("/v1/users/olav", json={**body, "holidays": 0}, headers=W), 422)  # not read as false
     answer = error(client.put("/v1/users/olav", json={**body, "days_off": ["2026-12-32"]}, headers=W), 422)
     assert answer["message"].startswith("days_off[0]: '2026-12-32' is not a date"), answer
