@@ -40,6 +40,7 @@ __all__ = [
     "auto_status",
     "covering",
     "day_off_at",
+    "first_seen_away",
     "initial_state",
     "next_change",
     "set_manual",
@@ -219,6 +220,14 @@ def initial_state(periods: Sequence[Period], policy: StatusPolicy, now: datetime
     if status == AVAILABLE:
         reason = "initial"
     return StatusState(status, reason, status, reason, now, now, block)
+
+
+def first_seen_away(state: StatusState, policy: StatusPolicy) -> StatusChange:
+    """The change announcing a user who is away when syncd first sees them (the helpdesk
+    assumes available until told otherwise)."""
+    day_off = day_off_at(policy, state.evaluated_at) if state.reason == "holiday" else None
+    return StatusChange(AWAY, AVAILABLE, state.reason, state.evaluated_at, state.block_id,
+                        day_off.name if day_off else None)
 
 
 def _transition(state: StatusState, status: Status, reason: Reason, block: str | None, at: datetime,

@@ -68,12 +68,12 @@ class StatusRecorder:
             self._settle_staged(session, row, now)
         if row is None:
             periods = blocks.live_periods(session, user.id)
-            state = av.initial_state(periods, self.policy(user), now)
+            policy = self.policy(user)
+            state = av.initial_state(periods, policy, now)
             row = status.create(session, user.id)
-            status.store(row, state, av.next_boundary(periods, self.policy(user), state.evaluated_at))
+            status.store(row, state, av.next_boundary(periods, policy, state.evaluated_at))
             if state.effective == av.AWAY:  # the helpdesk assumes available until told otherwise
-                self._publish(session, [(user.id, user.email, av.StatusChange(
-                    av.AWAY, av.AVAILABLE, state.reason, now, state.block_id))], now, {})
+                self._publish(session, [(user.id, user.email, av.first_seen_away(state, policy))], now, {})
             session.flush()
         return row, status.state_of(row)
 
@@ -147,8 +147,7 @@ class StatusRecorder:
             if row is None:
                 state = av.initial_state(user_periods, policy, now)
                 if state.effective == av.AWAY:  # the helpdesk assumes available until told otherwise
-                    published.append((user.id, user.email, av.StatusChange(av.AWAY, av.AVAILABLE, state.reason,
-                                                                            now, state.block_id)))
+                    published.append((user.id, user.email, av.first_seen_away(state, policy)))
             else:
                 if row.staged_for is not None and row.staged_for > now:
                     continue  # prepared for an instant still ahead; an edit would have undone it

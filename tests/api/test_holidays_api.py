@@ -212,3 +212,10 @@ def test_api_users_take_holidays_and_days_off(client: TestClient) -> None:
     error(client.put("/v1/users/olav", json={**body, "holidays": 0}, headers=W), 422)  # not read as false
     answer = error(client.put("/v1/users/olav", json={**body, "days_off": ["2026-12-32"]}, headers=W), 422)
     assert answer["message"].startswith("days_off[0]: '2026-12-32' is not a date"), answer
+
+
+def test_users_first_seen_on_a_holiday_are_announced_away_with_its_name(database: Database, clock: Clock) -> None:
+    clock.set(local("Europe/Stockholm", 2026, 12, 25, 3))  # Juldagen in Stockholm; Christmas Eve (the day off) in NY
+    build(database, clock)
+    assert [(e["user"]["id"], e["reason"], e["effective_at"], e.get("holiday")) for e in events(database)] == [
+        ("alice", "holiday", iso(clock()), "Juldagen"), ("dana", "day_off", iso(clock()), None)]

@@ -17,6 +17,7 @@ from syncd.core.availability import (
     StatusPolicy,
     advance,
     auto_status,
+    first_seen_away,
     initial_state,
     next_boundary,
     next_change,
@@ -228,3 +229,10 @@ def test_without_holidays_or_days_off_nothing_changes() -> None:
     assert not plain.uses_days_off
     assert auto_status([], plain, utc(2026, 12, 25, 12))[0] == AVAILABLE
     assert next_change(initial_state([], plain, utc(2026, 12, 20)), [], plain) is None
+
+
+def test_a_user_first_seen_on_a_holiday_is_announced_with_its_name() -> None:
+    policy = StatusPolicy("Europe/Stockholm", days_off=DaysOff(SE))
+    state = initial_state([], policy, utc(2026, 12, 25, 9))
+    assert first_seen_away(state, policy) == StatusChange(AWAY, AVAILABLE, "holiday", utc(2026, 12, 25, 9), None,
+                                                          "Juldagen")
