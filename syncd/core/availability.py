@@ -312,8 +312,10 @@ def next_change(state: StatusState, periods: Sequence[Period], policy: StatusPol
     # Working hours and holidays never end: walk in slices so only the boundaries needed are generated.
     horizon = after + HOURS_HORIZON
     cursor = after
+    # Hours change every day or so; holidays alone are weeks apart: longer slices, fewer walks.
+    step = timedelta(days=7 if policy.uses_hours else 61)
     while cursor < horizon:
-        step_end = min(horizon, cursor + timedelta(days=7))
+        step_end = min(horizon, cursor + step)
         evaluation = advance(state, periods, policy, step_end)
         if evaluation.changes:
             return evaluation.changes[0]
