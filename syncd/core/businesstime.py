@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from syncd.core.daysoff import DaysOff
 from syncd.core.errors import UserInputError
 from syncd.core.hours import WorkingHours
-from syncd.core.time import format_utc, local_midnight
+from syncd.core.time import LATEST, format_utc, local_midnight, within_reach
 
 __all__ = ["MAX_SPAN", "SEARCH_LIMIT", "Schedule", "add_working_time", "working_periods", "working_time"]
 
@@ -75,6 +75,11 @@ def working_periods(schedule: Schedule, start: datetime, end: datetime) -> Itera
 def _check_start(start: datetime) -> None:
     if start.tzinfo is None or start.utcoffset() is None:
         raise UserInputError(f"start {start.isoformat()} has no UTC offset; add one, e.g. 'Z' or '+01:00'")
+    # The due time may lie years after the start (SEARCH_LIMIT): keep clear of datetime's end.
+    within_reach(start, "start")
+    if start + SEARCH_LIMIT >= LATEST:
+        raise UserInputError(f"start {format_utc(start)} is out of range: give an instant before "
+                             f"{(LATEST - SEARCH_LIMIT).year}")
 
 
 def working_time(schedule: Schedule, start: datetime, end: datetime) -> timedelta:

@@ -27,7 +27,7 @@ from syncd.core.availability import (
     in_working_hours,
 )
 from syncd.core.errors import UserInputError
-from syncd.core.time import format_utc
+from syncd.core.time import format_utc, within_reach
 
 __all__ = ["MAX_SPAN", "Interval", "check_span", "timeline"]
 
@@ -59,6 +59,8 @@ class Interval:
 
 
 def check_span(start: datetime, end: datetime) -> None:
+    within_reach(start, "from")
+    within_reach(end, "to")
     if end <= start:
         raise UserInputError(f"'to' ({format_utc(end)}) must be after 'from' ({format_utc(start)})")
     if end - start > MAX_SPAN:

@@ -9,7 +9,7 @@ from store import blocks, outbox, status, users
 from store.db import Transaction
 from syncd.core import availability as av
 from syncd.core.errors import ConfirmationRequired, NotFoundInStore, UserInputError
-from syncd.core.time import ensure_aware
+from syncd.core.time import ensure_aware, within_reach
 from syncd.core.timeline import Interval, check_span, timeline
 from syncd.service.base import ServiceBase, StatusInfo
 from syncd.service.blocks import confirmation_text
@@ -46,7 +46,7 @@ class StatusOperations(ServiceBase):
     def status(self, user_id: str, at: datetime | None = None) -> StatusInfo:
         """Status now or at ``at``: past instants come from the log, future ones from the rules."""
         if at is not None:
-            at = ensure_aware(at, "at")
+            at = within_reach(ensure_aware(at, "at"), "at")
         return self.db.read(lambda session: self.status_in(session, user_id, at))
 
     def status_in(self, session: Transaction, user_id: str, at: datetime | None = None) -> StatusInfo:

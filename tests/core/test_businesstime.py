@@ -127,3 +127,12 @@ def test_periods_are_ordered_disjoint_and_inside(schedule: Schedule, start: date
     periods = list(working_periods(schedule, start, end))
     assert all(start <= low < high <= end for low, high in periods)
     assert all(a[1] <= b[0] for a, b in zip(periods, periods[1:], strict=False))
+
+
+@pytest.mark.parametrize("start", [datetime(1, 1, 1, tzinfo=UTC), datetime(8998, 1, 1, tzinfo=UTC),
+                                   datetime(9999, 12, 31, tzinfo=UTC)])
+def test_starts_out_of_reach_are_refused_not_crashed_on(start: datetime) -> None:
+    for ask in (lambda: add_working_time(STOCKHOLM, start, timedelta(hours=1)),
+                lambda: working_time(STOCKHOLM, start, start)):
+        with pytest.raises(UserInputError, match="out of range"):
+            ask()

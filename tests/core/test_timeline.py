@@ -123,3 +123,10 @@ def test_timeline_agrees_with_the_live_status_at_random_instants(
             assert (shown.reason, shown.block) == (live.reason, live.block_id), (t, shown, live)
         if live.manual is not None and live.manual != live.auto:
             assert shown.reason == "manual"
+
+
+@pytest.mark.parametrize(("start", "end"), [(datetime(1, 1, 1, tzinfo=UTC), datetime(1, 1, 5, tzinfo=UTC)),
+                                            (datetime(9999, 12, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC))])
+def test_instants_out_of_reach_are_refused_not_crashed_on(start: datetime, end: datetime) -> None:
+    with pytest.raises(UserInputError, match="out of range"):
+        timeline([], POLICIES[1], start, end)
