@@ -81,11 +81,38 @@ class UserSummary(BaseModel):
 
 class TeamIn(Strict):
     members: list[str]
+    min_available: int = Field(0, ge=0, le=10_000, description="fewest members that should be available; "
+                                                               "0: no minimum")
 
 
 class TeamOut(BaseModel):
     id: str
     members: list[str]
+    min_available: int
+
+
+class CoverageIntervalOut(BaseModel):
+    start: str
+    end: str
+    available: int
+    members_available: list[str]
+    below_min: bool
+
+
+class CoverageOut(BaseModel):
+    team: str
+    min_available: int
+    intervals: list[CoverageIntervalOut]
+
+
+class CoverageWarning(BaseModel):
+    team: str
+    from_: str = Field(alias="from")
+    to: str
+    available: int
+    min_available: int
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class StatusOut(BaseModel):
@@ -122,6 +149,12 @@ class BlockOut(BaseModel):
     title: str
     source: str
     revision: int
+
+
+class BlockWritten(BlockOut):
+    warnings: list[CoverageWarning] = Field(
+        default_factory=list, description="teams this block takes below their minimum, and when (the block is "
+                                          "written all the same)")
 
 
 class RotationIn(Strict):

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import time
 from typing import Any
 
-from store import users
+from store import coverage, users
 from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
@@ -147,9 +147,13 @@ class Directory:
                     for u, st in users.summaries(session, status)]
         return self.db.read(work)
 
-    def put_team(self, team_id: str, members: Sequence[str]) -> tuple[dict[str, Any], bool]:
+    def put_team(self, team_id: str, members: Sequence[str], *, min_available: int = 0) -> tuple[dict[str, Any], bool]:
+        """Create the team or replace it: its members, and the fewest of them that should be
+        available (0: no minimum)."""
         if not team_id or len(team_id) > 200:
             raise UserInputError("a team id is 1 to 200 characters")
+        if isinstance(min_available, bool) or not isinstance(min_available, int) or not 0 <= min_available <= 10_000:
+            raise UserInputError("min_available must be a whole number from 0 (no minimum) to 10000")
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise UserInputError('members must be a list of user ids, e.g. {"members": ["alice", "bob"]}')
 
@@ -158,6 +162,8 @@ class Directory:
             if missing:
                 raise NotFoundInStore(f"unknown user(s): {', '.join(missing)}; register them first")
             created = users.put_team(session, team_id, members, self.service.clock())
+            coverage.set_minimum(session, team_id, min_available)
+            coverage.mark_changed(session, team_id)  # members or minimum may differ: look again
             self.rotations.team_changed(session, team_id)  # members follow the team
             return created
         created = self.db.run(work)
@@ -167,7 +173,8 @@ class Directory:
         def work(session: Transaction) -> dict[str, Any]:
             if not users.team_exists(session, team_id):
                 raise NotFoundInStore(f"no team {team_id!r}; create it with PUT /v1/teams/{team_id}")
-            return {"id": team_id, "members": users.team_members(session, team_id)}
+            return {"id": team_id, "members": users.team_members(session, team_id),
+                    "min_available": coverage.minimum(session, team_id)}
         return self.db.read(work)
 
     @staticmethod
