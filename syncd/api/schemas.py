@@ -95,6 +95,8 @@ class TeamIn(Strict):
         default=None, description='{"country": "SE", "subdivision": "", "observed": true}, or false for none; '
                                   "left out: the daemon's")
     days_off: list[str] | None = Field(default=None, description="company days off besides the daemon's")
+    min_available: int = Field(0, ge=0, le=10_000, description="fewest members that should be available; "
+                                                               "0: no minimum")
 
 
 class TeamOut(BaseModel):
@@ -105,6 +107,7 @@ class TeamOut(BaseModel):
     working_hours: dict[str, list[str]]
     holidays: dict[str, Any] | bool | None = Field(default=None, description="left out: the daemon's")
     days_off: list[str] = Field(default_factory=list)
+    min_available: int = 0
 
 
 class BusinessTimeOut(BaseModel):
@@ -116,6 +119,30 @@ class BusinessTimeOut(BaseModel):
     due: str | None = Field(default=None, description="when `add` of working time after `start` is used up")
     end: str | None = Field(default=None, description="as asked")
     working_seconds: int | None = Field(default=None, description="working time between `start` and `end`")
+
+
+class CoverageIntervalOut(BaseModel):
+    start: str
+    end: str
+    available: int
+    members_available: list[str]
+    below_min: bool
+
+
+class CoverageOut(BaseModel):
+    team: str
+    min_available: int
+    intervals: list[CoverageIntervalOut]
+
+
+class CoverageWarning(BaseModel):
+    team: str
+    from_: str = Field(alias="from")
+    to: str
+    available: int
+    min_available: int
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class StatusOut(BaseModel):
@@ -169,6 +196,12 @@ class BlockOut(BaseModel):
     title: str
     source: str
     revision: int
+
+
+class BlockWritten(BlockOut):
+    warnings: list[CoverageWarning] = Field(
+        default_factory=list, description="teams this block takes below their minimum, and when (the block is "
+                                          "written all the same)")
 
 
 class RotationIn(Strict):
