@@ -52,7 +52,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_coverage_and_the_warning_of_a_block_that_takes_the_team_below(
         workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "ooo", "add", "ada", "--start", "2030-03-04T09:00:00Z", "--end", "2030-03-04T17:00:00Z")
+    code, out, err = run(capsys, "ooo", "add", "ada", "--start", "2030-03-04T09:00:00Z",
+                         "--end", "2030-03-04T17:00:00Z")
     assert code == 0 and err == ""
     code, out, err = run(capsys, "ooo", "add", "bo", "--start", "2030-03-04T13:00:00Z", "--end", "2030-03-05T00:00:00Z")
     assert code == 0 and len(out.split()) == 1  # standard output: the block id alone
