@@ -14,11 +14,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from store import blocks, replacements, status
 from store.db import Transaction
 from syncd.core import availability as av
-from syncd.core.hours import hours_from_json
 from syncd.core.route import MAX_CHAIN, Route, resolve_routes
 
 __all__ = ["RouteEffects", "route_effects", "rule_statuses"]
@@ -26,7 +26,11 @@ __all__ = ["RouteEffects", "route_effects", "rule_statuses"]
 _INSTANT = timedelta(microseconds=1)
 
 
-def rule_statuses(session: Transaction, user_ids: Collection[str], at: datetime, away_outside_working_hours: bool,
+# A user's rules from a row of their columns (the recorder's `policy`).
+PolicyOf = Callable[[Any], av.StatusPolicy]
+
+
+def rule_statuses(session: Transaction, user_ids: Collection[str], at: datetime, policy_of: PolicyOf,
                   overrides: Mapping[str, av.Status]) -> dict[str, av.Status]:
     """The known users' effective status at ``at`` (now or ahead) by the rules, from their last
     recorded state; ``overrides`` are statuses just decided in this transaction."""
@@ -37,7 +41,7 @@ def rule_statuses(session: Transaction, user_ids: Collection[str], at: datetime,
     found = status.users_with_state(session, rest)
     periods = blocks.live_periods_of(session, list(found))
     for user_id, row in found.items():
-        policy = av.StatusPolicy(row.timezone, hours_from_json(row.working_hours), away_outside_working_hours)
+        policy = policy_of(row)
         state = av.initial_state(periods[user_id], policy, at) if row.effective is None else status.state_of(row)
         if at > state.evaluated_at:
             state = av.advance(state, periods[user_id], policy, at).state
@@ -60,7 +64,7 @@ class RouteEffects:
 
 
 def route_effects(session: Transaction, changes: Sequence[tuple[str, av.StatusChange]],
-                  away_outside_working_hours: bool) -> RouteEffects:
+                  policy_of: PolicyOf) -> RouteEffects:
     effects = RouteEffects()
     if not changes or not replacements.anyone_named(session):
         return effects  # every route is the user or nobody, and no change can alter one
@@ -80,7 +84,7 @@ def route_effects(session: Transaction, changes: Sequence[tuple[str, av.StatusCh
 
         def statuses(overrides: Mapping[str, av.Status], at: datetime = at
                      ) -> Callable[[Collection[str]], dict[str, av.Status]]:
-            return lambda ids: rule_statuses(session, ids, at, away_outside_working_hours, overrides)
+            return lambda ids: rule_statuses(session, ids, at, policy_of, overrides)
 
         gone_away = [u for u, s in after.items() if s == av.AWAY]
         for user_id, found in resolve_routes(gone_away, statuses(after), names).items():
