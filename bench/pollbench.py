@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from syncd.config import load_config
 from syncd.core.calendars import PollRequest
+from syncd.daemon.heap import few_malloc_arenas
 from syncd.daemon.runtime import Runtime, build_runtime
 
 
@@ -103,6 +104,7 @@ def _complete(listing: Any) -> bool:
 
 def measure(provider: Provider, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     users, fake, key = args.users, provider.fake, provider.requests_key
+    few_malloc_arenas()  # as `syncd run` does before its threads start: peak RSS is the daemon's
     now = datetime.now(UTC)
     print(f"seeding {users} {provider.people} with 2 OOO events each", flush=True)
     ids = provider.seed(users, now)

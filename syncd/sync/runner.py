@@ -38,7 +38,7 @@ from syncd.sync.snapshot import LinkOutcome, Snapshot, snapshot_of
 __all__ = ["LIST_CHUNK", "LinkSyncer"]
 
 log = logging.getLogger(__name__)
-LIST_CHUNK = 1000  # links listed together by `sync_many` (10 batch requests of 100 for Google)
+LIST_CHUNK = 1000  # links listed together by `sync_many` (2 batch requests of 500 for Google)
 LOCAL_GROUP = 250  # links whose plans only change the store, carried out per transaction
 
 
