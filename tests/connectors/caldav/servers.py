@@ -34,8 +34,10 @@ request to ``tmp_dir/xandikos.log``.
 Quirks, verified against the installed versions (``tests/connectors/caldav/test_servers.py`` pins them)
 ---------------------------------------------------------------------------------------------
 - ``calendar-availability`` (RFC 7953): Xandikos keeps it on calendars (PROPPATCH, then
-  PROPFIND), but a PROPFIND of it on the scheduling inbox fails with **500** (the inbox lacks the
-  method behind it); Radicale answers 404 for the property everywhere.
+  PROPFIND), but setting it first turns the collection's ``.xandikos`` metadata file into a
+  directory its git store then cannot read (the collection stops being a calendar) unless the
+  metadata lives in the repository's config; a PROPFIND of it on the scheduling inbox fails
+  with **500** (the inbox lacks the method behind it). Radicale answers 404 for the property.
 - Invalid sync token in a ``sync-collection`` REPORT: Radicale answers **403** with the body
   ``<?xml version='1.0' encoding='utf-8'?>\n<error xmlns="DAV:"><valid-sync-token /></error>``
   (text/xml), for a malformed token (``bogus``) and for a well-formed one it never issued or
