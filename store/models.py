@@ -98,6 +98,14 @@ class UserRow(Base):
     working_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"mon": ["09:00-17:00"]}
     origin: Mapped[str] = mapped_column(String(16), default="config")  # config | api
     created_at: Mapped[datetime]
+    working_hours_from: Mapped[str] = mapped_column(String(16), default="config", server_default="config")
+    # The zone is the mailbox's ("timezone = calendar" in the config): kept from the last reading.
+    timezone_from_calendar: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The working hours the status rules use when a calendar provides them (None: the config's
+    # `working_hours` in `timezone`), their zone and where they came from (config | <provider>:<account>).
+    effective_hours: Mapped[dict[str, Any] | None]
+    effective_hours_zone: Mapped[str | None] = mapped_column(String(64))
+    hours_source: Mapped[str] = mapped_column(String(300), default="config", server_default="config")
 
 
 class CalendarLinkRow(Base):
@@ -125,6 +133,13 @@ class CalendarLinkRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))  # the replica, as operators see it
     lease_process: Mapped[str | None] = mapped_column(String(200))  # which process exactly (syncd.replica)
     lease_expires: Mapped[datetime | None]
+    # What the calendar says of its owner's working hours, when last read (working_hours_from =
+    # "calendar"): found | none | unsupported | error, the hours and their zone, the problem.
+    hours_state: Mapped[str | None] = mapped_column(String(16))
+    hours: Mapped[dict[str, Any] | None]
+    hours_zone: Mapped[str | None] = mapped_column(String(64))
+    hours_problem: Mapped[str | None] = mapped_column(Text)
+    hours_read_at: Mapped[datetime | None]
 
 
 class BlockRow(Base):

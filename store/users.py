@@ -50,18 +50,25 @@ def ids(session: Session) -> list[str]:
     return list(session.scalars(select(UserRow.id).order_by(UserRow.id)))
 
 
-def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: dict[str, Any],
-           links: Sequence[LinkSpec], origin: str, now: datetime) -> tuple[UserRow, bool]:
+def upsert(session: Session, *, user_id: str, email: str, timezone: str | None, hours: dict[str, Any],
+           links: Sequence[LinkSpec], origin: str, now: datetime,
+           hours_from: str = "config") -> tuple[UserRow, bool]:
     """Create or update a user and their calendar links. Returns the row, and whether what
-    decides their status besides their blocks (zone, working hours) is unchanged. From the
-    API the whole list of links is sent: links left out are switched off (kept, with their
-    event links, in case they come back)."""
+    decides their status besides their blocks (zone, working hours) is unchanged. A
+    ``timezone`` of None is the zone of the hours the user's calendar keeps: the one read
+    last (UTC until then). From the API the whole list of links is sent: links left out are
+    switched off (kept, with their event links, in case they come back)."""
     row = session.get(UserRow, user_id)
-    same_rules = row is not None and row.timezone == timezone and row.working_hours == hours
+    zone_from_calendar = timezone is None
+    if timezone is None:
+        timezone = row.timezone if row is not None and row.timezone_from_calendar else "UTC"
+    same_rules = (row is not None and row.timezone == timezone and row.working_hours == hours
+                  and row.working_hours_from == hours_from)
     if row is None:
         row = UserRow(id=user_id, created_at=now, origin=origin)
         session.add(row)
     row.email, row.email_key, row.timezone, row.working_hours = email, email.lower(), timezone, hours
+    row.working_hours_from, row.timezone_from_calendar = hours_from, zone_from_calendar
     session.flush()
     for spec in links:
         link = session.scalars(select(CalendarLinkRow).where(

@@ -67,10 +67,16 @@ class StatusPolicy:
     timezone: str = "UTC"
     working_hours: WorkingHours | None = None
     away_outside_working_hours: bool = False
+    # The zone the working hours are in, when not the user's (hours read from a mailbox).
+    hours_timezone: str | None = None
 
     @property
     def uses_hours(self) -> bool:
         return self.away_outside_working_hours and bool(self.working_hours)
+
+    @property
+    def hours_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.hours_timezone or self.timezone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +128,7 @@ def auto_status(periods: Sequence[Period], policy: StatusPolicy, at: datetime) -
         return AWAY, "ooo_started", hits[0].block_id
     if policy.uses_hours:
         assert policy.working_hours is not None
-        if not in_working_hours(policy.working_hours, ZoneInfo(policy.timezone), at):
+        if not in_working_hours(policy.working_hours, policy.hours_zone, at):
             return AWAY, "working_hours", None
     return AVAILABLE, "ooo_ended", None
 
@@ -145,7 +151,7 @@ def _offset_change(tz: ZoneInfo, day: date) -> datetime | None:
 
 def _hour_boundaries(policy: StatusPolicy, after: datetime, until: datetime) -> Iterator[datetime]:
     assert policy.working_hours is not None
-    tz = ZoneInfo(policy.timezone)
+    tz = policy.hours_zone
     day: date = after.astimezone(tz).date() - timedelta(days=1)
     last = until.astimezone(tz).date() + timedelta(days=1)
     while day <= last:

@@ -6,6 +6,8 @@ Jobs (APScheduler 3, one thread pool):
 - ``poll``    every second: claim links whose poll is due (randomised, backed off after
   errors) and sync them — several such jobs may run at once, each with its own links;
 - ``deliver`` every second: retry outbox deliveries that are due;
+- ``hours``   every 30 s, when some user takes working hours from the calendar: read those
+  whose ``working_hours_poll`` has passed (or whose calendar was listed in full);
 - ``sweep``   every ``sweep_interval``: re-evaluate every user, purge old tombstones and spent
   connect links,
   a safety net for anything a timer missed;
@@ -51,6 +53,7 @@ MAX_DELIVERY_ALARMS = 100  # instants of staged events woken for per tick; the d
 PREPARE_AHEAD = timedelta(seconds=5)  # staged events are read and encoded this long before their instant
 POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
 PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
+HOURS_TICK = 30  # seconds between looks for working hours due to be read from calendars
 TRIM_EVERY = 60  # seconds between hand-backs of free heap pages to the system (`syncd.daemon.heap`)
 
 
@@ -97,6 +100,9 @@ class Daemon:
                                max_instances=1)
         self.scheduler.add_job(self._guard(self._heartbeat), "interval", seconds=HEARTBEAT.total_seconds(),
                                id="heartbeat", max_instances=1)
+        if any(u.working_hours_from == "calendar" for u in rt.config.users):
+            self.scheduler.add_job(self._guard(self._hours_tick), "interval", seconds=HOURS_TICK, id="hours",
+                                   max_instances=1, next_run_time=datetime.now(UTC))
         if rt.push.accounts():
             self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
                                    max_instances=1, next_run_time=datetime.now(UTC))
@@ -196,6 +202,11 @@ class Daemon:
             self.rt.syncer.sync_many(links, stopping=self.stopping.is_set)
             if len(links) < POLL_CLAIM:
                 return
+
+    def _hours_tick(self) -> None:
+        """Working hours kept in calendars, read every ``working_hours_poll`` (no notifications)."""
+        if self.rt.syncer.hours.read_due():
+            self._wake("deliver")
 
     def _wake_poll(self) -> None:
         self._wake("poll")

@@ -143,7 +143,8 @@ class Directory:
         def work(session: Transaction) -> list[dict[str, Any]]:
             return [{"id": u.id, "email": u.email, "timezone": u.timezone, "origin": u.origin,
                      "status": st.effective if st else None, "reason": st.reason if st else None,
-                     "since": format_utc(st.since) if st else None}
+                     "since": format_utc(st.since) if st else None,
+                     "hours": self.service.hours_of(session, u)}
                     for u, st in users.summaries(session, status)]
         return self.db.read(work)
 
@@ -181,6 +182,9 @@ class Directory:
         return {
             "id": row.id, "email": row.email, "timezone": row.timezone, "origin": row.origin,
             "working_hours": hours_to_json(hours_from_json(row.working_hours)),
+            "working_hours_from": row.working_hours_from,
+            # the hours the status follows, and where they came from (config | <provider>:<account>)
+            "effective_hours": self.service.hours_of(session, row),
             "calendars": [{"id": link.id, "account": link.account, "calendar": link.calendar,
                            "sync_ooo": link.sync_ooo, "direction": link.direction, "state": link.state,
                            "last_success": format_utc(link.last_success_at), "last_error": link.last_error}

@@ -9,11 +9,10 @@ from store import blocks, outbox, status, users
 from store.db import Transaction
 from syncd.core import availability as av
 from syncd.core.errors import ConfirmationRequired, NotFoundInStore, UserInputError
-from syncd.core.hours import hours_from_json
 from syncd.core.time import ensure_aware
 from syncd.service.base import ServiceBase, StatusInfo
 from syncd.service.blocks import confirmation_text
-from syncd.service.recorder import LOOKAHEAD
+from syncd.service.recorder import LOOKAHEAD, policy_of
 
 __all__ = ["StatusOperations"]
 
@@ -68,8 +67,7 @@ class StatusOperations(ServiceBase):
         when = now if at is None else at
         for user_id in wanted:
             row, user_periods = found[user_id], periods[user_id]
-            policy = av.StatusPolicy(row.timezone, hours_from_json(row.working_hours),
-                                     self.recorder.away_outside_working_hours)
+            policy = policy_of(row, self.recorder.away_outside_working_hours)
             state = av.initial_state(user_periods, policy, now) if row.effective is None else status.state_of(row)
             if when < state.evaluated_at:
                 upcoming = av.next_change(state, user_periods, policy)  # for a past status still in force

@@ -1,0 +1,145 @@
+"""Working hours kept in the Microsoft 365 mailbox drive the status end to end: the service,
+the hours reader, msal and the fake Graph over TLS, with a controlled clock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connectors.registry import Connectors
+from store.db import Database
+from store.models import StatusLogRow
+from syncd.config import AccountConfig, Options, UserConfig
+from syncd.config.model import CalendarLinkConfig
+from syncd.service import Syncd
+from syncd.sync import LinkSyncer
+from tests.conftest import Clock, make_config
+from tests.connectors.outlook.support import options_for
+from tests.fakes.graph import FakeGraph
+
+ALICE = "alice@example.com"
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday"]
+NINE_TO_FIVE = {day: ((time(9), time(17)),) for day in range(5)}
+# Friday 27 March 2026, 12:00 UTC; Europe goes to summer time on Sunday the 29th at 01:00 UTC.
+FRIDAY_NOON = datetime(2026, 3, 27, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeGraph]:
+    with FakeGraph() as server:
+        yield server
+
+
+def build(fake: FakeGraph, database: Database, clock: Clock, **person: Any) -> tuple[Syncd, LinkSyncer]:
+    alice = UserConfig(id="alice", email=ALICE, timezone=person.pop("timezone", "Europe/Stockholm"),
+                       working_hours=NINE_TO_FIVE, working_hours_from=person.pop("working_hours_from", "calendar"),
+                       calendars=(CalendarLinkConfig(account="m365", calendar="primary"),))
+    account = AccountConfig(name="m365", provider="outlook", options=Options(options_for(fake)))
+    config = make_config([alice], accounts={"m365": account}, away_outside_working_hours=True)
+    service = Syncd(config, database, clock=clock)
+    service.prepare()
+    return service, LinkSyncer(service, Connectors(config.accounts))
+
+
+def transitions(database: Database) -> list[tuple[str, str, datetime]]:
+    with database.session() as s:
+        return [(r.status, r.reason, r.effective_at)
+                for r in s.scalars(select(StatusLogRow).where(StatusLogRow.user_id == "alice")
+                                   .order_by(StatusLogRow.id))]
+
+
+def at(clock: Clock, service: Syncd, when: datetime) -> None:
+    """The boundary timer at ``when``."""
+    clock.set(when)
+    service.advance_due()
+
+
+def test_mailbox_hours_drive_the_status_at_the_right_instants_across_dst(
+        fake: FakeGraph, database: Database, clock: Clock) -> None:
+    fake.set_working_hours(ALICE, WEEKDAYS, "08:00", "16:00", "W. Europe Standard Time")
+    clock.set(FRIDAY_NOON)
+    service, syncer = build(fake, database, clock)
+    try:
+        assert service.status("alice").status == "available"  # 13:00 in Stockholm: config hours too
+        syncer.hours.read_due()
+        assert service.working_hours("alice") == {"working_hours": {d: ["08:00-16:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+                                 "timezone": "Europe/Berlin", "source": "outlook:m365", "from": "calendar"}
+        # 16:00 CET is 15:00 UTC (the config's 17:00 would have been 16:00 UTC).
+        at(clock, service, datetime(2026, 3, 27, 15, tzinfo=UTC))
+        # Monday 08:00 CEST, after the change to summer time, is 06:00 UTC.
+        at(clock, service, datetime(2026, 3, 30, 6, tzinfo=UTC))
+        assert syncer.hours.read_due() == 0  # read again: the same hours, nothing changes
+        assert transitions(database) == [
+            ("away", "working_hours", datetime(2026, 3, 27, 15, tzinfo=UTC)),
+            ("available", "working_hours", datetime(2026, 3, 30, 6, tzinfo=UTC)),
+        ]
+        # Outlook's settings change to 10:00-18:00 while she works: read at the next poll,
+        # an hour later, which puts her outside her hours at once (09:00 CEST).
+        fake.set_working_hours(ALICE, WEEKDAYS, "10:00", "18:00", "W. Europe Standard Time")
+        clock.set(datetime(2026, 3, 30, 6, 30, tzinfo=UTC))
+        assert syncer.hours.read_due() == 0  # not due yet: read every working_hours_poll (1h)
+        clock.set(datetime(2026, 3, 30, 7, 1, tzinfo=UTC))
+        assert syncer.hours.read_due() == 1
+        at(clock, service, datetime(2026, 3, 30, 8, tzinfo=UTC))  # 10:00 CEST
+        assert transitions(database)[2:] == [
+            ("away", "working_hours", datetime(2026, 3, 30, 7, 1, tzinfo=UTC)),
+            ("available", "working_hours", datetime(2026, 3, 30, 8, tzinfo=UTC)),
+        ]
+        assert service.status("alice").until == datetime(2026, 3, 30, 16, tzinfo=UTC)  # 18:00 CEST
+    finally:
+        syncer.connectors.close()
+
+
+def test_unreadable_hours_fall_back_to_the_config_and_are_reported_once(
+        fake: FakeGraph, database: Database, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    fake.set_working_hours(ALICE, WEEKDAYS, "08:00", "16:00", "Nowhere Standard Time")
+    clock.set(FRIDAY_NOON)
+    service, syncer = build(fake, database, clock)
+    try:
+        with caplog.at_level(logging.INFO):
+            syncer.hours.read_due()
+            clock.advance(timedelta(hours=2))
+            syncer.hours.read_due()
+        warned = [r.getMessage() for r in caplog.records if "unreadable working hours" in r.getMessage()]
+        assert warned == ["link alice/m365/primary: unreadable working hours (workingHours: unknown time zone "
+                          "'Nowhere Standard Time'); the config's apply"]
+        assert service.working_hours("alice")["source"] == "config"
+        [link] = service.links()
+        assert link["working_hours"] == {"state": "invalid", "problem": warned[0].split(": ", 1)[1]}
+        fake.set_working_hours(ALICE, WEEKDAYS, "08:00", "16:00", "Europe/Stockholm")
+        clock.advance(timedelta(hours=2))
+        syncer.hours.read_due()
+        assert service.working_hours("alice")["source"] == "outlook:m365"
+    finally:
+        syncer.connectors.close()
+
+
+def test_timezone_calendar_takes_the_mailbox_zone(fake: FakeGraph, database: Database, clock: Clock) -> None:
+    fake.set_working_hours(ALICE, WEEKDAYS, "08:00", "16:00", "Pacific Standard Time")
+    clock.set(FRIDAY_NOON)
+    service, syncer = build(fake, database, clock, timezone="calendar")
+    try:
+        assert service.user_timezone("alice") == "UTC"  # until the mailbox is first read
+        syncer.hours.read_due()
+        assert service.user_timezone("alice") == "America/Los_Angeles"
+        # 05:00 in Los Angeles: outside her hours.
+        assert service.status("alice").status == "away"
+    finally:
+        syncer.connectors.close()
+
+
+def test_config_hours_stay_when_the_user_does_not_take_them_from_the_calendar(
+        fake: FakeGraph, database: Database, clock: Clock) -> None:
+    clock.set(FRIDAY_NOON)
+    service, syncer = build(fake, database, clock, working_hours_from="config")
+    try:
+        syncer.hours.read_due()
+        assert service.working_hours("alice")["source"] == "config"
+        assert service.links()[0]["working_hours"] == {"state": None, "problem": None}
+    finally:
+        syncer.connectors.close()
