@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from store.models import CalendarLinkRow, TeamMemberRow, TeamRow, UserRow, UserStatusRow
 
 __all__ = [
-    "LinkSpec", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in", "enabled_links", "ids",
+    "LinkSpec", "all_users", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in",
+    "enabled_links", "ids",
     "ids_with_email", "put_team",
     "summaries", "team_exists", "team_members", "teams_of", "touch_links", "upsert",
 ]
@@ -44,6 +45,10 @@ def by_email(session: Session, email: str) -> UserRow | None:
 
 def ids_with_email(session: Session, email: str) -> list[str]:
     return list(session.scalars(select(UserRow.id).where(UserRow.email_key == email.lower())))
+
+
+def all_users(session: Session) -> list[UserRow]:
+    return list(session.scalars(select(UserRow).order_by(UserRow.id)))
 
 
 def ids(session: Session) -> list[str]:

@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     links_sub = links.add_subparsers(dest="links_action", metavar="ACTION")
     release = links_sub.add_parser("release-deletions", help="apply deletions held by the safety valve")
     release.add_argument("link", type=int, metavar="LINK")
+    users = sub.add_parser("users", help="users with their effective working hours and where those come from")
+    users.add_argument("users", nargs="*", metavar="USER")
+    users.add_argument("--json", action="store_true")
     _credentials(sub)
     connect = sub.add_parser("connect-link", help="a one-time link with which USER connects their calendar on "
                                                   "ACCOUNT in the browser")

@@ -14,6 +14,7 @@ from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
 from syncd.config.links import link_problem
+from syncd.config.model import HOURS_SOURCES
 from syncd.core.errors import AlreadyExists, NotAllowed, NotFoundInStore, UserInputError
 from syncd.core.hours import DAYS, hours_from_json, hours_to_json, parse_day
 from syncd.core.time import format_utc, zone
@@ -81,8 +82,11 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
                                             direction=direction))
     if len({(c.account, c.calendar) for c in calendars}) != len(calendars):
         raise UserInputError("calendars lists the same account and calendar twice")
+    hours_from = body.get("working_hours_from") or "config"
+    if hours_from not in HOURS_SOURCES:
+        raise UserInputError(f"working_hours_from must be one of {', '.join(HOURS_SOURCES)}, not {hours_from!r}")
     return UserConfig(id=user_id, email=email, timezone=tz, working_hours=_hours(body.get("working_hours")),
-                      calendars=tuple(calendars))
+                      calendars=tuple(calendars), working_hours_from=hours_from)
 
 
 class Directory:
@@ -143,8 +147,7 @@ class Directory:
         def work(session: Transaction) -> list[dict[str, Any]]:
             return [{"id": u.id, "email": u.email, "timezone": u.timezone, "origin": u.origin,
                      "status": st.effective if st else None, "reason": st.reason if st else None,
-                     "since": format_utc(st.since) if st else None,
-                     "hours": self.service.hours_of(session, u)}
+                     "since": format_utc(st.since) if st else None}
                     for u, st in users.summaries(session, status)]
         return self.db.read(work)
 

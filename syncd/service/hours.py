@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from store import hours as stored
+from store import users
 from store.db import Transaction
 from store.models import UserRow
 from syncd.core.errors import BadEventData
@@ -82,6 +83,14 @@ class HoursOperations(ServiceBase):
             changes += len(self.recorder.advance(session, user, now))
         return changes
 
+    def users_with_hours(self, user_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Users (all when none named) with their effective working hours, for `syncd users`."""
+        def work(session: Transaction) -> list[dict[str, Any]]:
+            rows = [self._user(session, u) for u in dict.fromkeys(user_ids)] or users.all_users(session)
+            return [{"id": r.id, "email": r.email, "timezone": r.timezone, "origin": r.origin,
+                     "working_hours_from": r.working_hours_from, "hours": self.hours_of(session, r)} for r in rows]
+        return self.db.read(work)
+
     def working_hours(self, user_id: str) -> dict[str, Any]:
         """`hours_of` the user, in a transaction of its own."""
         return self.db.read(lambda s: self.hours_of(s, self._user(s, user_id)))
@@ -92,8 +101,7 @@ class HoursOperations(ServiceBase):
             hours, zone = hours_from_json(user.effective_hours), user.effective_hours_zone or user.timezone
         else:
             hours, zone = hours_from_json(user.working_hours), user.timezone
-        return {"working_hours": hours_to_json(hours), "timezone": zone, "source": user.hours_source,
-                "from": user.working_hours_from}
+        return {"working_hours": hours_to_json(hours), "timezone": zone, "source": user.hours_source}
 
 
 def _classified(reading: Reading) -> tuple[str, CalendarHours | None, str | None]:
