@@ -1,5 +1,6 @@
 """Working hours kept in the Microsoft 365 mailbox drive the status end to end: the service,
-the hours reader, msal and the fake Graph over TLS, with a controlled clock."""
+the hours reader, msal and the fake Graph over TLS, with a controlled clock. And the mailbox's
+scheduled automatic replies with Exchange's OOF event of the same period: one block."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from syncd.config.model import CalendarLinkConfig
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.conftest import Clock, make_config
-from tests.connectors.outlook.support import options_for
+from syncd.core.ooo import OooContent
+from tests.connectors.outlook.support import OutlookPerson, options_for
 from tests.fakes.graph import FakeGraph
 
 ALICE = "alice@example.com"
@@ -143,4 +145,51 @@ def test_config_hours_stay_when_the_user_does_not_take_them_from_the_calendar(
         assert service.working_hours("alice")["source"] == "config"
         assert service.links()[0]["working_hours"] == {"state": None, "problem": None}
     finally:
+        syncer.connectors.close()
+
+
+# -- automatic replies and Exchange's OOF event: one absence, one block ---------------------------
+
+
+def replies_world(fake: FakeGraph, database: Database) -> tuple[Syncd, LinkSyncer]:
+    alice = UserConfig(id="alice", email=ALICE, timezone="Europe/Stockholm",
+                       calendars=(CalendarLinkConfig(account="m365", calendar="primary"),))
+    account = AccountConfig(name="m365", provider="outlook",
+                            options=Options(options_for(fake, automatic_replies=True)))
+    config = make_config([alice], accounts={"m365": account})
+    service = Syncd(config, database)
+    service.prepare()
+    return service, LinkSyncer(service, Connectors(config.accounts))
+
+
+@pytest.mark.parametrize("event_first", [True, False], ids=["together", "event-later"])
+def test_scheduled_replies_and_their_oof_event_are_one_block(fake: FakeGraph, database: Database,
+                                                             event_first: bool) -> None:
+    for event in fake.events(ALICE):
+        fake.delete_event(ALICE, event["id"])
+    person = OutlookPerson(fake, ALICE, "Europe/Stockholm")
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=3)
+    period = OooContent(start, start + timedelta(days=2), title="Out of office")
+    service, syncer = replies_world(fake, database)
+    try:
+        fake.set_automatic_replies(ALICE, "scheduled", start, start + timedelta(days=2))
+        if event_first:
+            person.add(period)  # what Exchange does when "block my calendar" is ticked
+        assert all(o.ok for o in syncer.sync_once())
+        if not event_first:
+            assert [b.title for b in service.list_blocks("alice")] == ["Automatic replies"]
+            person.add(period)
+            assert all(o.ok for o in syncer.sync_once())
+        [block] = service.list_blocks("alice")
+        assert (block.start, block.end, block.title) == (start, start + timedelta(days=2), "Out of office")
+        assert all(o.ok for o in syncer.sync_once())  # a quiet poll changes nothing
+        assert len(service.list_blocks("alice")) == 1
+        # The event is deleted while the replies stay scheduled: the replies are the absence again.
+        [event] = person.events()
+        person.remove(event["id"])
+        assert all(o.ok for o in syncer.sync_once())
+        [block] = service.list_blocks("alice")
+        assert (block.start, block.end, block.title) == (start, start + timedelta(days=2), "Automatic replies")
+    finally:
+        fake.set_automatic_replies(ALICE, "disabled")
         syncer.connectors.close()
