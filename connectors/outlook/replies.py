@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-
 from urllib.parse import urlencode
 
 from connectors.outlook.client import GraphClient, segment

@@ -17,10 +17,10 @@ from store.db import Database
 from store.models import StatusLogRow
 from syncd.config import AccountConfig, Options, UserConfig
 from syncd.config.model import CalendarLinkConfig
+from syncd.core.ooo import OooContent
 from syncd.service import Syncd
 from syncd.sync import LinkSyncer
 from tests.conftest import Clock, make_config
-from syncd.core.ooo import OooContent
 from tests.connectors.outlook.support import OutlookPerson, options_for
 from tests.fakes.graph import FakeGraph
 
