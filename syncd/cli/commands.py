@@ -208,7 +208,7 @@ def _print_links(rows: list[dict[str, Any]], *, as_json: bool) -> None:
             line += f"  connect: {row['connect_url']}"
         hours = row.get("working_hours") or {}
         if hours.get("problem"):
-            line += f"  working hours: {hours['problem']}"
+            line += f"  {hours['problem']}"
         print(line)
 
 

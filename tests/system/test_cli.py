@@ -244,7 +244,7 @@ def test_users_show_effective_working_hours_and_their_source(workdir: Path,
                               "timezone": "Europe/Stockholm", "source": "config"}
     # Local folders keep no working hours: `syncd links` says so, for each of alice's links.
     lines = run(capsys, "links")[1].splitlines()
-    assert len(lines) == 2 and all(line.endswith("working hours: the provider keeps no working hours; "
-                                                 "the config's apply") for line in lines)
+    assert len(lines) == 2 and all(line.endswith("  the provider keeps no working hours; the config's apply")
+                                   for line in lines)
     code, _out, err = run(capsys, "users", "nobody")
     assert code == 2 and "no user 'nobody'" in err
