@@ -6,8 +6,8 @@ Jobs (APScheduler 3, one thread pool):
 - ``poll``    every second: claim links whose poll is due (randomised, backed off after
   errors) and sync them — several such jobs may run at once, each with its own links;
 - ``deliver`` every second: retry outbox deliveries that are due;
-- ``hours``   every 30 s, when some user takes working hours from the calendar: read those
-  whose ``working_hours_poll`` has passed (or whose calendar was listed in full);
+- ``hours``   every 30 s: read the working hours kept in calendars, for users who take them
+  from there, whose ``working_hours_poll`` has passed (or whose calendar was listed in full);
 - ``sweep``   every ``sweep_interval``: re-evaluate every user, purge old tombstones and spent
   connect links,
   a safety net for anything a timer missed;
@@ -100,9 +100,10 @@ class Daemon:
                                max_instances=1)
         self.scheduler.add_job(self._guard(self._heartbeat), "interval", seconds=HEARTBEAT.total_seconds(),
                                id="heartbeat", max_instances=1)
-        if any(u.working_hours_from == "calendar" for u in rt.config.users):
-            self.scheduler.add_job(self._guard(self._hours_tick), "interval", seconds=HOURS_TICK, id="hours",
-                                   max_instances=1, next_run_time=datetime.now(UTC))
+        # Users registered through the API may take their hours from the calendar too: always on,
+        # and one indexed query when nobody does.
+        self.scheduler.add_job(self._guard(self._hours_tick), "interval", seconds=HOURS_TICK, id="hours",
+                               max_instances=1, next_run_time=datetime.now(UTC))
         if rt.push.accounts():
             self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
                                    max_instances=1, next_run_time=datetime.now(UTC))

@@ -193,3 +193,20 @@ def test_scheduled_replies_and_their_oof_event_are_one_block(fake: FakeGraph, da
     finally:
         fake.set_automatic_replies(ALICE, "disabled")
         syncer.connectors.close()
+
+
+def test_a_full_listing_reads_the_hours_again_before_the_poll_is_due(
+        fake: FakeGraph, database: Database, clock: Clock) -> None:
+    fake.set_working_hours(ALICE, WEEKDAYS, "08:00", "16:00", "Europe/Stockholm")
+    clock.set(FRIDAY_NOON)
+    service, syncer = build(fake, database, clock)
+    try:
+        syncer.hours.read_due()
+        fake.set_working_hours(ALICE, WEEKDAYS, "07:00", "15:00", "Europe/Stockholm")
+        clock.advance(timedelta(minutes=10))
+        assert syncer.hours.read_due() == 0  # the poll is an hour
+        assert service.working_hours("alice")["working_hours"]["mon"] == ["08:00-16:00"]
+        assert all(o.ok for o in syncer.sync_once())  # the link's first sync: a full listing
+        assert service.working_hours("alice")["working_hours"]["mon"] == ["07:00-15:00"]
+    finally:
+        syncer.connectors.close()
