@@ -14,7 +14,7 @@ from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
 from syncd.config.links import link_problem
-from syncd.config.model import HOURS_SOURCES
+from syncd.config.model import CALENDAR_ZONE, HOURS_SOURCES
 from syncd.core.errors import AlreadyExists, NotAllowed, NotFoundInStore, UserInputError
 from syncd.core.hours import DAYS, hours_from_json, hours_to_json, parse_day
 from syncd.core.time import format_utc, zone
@@ -58,7 +58,15 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
     tz = body.get("timezone")
     if not isinstance(tz, str):
         raise UserInputError("timezone is required: an IANA name such as 'Europe/Stockholm'")
-    zone(tz)
+    hours_from = body.get("working_hours_from") or "config"
+    if hours_from not in HOURS_SOURCES:
+        raise UserInputError(f"working_hours_from must be one of {', '.join(HOURS_SOURCES)}, not {hours_from!r}")
+    if tz == CALENDAR_ZONE:
+        if hours_from != "calendar":
+            raise UserInputError('timezone "calendar" takes the zone of the hours the calendar keeps: '
+                                 'send working_hours_from "calendar" too, or an IANA name')
+    else:
+        zone(tz)
     calendars = []
     for i, cal in enumerate(body.get("calendars") or ()):
         if not isinstance(cal, Mapping):
@@ -82,9 +90,6 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
                                             direction=direction))
     if len({(c.account, c.calendar) for c in calendars}) != len(calendars):
         raise UserInputError("calendars lists the same account and calendar twice")
-    hours_from = body.get("working_hours_from") or "config"
-    if hours_from not in HOURS_SOURCES:
-        raise UserInputError(f"working_hours_from must be one of {', '.join(HOURS_SOURCES)}, not {hours_from!r}")
     return UserConfig(id=user_id, email=email, timezone=tz, working_hours=_hours(body.get("working_hours")),
                       calendars=tuple(calendars), working_hours_from=hours_from)
 

@@ -195,6 +195,10 @@ def test_a_user_shows_the_hours_the_status_follows_and_their_source(client: Test
                                        "source": "config"}
     assert client.get("/v1/users/alice", headers=R).json()["effective_hours"]["source"] == "config"
     error(put_user(client, "carol", timezone="UTC", working_hours_from="mailbox"), 422, "invalid")
+    message = error(put_user(client, "carol", timezone="calendar"), 422, "invalid")["message"]
+    assert "working_hours_from" in message
+    dana = put_user(client, "dana", timezone="calendar", working_hours_from="calendar")
+    assert dana.status_code == 201 and dana.json()["timezone"] == "UTC"  # until a calendar gives its zone
 
 
 @pytest.mark.parametrize(("body", "needle"), [
