@@ -35,3 +35,11 @@ def test_defaults_then_daemon_wide_then_per_user(files: Files) -> None:  # noqa:
 def test_bad_values_name_the_key(files: Files, text: str, needle: str) -> None:  # noqa: F811 - the fixture
     message = files.error(text)
     assert needle in message, message
+
+
+def test_replicas_must_agree_on_where_hours_come_from(files: Files) -> None:  # noqa: F811 - the fixture
+    from syncd.service.replicas import config_parts
+
+    plain = config_parts(files.load(user()))
+    assert config_parts(files.load(user(working_hours_from='"config"'))) == plain
+    assert config_parts(files.load(user(working_hours_from='"calendar"')))["users"] != plain["users"]
