@@ -73,6 +73,10 @@ def upsert(session: Session, *, user_id: str, email: str, timezone: str | None, 
         row = UserRow(id=user_id, created_at=now, origin=origin)
         session.add(row)
     row.email, row.email_key, row.timezone, row.working_hours = email, email.lower(), timezone, hours
+    if row.working_hours_from == "calendar" and hours_from != "calendar":
+        # what the calendars said no longer applies, nor is it shown as a problem of theirs
+        session.execute(update(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id).values(
+            hours_state=None, hours=None, hours_zone=None, hours_problem=None, hours_read_at=None))
     row.working_hours_from, row.timezone_from_calendar = hours_from, zone_from_calendar
     session.flush()
     for spec in links:

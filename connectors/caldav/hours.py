@@ -3,8 +3,10 @@
 The property (``urn:ietf:params:xml:ns:caldav``) holds a VAVAILABILITY object. It is looked
 for on the link's calendar collection first, then on the owner's scheduling inbox
 (``schedule-inbox-URL`` of the principal), one Depth 0 PROPFIND each; a server that has
-neither (Radicale, say) answers 404 for the property, which means "no hours here", not an
-error. The value is read by `connectors.ical.availability` with bounded work.
+neither (Radicale, say) answers 404 for the property inside its 207, which means "no hours
+here", not an error. A collection that is gone (404) or a redirect off the account's server
+is an error; a server that refuses the request itself (a 4xx other than those) keeps none.
+The value is read by `connectors.ical.availability` with bounded work.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from connectors.caldav.client import NS, XML_TYPE
+from connectors.caldav.client import NS, XML_TYPE, OffOrigin
 from connectors.caldav.discovery import _PROPFIND, DiscoveryMixin, _found
 from connectors.ical.availability import hours_from_availability
 from syncd.core.errors import ConnectorError, NotFound
@@ -43,12 +45,10 @@ class HoursMixin(DiscoveryMixin):
             answer = self._request("PROPFIND", url, body=_PROPFIND.format(_AVAILABILITY),
                                    headers={"Content-Type": XML_TYPE, "Depth": "0"},
                                    what="reading calendar-availability")
-        except NotFound:
-            return None
-        except ConnectorError as exc:
-            if "HTTP 4" in str(exc):  # a server that refuses the property outright keeps none
-                return None
+        except (NotFound, OffOrigin):
             raise
+        except ConnectorError:  # a server that refuses the PROPFIND itself (400, 405 ...) keeps none
+            return None
         for response in answer.xml().iterfind("d:response", NS):
             element = _found(response, "c:calendar-availability")
             if element is not None and (element.text or "").strip():

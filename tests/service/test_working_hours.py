@@ -52,3 +52,12 @@ def test_a_calendar_without_hours_falls_back_said_once_and_shown_in_links(
     assert h.service.working_hours("alice") == {"working_hours": {"mon": ["09:00-17:00"]},
                                                 "timezone": "Europe/Stockholm", "source": "config"}
     assert h.service.status("alice").status == "available"
+
+
+def test_back_to_config_hours_forgets_what_the_calendars_said(harness_factory: Callable[..., Harness]) -> None:
+    h = harness_factory([user("alice", "work", working_hours=NINE_TO_FIVE, working_hours_from="calendar")])
+    h.sync()
+    assert h.service.links()[0]["working_hours"]["state"] == "unsupported"
+    again = harness_factory([user("alice", "work", working_hours=NINE_TO_FIVE)])  # the config file changed
+    assert again.service.links()[0]["working_hours"] == {"state": None, "problem": None}
+    assert again.service.working_hours("alice")["source"] == "config"
