@@ -20,6 +20,7 @@ from syncd.core.time import format_utc, parse_duration, parse_instant
 from syncd.daemon import Daemon
 from syncd.daemon.heap import few_malloc_arenas
 from syncd.daemon.runtime import Runtime, build_runtime
+from syncd.service.coverage import CoverageWatch
 
 __all__ = ["dispatch"]
 
@@ -39,6 +40,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _sync_once(rt, args.user)
             case "status":
                 return _status(rt, args)
+            case "availability":
+                return _availability(rt, args)
             case "set-status":
                 info = rt.service.set_status(args.user, args.status, end_ooo_early=args.end_ooo_early, by="cli")
                 _print_status([info.as_json()], as_json=False)
@@ -53,6 +56,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _credentials(rt, args)
             case "connect-link":
                 return _connect_link(rt, args)
+            case "coverage":
+                return _coverage(rt, args)
             case "secrets":
                 count = rt.vault.rotate()
                 print(f"re-encrypted {count} stored secret(s) with each account's first token_key; "
@@ -109,6 +114,23 @@ def _status(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _availability(rt: Runtime, args: argparse.Namespace) -> int:
+    start, end = parse_instant(args.start, "--from"), parse_instant(args.end, "--to")
+    intervals = [i.as_json() for i in rt.service.availability(args.user, start, end)]
+    if args.json:
+        print(json.dumps({"user": args.user, "from": format_utc(start), "to": format_utc(end),
+                          "intervals": intervals}, indent=2, ensure_ascii=False))
+        return 0
+    for row in intervals:
+        parts = [row["start"], row["end"], f"{row['status']:<9}", f"{row['reason'] or '-':<13}"]
+        if "block" in row:
+            parts.append(f"block {row['block']}")
+        if "holiday" in row:
+            parts.append(row["holiday"])
+        print("  ".join(parts).rstrip())
+    return 0
+
+
 def _print_status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -142,6 +164,7 @@ def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
                                         args.title)
             block = service.add_block(args.user, content)
             print(block.id)
+            _warn_coverage(CoverageWatch(service).warnings(block.id))
         case "list":
             blocks = [b.as_json() for b in service.list_blocks(args.user)]
             if args.json:
@@ -157,6 +180,27 @@ def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
         case "end":
             block = service.end_block_early(args.block_id)
             print(f"ended {block.id} at {format_utc(block.end)}")
+    return 0
+
+
+def _warn_coverage(warnings: list[dict[str, Any]]) -> None:
+    """On standard error: standard output keeps only the block id, for scripts."""
+    for w in warnings:
+        print(f"warning: team {w['team']} has {w['available']} of its minimum {w['min_available']} available "
+              f"from {w['from']} to {w['to']} (the block is added)", file=sys.stderr)
+
+
+def _coverage(rt: Runtime, args: argparse.Namespace) -> int:
+    watch = rt.coverage or CoverageWatch(rt.service)
+    found = watch.coverage(args.team, parse_instant(args.start, "--from"), parse_instant(args.end, "--to"))
+    if args.json:
+        print(json.dumps(found.as_json(), indent=2))
+        return 0
+    print(f"team {found.team}, minimum {found.min_available or 'none'}")
+    for i in found.intervals:
+        below = "  below minimum" if i.below_min else ""
+        names = ", ".join(i.members_available) or "nobody"
+        print(f"{format_utc(i.start)}  {format_utc(i.end)}  {i.available:>3} available: {names}{below}")
     return 0
 
 

@@ -36,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
     users.add_argument("users", nargs="*", metavar="USER")
     users.add_argument("--json", action="store_true")
     _credentials(sub)
+    coverage = sub.add_parser("coverage", help="how many of TEAM's members are available, interval by interval")
+    coverage.add_argument("team", metavar="TEAM")
+    coverage.add_argument("--from", dest="start", metavar="ISO8601", required=True, help="with an offset")
+    coverage.add_argument("--to", dest="end", metavar="ISO8601", required=True, help="at most 90 days after --from")
+    coverage.add_argument("--json", action="store_true")
     connect = sub.add_parser("connect-link", help="a one-time link with which USER connects their calendar on "
                                                   "ACCOUNT in the browser")
     connect.add_argument("account", metavar="ACCOUNT")
@@ -52,6 +57,13 @@ def _status(sub: Commands) -> None:
     status.add_argument("--json", action="store_true")
     status.add_argument("--links", action="store_true",
                         help="the users' calendar links instead: state, last success, lag, owner replica, last error")
+    timeline = sub.add_parser("availability", help="a user's timeline: Available/Away from..to, as intervals")
+    timeline.add_argument("user", metavar="USER")
+    timeline.add_argument("--from", dest="start", required=True, metavar="ISO8601",
+                          help="start (with an offset)")
+    timeline.add_argument("--to", dest="end", required=True, metavar="ISO8601",
+                          help="end (with an offset; at most 90 days after --from)")
+    timeline.add_argument("--json", action="store_true")
     setst = sub.add_parser("set-status", help="set a user's status manually")
     setst.add_argument("user", metavar="USER")
     setst.add_argument("status", choices=["available", "away"])

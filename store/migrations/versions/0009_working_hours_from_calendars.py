@@ -1,14 +1,14 @@
 """working hours read from linked calendars: per link what was read, per user the choice
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
