@@ -90,6 +90,8 @@ class Daemon:
         caught_up = rt.service.advance_all()
         if caught_up:
             log.info("published %d status change(s) that happened while syncd was stopped", caught_up)
+        if rt.coverage is not None:
+            rt.coverage.check_due(every_team=True)  # teams' coverage, as of now
         rt.publisher.deliver_due()
         daemon = rt.config.daemon
         self.scheduler.add_job(self._guard(self._status_tick), "interval", seconds=0.5, id="status",

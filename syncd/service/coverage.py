@@ -34,6 +34,7 @@ __all__ = ["MAX_SPAN", "CoverageWatch", "TeamCoverage", "ordering_key"]
 
 MAX_SPAN = timedelta(days=90)  # one coverage request; also what a block's warnings look at
 CHECK_AHEAD = timedelta(hours=6)  # how far a check looks for the next crossing
+CATCH_UP = timedelta(minutes=10)  # a look this soon after the last one starts where that one did
 
 
 @dataclass(frozen=True)
@@ -134,15 +135,29 @@ class CoverageWatch:
             return 0
         members = users.team_members(session, team_id)
         horizon = now + CHECK_AHEAD
-        intervals = coverage(self._timelines(session, members, now, horizon), now, horizon, minimum)
-        below_now = intervals[0].below_min
+        # From the last look, when it was recent: a crossing since then (an edit made a moment
+        # before it, between two looks) is announced with its own instant, not this one.
+        since = row.evaluated_at if (row.evaluated_at is not None and row.below is not None
+                                     and timedelta(0) < now - row.evaluated_at <= CATCH_UP) else now
+        intervals = coverage(self._timelines(session, members, since, horizon), since, horizon, minimum)
+        current = next(i for i in intervals if i.start <= now < i.end)
+        below_now = current.below_min
         queued = 0
+        if intervals[0].below_min == row.below:
+            told = {(parse_instant(s["at"]), bool(s["below"])) for s in passed}
+            for crossing in crossings(intervals, below_at_start=row.below):
+                if crossing.at <= now and (crossing.at, crossing.kind == COVERAGE_LOW) not in told:
+                    self._queue(session, team_id, crossing, now)
+                    told.add((crossing.at, crossing.kind == COVERAGE_LOW))
+                    queued += 1
+            if told:
+                announced = max(told)[1]  # the latest crossing told, staged earlier or just now
         if announced != below_now and (announced is not None or below_now):
             # Below when first looked at, or changed by an edit: announced now.
-            first = intervals[0]
             self._queue(session, team_id, CoverageCrossing(
-                COVERAGE_LOW if below_now else COVERAGE_RESTORED, now, first.available, minimum), now)
+                COVERAGE_LOW if below_now else COVERAGE_RESTORED, now, current.available, minimum), now)
             queued += 1
+        intervals = [i for i in intervals if i.end > now]
         ahead = crossings(intervals, below_at_start=below_now)
         soon = [c for c in ahead if c.at <= now + LOOKAHEAD]
         keep = {(s["at"], s["below"]): s for s in pending}

@@ -193,3 +193,25 @@ def test_two_replicas_announce_each_crossing_once(harness_factory: Factory) -> N
         t.join()
     assert not errors
     assert coverage_events(h) == [("coverage.low", iso(at(1)), 1, at(1))]
+
+
+def test_a_crossing_between_two_looks_keeps_its_own_instant(harness_factory: Factory) -> None:
+    h = harness_factory([user("ada"), user("bo")])
+    watch = team(h, ["ada", "bo"], 2)
+    watch.check_due()
+    h.clock.set(at(0) + timedelta(seconds=1))
+    h.service.add_block("ada", timed_content(at(0) + timedelta(seconds=3), at(2), "Away"))
+    h.clock.set(at(0) + timedelta(seconds=5))  # the next look comes after the block began
+    assert watch.check_due() == 1
+    assert coverage_events(h) == [("coverage.low", iso(at(0) + timedelta(seconds=3)), 1,
+                                   at(0) + timedelta(seconds=3))]
+
+
+def test_a_block_written_into_the_past_is_announced_when_it_is_written(harness_factory: Factory) -> None:
+    h = harness_factory([user("ada"), user("bo")])
+    watch = team(h, ["ada", "bo"], 2)
+    watch.check_due()
+    h.clock.set(at(0.5))
+    h.service.add_block("ada", timed_content(at(-3), at(2), "Sick since this morning"))
+    assert watch.check_due() == 1
+    assert coverage_events(h) == [("coverage.low", iso(at(0.5)), 1, at(0.5))]

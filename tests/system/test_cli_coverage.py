@@ -1,5 +1,5 @@
 """`syncd coverage` and the warnings of `syncd ooo add`, in-process against a config file
-with a team that has a minimum."""
+with a team that has a minimum, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from syncd.cli import main
+from tests.conftest import pg_url_for
 
 CONFIG = """
 [daemon]
@@ -36,9 +37,13 @@ min_available = 2
 """
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "syncd.toml").write_text(CONFIG)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def workdir(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    config = CONFIG
+    if request.param == "postgresql":
+        schema = request.getfixturevalue("pg_schema")
+        config = config.replace('"sqlite:///state/syncd.db"', json.dumps(pg_url_for(schema)))
+    (tmp_path / "syncd.toml").write_text(config)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SYNCD_CONFIG", raising=False)
     return tmp_path
@@ -89,6 +94,7 @@ def test_bad_coverage_requests_exit_2_with_one_line(workdir: Path, capsys: pytes
 
 
 def test_a_bad_minimum_in_the_config_is_a_one_line_error(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (workdir / "syncd.toml").write_text(CONFIG.replace("min_available = 2", "min_available = -1"))
+    config = workdir / "syncd.toml"
+    config.write_text(config.read_text().replace("min_available = 2", "min_available = -1"))
     code, _, err = run(capsys, "check-config")
     assert code == 2 and "min_available" in err and len(err.strip().splitlines()) == 1, err
