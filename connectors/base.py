@@ -23,15 +23,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
 
 from syncd.core.calendars import ChangeSet, EventDraft, OooRules, PollRequest, RemoteEvent, SyncWindow, Watch
 from syncd.core.errors import ConfigError, UserInputError
+from syncd.core.hours import CalendarHours
 from syncd.core.options import Option
 
 __all__ = ["AccountSettings", "BadPush", "CalendarConnector", "ConsentFlow", "ConsentRequest", "Grant", "Provider",
-           "PushNotice", "PushReceiver", "PushReply", "PushRequest", "RefreshTokens"]
+           "PushNotice", "PushReceiver", "PushReply", "PushRequest", "RefreshTokens", "WorkingHoursSource"]
 
 
 class CalendarConnector(abc.ABC):
@@ -99,6 +100,20 @@ class CalendarConnector(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release sockets and files."""
+
+
+@runtime_checkable
+class WorkingHoursSource(Protocol):
+    """An optional capability: a connector whose calendars keep the owner's working hours.
+
+    ``calendars`` are connector addresses (`CalendarConnector.address`). Each answer is the
+    hours found, None when the calendar keeps none (the config's hours apply, no error), or
+    the error reading them raised: `BadEventData` for hours that cannot be read (an unknown
+    zone, an end before the start, a hostile recurrence), or any of the usual connector
+    errors. One calendar's failure never affects the others' answers."""
+
+    def working_hours_many(self, calendars: Sequence[str], now: datetime) -> list[CalendarHours | None | Exception]:
+        ...
 
 
 # -- what a provider's folder declares ------------------------------------------------------------

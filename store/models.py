@@ -102,6 +102,14 @@ class UserRow(Base):
     replacement: Mapped[str | None] = mapped_column(String(200), index=True)
     # Own holidays and company days off (syncd.core.daysoff.spec_to_json); None: the daemon's only.
     days_off: Mapped[dict[str, Any] | None]
+    working_hours_from: Mapped[str] = mapped_column(String(16), default="config", server_default="config")
+    # The zone is the mailbox's ("timezone = calendar" in the config): kept from the last reading.
+    timezone_from_calendar: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The working hours the status rules use when a calendar provides them (None: the config's
+    # `working_hours` in `timezone`), their zone and where they came from (config | <provider>:<account>).
+    effective_hours: Mapped[dict[str, Any] | None]
+    effective_hours_zone: Mapped[str | None] = mapped_column(String(64))
+    hours_source: Mapped[str] = mapped_column(String(300), default="config", server_default="config")
 
 
 class CalendarLinkRow(Base):
@@ -129,6 +137,13 @@ class CalendarLinkRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200))  # the replica, as operators see it
     lease_process: Mapped[str | None] = mapped_column(String(200))  # which process exactly (syncd.replica)
     lease_expires: Mapped[datetime | None]
+    # What the calendar says of its owner's working hours, when last read (working_hours_from =
+    # "calendar"): found | none | unsupported | error, the hours and their zone, the problem.
+    hours_state: Mapped[str | None] = mapped_column(String(16))
+    hours: Mapped[dict[str, Any] | None]
+    hours_zone: Mapped[str | None] = mapped_column(String(64))
+    hours_problem: Mapped[str | None] = mapped_column(Text)
+    hours_read_at: Mapped[datetime | None]
 
 
 class BlockRow(Base):

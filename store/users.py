@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from store.models import CalendarLinkRow, TeamMemberRow, TeamRow, UserRow, UserStatusRow
 
 __all__ = [
-    "LinkSpec", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in", "enabled_links", "ids",
-    "ids_with_email", "put_team",
+    "LinkSpec", "all_users", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in",
+    "enabled_links", "ids", "ids_with_email", "put_team",
     "summaries", "team", "team_exists", "TeamSchedule", "team_members", "teams_of", "touch_links", "upsert",
 ]
 
@@ -46,27 +46,41 @@ def ids_with_email(session: Session, email: str) -> list[str]:
     return list(session.scalars(select(UserRow.id).where(UserRow.email_key == email.lower())))
 
 
+def all_users(session: Session) -> list[UserRow]:
+    return list(session.scalars(select(UserRow).order_by(UserRow.id)))
+
+
 def ids(session: Session) -> list[str]:
     return list(session.scalars(select(UserRow.id).order_by(UserRow.id)))
 
 
-def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: dict[str, Any],
+def upsert(session: Session, *, user_id: str, email: str, timezone: str | None, hours: dict[str, Any],
            links: Sequence[LinkSpec], origin: str, now: datetime,
-           days_off: dict[str, Any] | None = None, replacement: str | None = None) -> tuple[UserRow, bool]:
+           days_off: dict[str, Any] | None = None, replacement: str | None = None,
+           hours_from: str = "config") -> tuple[UserRow, bool]:
     """Create or update a user and their calendar links. Returns the row, and whether what
-    decides their status besides their blocks (zone, working hours, days off) is unchanged. From the
-    API the whole list of links is sent: links left out are switched off (kept, with their
-    event links, in case they come back)."""
+    decides their status besides their blocks (zone, working hours, days off) is unchanged. A
+    ``timezone`` of None is the zone of the hours the user's calendar keeps: the one read
+    last (UTC until then). From the API the whole list of links is sent: links left out are
+    switched off (kept, with their event links, in case they come back)."""
     row = session.get(UserRow, user_id)
     days_off = days_off or None
-    same_rules = row is not None and row.timezone == timezone and row.working_hours == hours \
-        and row.days_off == days_off
+    zone_from_calendar = timezone is None
+    if timezone is None:
+        timezone = row.timezone if row is not None and row.timezone_from_calendar else "UTC"
+    same_rules = (row is not None and row.timezone == timezone and row.working_hours == hours
+                  and row.days_off == days_off and row.working_hours_from == hours_from)
     if row is None:
         row = UserRow(id=user_id, created_at=now, origin=origin)
         session.add(row)
     row.email, row.email_key, row.timezone, row.working_hours = email, email.lower(), timezone, hours
     row.replacement = replacement
     row.days_off = days_off
+    if row.working_hours_from == "calendar" and hours_from != "calendar":
+        # what the calendars said no longer applies, nor is it shown as a problem of theirs
+        session.execute(update(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id).values(
+            hours_state=None, hours=None, hours_zone=None, hours_problem=None, hours_read_at=None))
+    row.working_hours_from, row.timezone_from_calendar = hours_from, zone_from_calendar
     session.flush()
     for spec in links:
         link = session.scalars(select(CalendarLinkRow).where(

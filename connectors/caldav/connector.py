@@ -6,18 +6,20 @@
 - `discovery`: a link's calendar -> collection URL (display names through the principal);
 - `lookup`: finding an event by UID or block id, `get`, `find_by_block_id`;
 - `listing`: `changes` (sync-collection or ctag/ETag listing, multiget) and the cursor;
-- `writing`: `create`, `update`, `delete` with If-None-Match / If-Match.
+- `writing`: `create`, `update`, `delete` with If-None-Match / If-Match;
+- `hours`: the working hours of ``calendar-availability`` (`working_hours_many`).
 """
 
 from __future__ import annotations
 
+from connectors.caldav.hours import HoursMixin
 from connectors.caldav.listing import ListingMixin
 from connectors.caldav.writing import WritingMixin
 
 __all__ = ["CalDAVConnector"]
 
 
-class CalDAVConnector(WritingMixin, ListingMixin):
+class CalDAVConnector(WritingMixin, ListingMixin, HoursMixin):
     """CalDAV calendars (Nextcloud, Fastmail, iCloud, SOGo, Zimbra, Radicale, Xandikos, ...).
 
     Thread-safe: one lock per connector; the daemon's poll workers share an instance.

@@ -30,6 +30,9 @@ class UserIn(Strict):
     email: str
     timezone: str
     working_hours: dict[str, str | list[str]] | None = None
+    working_hours_from: Literal["config", "calendar"] | None = Field(
+        default=None, description='"calendar": the hours the linked calendars keep (Microsoft 365 mailbox '
+                                  'settings, CalDAV calendar-availability), working_hours the fallback')
     holidays: dict[str, Any] | StrictBool | None = Field(
         default=None, description='whose public holidays: {"country": "SE", "subdivision": "", "observed": true}, '
                                   "or false for none; left out: the daemon's")
@@ -69,13 +72,22 @@ class CalendarOut(BaseModel):
     last_error: str | None
 
 
+class EffectiveHoursOut(BaseModel):
+    working_hours: dict[str, list[str]] = Field(description="local ranges per weekday")
+    timezone: str = Field(description="the zone the ranges are in (a mailbox's may differ from the user's)")
+    source: str = Field(description='where they came from: "config", or "<provider>:<account>" of a calendar')
+
+
 class UserOut(BaseModel):
     id: str
     email: str
     timezone: str
     origin: str
     replacement: str | None
-    working_hours: dict[str, list[str]]
+    working_hours: dict[str, list[str]] = Field(description="as configured (the fallback with working_hours_from "
+                                                            '= "calendar")')
+    working_hours_from: str
+    effective_hours: EffectiveHoursOut = Field(description="the hours the status follows")
     holidays: dict[str, Any] | bool | None = Field(default=None, description="left out: the daemon's")
     days_off: list[str] = Field(default_factory=list)
     calendars: list[CalendarOut]

@@ -14,6 +14,7 @@ from typing import Any
 
 from syncd.config import Config
 from syncd.core.errors import Bug, ConfigError, UserInputError
+from syncd.core.hours import DAYS
 from syncd.core.ooo import all_day_content, timed_content
 from syncd.core.time import format_utc, parse_duration, parse_instant
 from syncd.daemon import Daemon
@@ -51,6 +52,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _ooo(rt, args)
             case "links":
                 return _links(rt, args)
+            case "users":
+                return _users(rt, args)
             case "credentials":
                 return _credentials(rt, args)
             case "connect-link":
@@ -263,7 +266,39 @@ def _print_links(rows: list[dict[str, Any]], *, as_json: bool) -> None:
             line += f"  error: {row['last_error']}"
         if row.get("connect_url"):
             line += f"  connect: {row['connect_url']}"
+        hours = row.get("working_hours") or {}
+        if hours.get("problem"):
+            line += f"  {hours['problem']}"
         print(line)
+
+
+def _users(rt: Runtime, args: argparse.Namespace) -> int:
+    rows = rt.service.users_with_hours(args.users)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max((len(r["id"]) for r in rows), default=0)
+    for row in rows:
+        hours = row["hours"]
+        print(f"{row['id']:<{width}}  {row['email']}  {row['timezone']}  working hours {describe_hours(hours)}")
+    return 0
+
+
+def describe_hours(hours: dict[str, Any]) -> str:
+    """``mon-fri 08:00-16:00 Europe/Berlin (from outlook:m365)``: runs of days with the same hours joined."""
+    week = hours["working_hours"]
+    runs: list[tuple[list[str], list[str]]] = []
+    for day in DAYS:
+        ranges = week.get(day)
+        if not ranges:
+            continue
+        if runs and runs[-1][1] == ranges and DAYS.index(runs[-1][0][-1]) == DAYS.index(day) - 1:
+            runs[-1][0].append(day)
+        else:
+            runs.append(([day], ranges))
+    shown = "; ".join(f"{days[0] if len(days) == 1 else days[0] + '-' + days[-1]} {','.join(ranges)}"
+                      for days, ranges in runs) or "none"
+    return f"{shown} {hours['timezone']} (from {hours['source']})"
 
 
 def _credentials(rt: Runtime, args: argparse.Namespace) -> int:

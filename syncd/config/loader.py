@@ -35,10 +35,12 @@ from connectors.registry import PROVIDERS
 from syncd.config.accounts import AccountsReader
 from syncd.config.links import link_problem
 from syncd.config.model import (
+    CALENDAR_ZONE,
     CONFLICT_POLICIES,
     DEFAULT_CONFIG_NAME,
     DIRECTIONS,
     ENV_CONFIG,
+    HOURS_SOURCES,
     LOG_FORMATS,
     LOG_LEVELS,
     SCOPES,
@@ -147,7 +149,7 @@ class Loader(AccountsReader, SinksReader):
         seen_users: dict[str, str] = {}
         seen_emails: dict[str, str] = {}
         for table in root.tables("users"):
-            user = self.user(table, accounts)
+            user = self.user(table, accounts, daemon.working_hours_from)
             if user.id in seen_users:
                 table.fail("id", f"duplicate user id {user.id!r} (also {seen_users[user.id]})")
             if user.email.lower() in seen_emails:
@@ -185,7 +187,8 @@ class Loader(AccountsReader, SinksReader):
         d = DaemonConfig()
         t.allow((
             "database_url", "database_url_env", "poll_interval", "sync_window", "conflict_policy",
-            "away_outside_working_hours", "mass_delete_share", "mass_delete_min", "dead_letter_after",
+            "away_outside_working_hours", "working_hours_from", "working_hours_poll",
+            "mass_delete_share", "mass_delete_min", "dead_letter_after",
             "sweep_interval", "max_occurrences", "log_level", "log_format", "rotation_recent_window", "lease_ttl",
             "holidays", "days_off",
         ))
@@ -209,6 +212,8 @@ class Loader(AccountsReader, SinksReader):
             sync_window_future=window.duration("future", d.sync_window_future),
             conflict_policy=t.choice("conflict_policy", CONFLICT_POLICIES, d.conflict_policy),
             away_outside_working_hours=t.boolean("away_outside_working_hours", d.away_outside_working_hours),
+            working_hours_from=t.choice("working_hours_from", HOURS_SOURCES, d.working_hours_from),
+            working_hours_poll=t.duration("working_hours_poll", d.working_hours_poll),
             mass_delete_share=share,
             mass_delete_min=t.integer("mass_delete_min", d.mass_delete_min, minimum=0),
             dead_letter_after=t.duration("dead_letter_after", d.dead_letter_after),
@@ -280,17 +285,24 @@ class Loader(AccountsReader, SinksReader):
             t.fail("public_url", problem)
         return str(url).rstrip("/")
 
-    def user(self, t: Table, accounts: Mapping[str, AccountConfig]) -> UserConfig:
-        t.allow(("id", "email", "timezone", "working_hours", "calendars", "holidays", "days_off", "replacement"))
+    def user(self, t: Table, accounts: Mapping[str, AccountConfig], hours_default: str = "config") -> UserConfig:
+        t.allow(("id", "email", "timezone", "working_hours", "working_hours_from", "calendars", "holidays", "days_off",
+                 "replacement"))
         user_id = t.string("id")
         email = t.string("email")
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
             t.fail("email", f"not an email address: {email!r}")
         zone = t.string("timezone")
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            t.fail("timezone", f"unknown time zone {zone!r}")
+        hours_from = t.choice("working_hours_from", HOURS_SOURCES, hours_default)
+        if zone == CALENDAR_ZONE:
+            if hours_from != "calendar":
+                t.fail("timezone", '"calendar" takes the zone of the hours the calendar keeps: '
+                                   'set working_hours_from = "calendar" too, or give an IANA name')
+        else:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                t.fail("timezone", f"unknown time zone {zone!r}")
         hours = self.working_hours(t.table("working_hours"))
         links: list[CalendarLinkConfig] = []
         seen: dict[tuple[str, str], str] = {}
@@ -306,7 +318,8 @@ class Loader(AccountsReader, SinksReader):
             seen[pair] = link_table.path
             links.append(link)
         return UserConfig(id=user_id, email=email, timezone=zone, working_hours=hours, calendars=tuple(links),
-                          days_off=self.days_off(t), replacement=t.string("replacement", None))
+                          days_off=self.days_off(t), replacement=t.string("replacement", None),
+                          working_hours_from=hours_from)
 
     def team(self, t: Table, users: Mapping[str, str]) -> TeamConfig:
         t.allow(("id", "members", "timezone", "working_hours", "holidays", "days_off", "min_available"))

@@ -18,13 +18,16 @@ from syncd.core.calendars import OooRules
 from syncd.core.daysoff import DaysOffSpec
 from syncd.core.text import redact_url
 
-__all__ = ["DEFAULT_CONFIG_NAME", "ENV_CONFIG", "AccountConfig", "ApiConfig", "ApiToken", "CalendarLinkConfig",
-           "Config", "DaemonConfig", "Options", "SinkConfig", "TeamConfig", "UserConfig"]
+__all__ = ["CALENDAR_ZONE", "DEFAULT_CONFIG_NAME", "ENV_CONFIG", "HOURS_SOURCES", "AccountConfig", "ApiConfig",
+           "ApiToken", "CalendarLinkConfig", "Config", "DaemonConfig", "Options", "SinkConfig", "TeamConfig",
+           "UserConfig"]
 
 ENV_CONFIG = "SYNCD_CONFIG"
 DEFAULT_CONFIG_NAME = "syncd.toml"
 
 CONFLICT_POLICIES = ("newest", "calendar", "helpdesk")
+HOURS_SOURCES = ("config", "calendar")
+CALENDAR_ZONE = "calendar"  # a user's `timezone`: the zone of the working hours their calendar keeps
 DIRECTIONS = ("two-way", "pull", "push")
 SCOPES = ("read", "write", "admin")
 SINK_TYPES = ("webhook", "stdout", "redis", "nats")
@@ -75,6 +78,8 @@ class DaemonConfig:
     sync_window_future: timedelta = timedelta(days=365)
     conflict_policy: str = "newest"  # newest | calendar | helpdesk
     away_outside_working_hours: bool = False
+    working_hours_from: str = "config"  # config | calendar: every user's default
+    working_hours_poll: timedelta = timedelta(hours=1)  # how often hours kept in calendars are read again
     mass_delete_share: float = 0.5  # hold a sync that would delete more than this share of blocks
     mass_delete_min: int = 3  # ... and at least this many (small calendars are not held)
     dead_letter_after: timedelta = timedelta(hours=24)
@@ -145,17 +150,18 @@ class UserConfig:
 
     id: str
     email: str
-    timezone: str  # IANA name, checked against zoneinfo
+    timezone: str  # IANA name, checked against zoneinfo; or CALENDAR_ZONE: the mailbox's
     working_hours: Mapping[int, tuple[tuple[time, time], ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
     calendars: tuple[CalendarLinkConfig, ...] = ()
     replacement: str | None = None  # who takes their work while they are away (a user id)
     days_off: DaysOffSpec = DaysOffSpec()  # own holidays (else the daemon's) and days off besides the daemon's
+    working_hours_from: str = "config"  # config | calendar (then `working_hours` is the fallback)
 
     @property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        return ZoneInfo("UTC" if self.timezone == CALENDAR_ZONE else self.timezone)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,10 +76,16 @@ class StatusPolicy:
     working_hours: WorkingHours | None = None
     away_outside_working_hours: bool = False
     days_off: DaysOff = DaysOff()  # public holidays and company days off: away all (local) day
+    # The zone the working hours are in, when not the user's (hours read from a mailbox).
+    hours_timezone: str | None = None
 
     @property
     def uses_hours(self) -> bool:
         return self.away_outside_working_hours and bool(self.working_hours)
+
+    @property
+    def hours_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.hours_timezone or self.timezone)
 
     @property
     def uses_days_off(self) -> bool:
@@ -152,7 +158,7 @@ def auto_status(periods: Sequence[Period], policy: StatusPolicy, at: datetime) -
         return AWAY, day_off.kind, None
     if policy.uses_hours:
         assert policy.working_hours is not None
-        if not in_working_hours(policy.working_hours, ZoneInfo(policy.timezone), at):
+        if not in_working_hours(policy.working_hours, policy.hours_zone, at):
             return AWAY, "working_hours", None
     return AVAILABLE, "ooo_ended", None
 
@@ -175,7 +181,7 @@ def _offset_change(tz: ZoneInfo, day: date) -> datetime | None:
 
 def _hour_boundaries(policy: StatusPolicy, after: datetime, until: datetime) -> Iterator[datetime]:
     assert policy.working_hours is not None
-    tz = ZoneInfo(policy.timezone)
+    tz = policy.hours_zone
     day: date = after.astimezone(tz).date() - timedelta(days=1)
     last = until.astimezone(tz).date() + timedelta(days=1)
     while day <= last:

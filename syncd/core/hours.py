@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import time
 from typing import Any
 
-__all__ = ["DAYS", "WorkingHours", "hours_from_json", "hours_to_json", "parse_day"]
+__all__ = ["CONFIG_SOURCE", "DAYS", "CalendarHours", "EffectiveHours", "WorkingHours", "choose_hours",
+           "hours_from_json", "hours_to_json", "merge_ranges", "parse_day"]
 
 # weekday (0 = Monday) -> local (start, end) ranges; end == time.max means "until midnight".
 WorkingHours = Mapping[int, Sequence[tuple[time, time]]]
@@ -50,6 +52,18 @@ def parse_day(value: str | Sequence[str]) -> tuple[tuple[time, time], ...]:
     return tuple(ranges)
 
 
+def merge_ranges(ranges: Sequence[tuple[time, time]]) -> tuple[tuple[time, time], ...]:
+    """Ranges of one day sorted, overlapping or touching ones joined (a calendar may list
+    the same hours twice, or split a day at noon)."""
+    merged: list[tuple[time, time]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
 def hours_to_json(hours: WorkingHours | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for weekday, ranges in (hours or {}).items():
@@ -68,3 +82,45 @@ def hours_from_json(data: Mapping[str, Any] | None) -> dict[int, tuple[tuple[tim
             parsed.append((time.fromisoformat(start), time.max if end == "24:00" else time.fromisoformat(end)))
         hours[DAYS.index(day)] = tuple(parsed)
     return hours
+
+
+# -- hours a calendar provides ---------------------------------------------------------------------
+
+CONFIG_SOURCE = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarHours:
+    """Working hours as a calendar keeps them: weekly local ranges in the calendar's own zone
+    (an IANA name), which may differ from the user's configured one."""
+
+    hours: WorkingHours
+    timezone: str
+
+    def __post_init__(self) -> None:
+        if not self.hours:
+            raise ValueError("calendar working hours need at least one working day")
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveHours:
+    """The hours the status rules use for a user, and where they came from: ``config``, or
+    ``<provider>:<account>`` of the linked calendar that provided them."""
+
+    hours: WorkingHours
+    timezone: str
+    source: str = CONFIG_SOURCE
+
+
+def choose_hours(config_hours: WorkingHours, timezone: str, from_calendar: bool,
+                 read: Sequence[tuple[str, CalendarHours | None]]) -> EffectiveHours:
+    """The effective working hours: with ``from_calendar``, the first linked calendar (in link
+    order) that provides hours; otherwise, or when none does, the config's in the user's zone.
+
+    ``read`` is each link's source name and what it provided (None: nothing, or unreadable).
+    """
+    if from_calendar:
+        for source, found in read:
+            if found is not None:
+                return EffectiveHours(found.hours, found.timezone, source)
+    return EffectiveHours(config_hours, timezone, CONFIG_SOURCE)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from syncd.core.availability import (
     AWAY,
@@ -76,7 +75,7 @@ def _describe(periods: Sequence[Period], policy: StatusPolicy, at: datetime) -> 
         return status, reason, block, day_off.name if day_off else None
     if policy.uses_hours:
         assert policy.working_hours is not None
-        if in_working_hours(policy.working_hours, ZoneInfo(policy.timezone), at):
+        if in_working_hours(policy.working_hours, policy.hours_zone, at):
             return status, "working_hours", None, None
     return status, None, None, None
 

@@ -6,6 +6,8 @@ Jobs (APScheduler 3, one thread pool):
 - ``poll``    every second: claim links whose poll is due (randomised, backed off after
   errors) and sync them — several such jobs may run at once, each with its own links;
 - ``deliver`` every second: retry outbox deliveries that are due;
+- ``hours``   every 30 s: read the working hours kept in calendars, for users who take them
+  from there, whose ``working_hours_poll`` has passed (or whose calendar was listed in full);
 - ``coverage`` every `COVERAGE_EVERY` seconds: look at teams whose members' blocks changed or
   whose next crossing of their minimum comes soon, and stage ``coverage.low`` /
   ``coverage.restored`` for its instant (`syncd.service.coverage`);
@@ -54,6 +56,7 @@ MAX_DELIVERY_ALARMS = 100  # instants of staged events woken for per tick; the d
 PREPARE_AHEAD = timedelta(seconds=5)  # staged events are read and encoded this long before their instant
 POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
 PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
+HOURS_TICK = 30  # seconds between looks for working hours due to be read from calendars
 COVERAGE_EVERY = 5  # seconds between looks at teams' coverage (events are staged a minute ahead)
 TRIM_EVERY = 60  # seconds between hand-backs of free heap pages to the system (`syncd.daemon.heap`)
 
@@ -106,6 +109,10 @@ class Daemon:
                                max_instances=1)
         self.scheduler.add_job(self._guard(self._heartbeat), "interval", seconds=HEARTBEAT.total_seconds(),
                                id="heartbeat", max_instances=1)
+        # Users registered through the API may take their hours from the calendar too: always on,
+        # and one indexed query when nobody does.
+        self.scheduler.add_job(self._guard(self._hours_tick), "interval", seconds=HOURS_TICK, id="hours",
+                               max_instances=1, next_run_time=datetime.now(UTC))
         if rt.push.accounts():
             self.scheduler.add_job(self._guard(rt.push.refresh), "interval", seconds=PUSH_REFRESH, id="push",
                                    max_instances=1, next_run_time=datetime.now(UTC))
@@ -205,6 +212,11 @@ class Daemon:
             self.rt.syncer.sync_many(links, stopping=self.stopping.is_set)
             if len(links) < POLL_CLAIM:
                 return
+
+    def _hours_tick(self) -> None:
+        """Working hours kept in calendars, read every ``working_hours_poll`` (no notifications)."""
+        if self.rt.syncer.hours.read_due():
+            self._wake("deliver")
 
     def _wake_poll(self) -> None:
         self._wake("poll")

@@ -14,6 +14,7 @@ from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
 from syncd.config.links import link_problem
+from syncd.config.model import CALENDAR_ZONE, HOURS_SOURCES
 from syncd.core.businesstime import Schedule, add_working_time, working_time
 from syncd.core.daysoff import (
     DaysOffProblem,
@@ -83,7 +84,15 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
     tz = body.get("timezone")
     if not isinstance(tz, str):
         raise UserInputError("timezone is required: an IANA name such as 'Europe/Stockholm'")
-    zone(tz)
+    hours_from = body.get("working_hours_from") or "config"
+    if hours_from not in HOURS_SOURCES:
+        raise UserInputError(f"working_hours_from must be one of {', '.join(HOURS_SOURCES)}, not {hours_from!r}")
+    if tz == CALENDAR_ZONE:
+        if hours_from != "calendar":
+            raise UserInputError('timezone "calendar" takes the zone of the hours the calendar keeps: '
+                                 'send working_hours_from "calendar" too, or an IANA name')
+    else:
+        zone(tz)
     calendars = []
     for i, cal in enumerate(body.get("calendars") or ()):
         if not isinstance(cal, Mapping):
@@ -111,7 +120,8 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
     if replacement is not None and (not isinstance(replacement, str) or not replacement):
         raise UserInputError("replacement must be a user id, or null for nobody")
     return UserConfig(id=user_id, email=email, timezone=tz, working_hours=_hours(body.get("working_hours")),
-                      calendars=tuple(calendars), days_off=parse_days_off(body), replacement=replacement)
+                      calendars=tuple(calendars), days_off=parse_days_off(body), replacement=replacement,
+                      working_hours_from=hours_from)
 
 
 def parse_team_schedule(body: Mapping[str, Any]) -> users.TeamSchedule:
@@ -282,6 +292,9 @@ class Directory:
             "id": row.id, "email": row.email, "timezone": row.timezone, "origin": row.origin,
             "replacement": row.replacement,
             "working_hours": hours_to_json(hours_from_json(row.working_hours)),
+            "working_hours_from": row.working_hours_from,
+            # the hours the status follows, and where they came from (config | <provider>:<account>)
+            "effective_hours": self.service.hours_of(session, row),
             **spec_to_json(spec_from_json(row.days_off)),
             "calendars": [{"id": link.id, "account": link.account, "calendar": link.calendar,
                            "sync_ooo": link.sync_ooo, "direction": link.direction, "state": link.state,

@@ -40,10 +40,14 @@ Published = tuple[str, str, av.StatusChange]
 
 
 def policy_of(user: Any, away_outside_working_hours: bool, days_off: DaysOffSpec | None = None) -> av.StatusPolicy:
-    """A user's rules besides their blocks, from their row (or a row of their columns);
+    """A user's rules besides their blocks, from their row (or a row of their columns):
+    the hours a linked calendar provides, in their own zone, else the config's in the user's;
     ``days_off`` is the daemon's default for everyone."""
-    return av.StatusPolicy(user.timezone, hours_from_json(user.working_hours), away_outside_working_hours,
-                           days_off_of(spec_from_json(user.days_off), days_off))
+    offs = days_off_of(spec_from_json(user.days_off), days_off)
+    if user.effective_hours is not None:
+        return av.StatusPolicy(user.timezone, hours_from_json(user.effective_hours), away_outside_working_hours,
+                               offs, hours_timezone=user.effective_hours_zone)
+    return av.StatusPolicy(user.timezone, hours_from_json(user.working_hours), away_outside_working_hours, offs)
 
 
 @dataclass

@@ -45,8 +45,11 @@ def config_parts(config: Config) -> dict[str, str]:
                        "options": {k: v for k, v in a.options.items() if k not in getattr(a.options, "secret_keys",
                                                                                             ())}}
                 for name, a in sorted(config.accounts.items())}
+    # where hours come from is named only when not the default, so that configs written
+    # before it existed keep their fingerprint (replicas upgraded one by one still agree)
     users = [{"id": u.id, "email": u.email.lower(), "timezone": u.timezone, "hours": hours_to_json(u.working_hours),
-              "calendars": [[c.account, c.calendar, c.sync_ooo, c.direction] for c in u.calendars]}
+              "calendars": [[c.account, c.calendar, c.sync_ooo, c.direction] for c in u.calendars],
+              **({"hours_from": u.working_hours_from} if u.working_hours_from != "config" else {})}
              for u in config.users]
     keys = {name: [hashlib.sha256(k.strip().encode()).hexdigest()[:12] for k in str(a.options["token_key"]).split(",")
                    if k.strip()]

@@ -9,17 +9,18 @@ from store import coverage, links, users
 from store.db import Transaction
 from store.models import UserRow
 from syncd.config import TeamConfig, UserConfig
+from syncd.config.model import CALENDAR_ZONE
 from syncd.core.daysoff import spec_to_json
 from syncd.core.errors import NotFoundInStore
 from syncd.core.hours import hours_to_json
 from syncd.core.time import format_utc
 from syncd.service import seats
-from syncd.service.base import ServiceBase
+from syncd.service.hours import HoursOperations
 
 __all__ = ["UserOperations"]
 
 
-class UserOperations(ServiceBase):
+class UserOperations(HoursOperations):
     def prepare(self) -> None:
         """Migrate the schema and make the users and links of the config file current."""
         self.db.migrate()
@@ -50,10 +51,13 @@ class UserOperations(ServiceBase):
     def upsert_user(self, session: Transaction, user: UserConfig, now: datetime, origin: str = "config") -> UserRow:
         """Create or update a user and their calendar links (from the config file or the API)."""
         row, same_rules = users.upsert(
-            session, user_id=user.id, email=user.email, timezone=user.timezone,
+            session, user_id=user.id, email=user.email,
+            timezone=None if user.timezone == CALENDAR_ZONE else user.timezone,
             hours=hours_to_json(user.working_hours), origin=origin, now=now, days_off=spec_to_json(user.days_off),
             replacement=user.replacement,
+            hours_from=user.working_hours_from,
             links=[users.LinkSpec(c.account, c.calendar, c.sync_ooo, c.direction) for c in user.calendars])
+        same_rules = not self.choose_hours(session, row) and same_rules
         # A staged transition stays unless what decides the status changed (zone, hours, days off).
         self.recorder.load(session, row, now, keep_staged=same_rules)
         return row
@@ -70,6 +74,8 @@ class UserOperations(ServiceBase):
                      "last_sync": format_utc(r.last_sync_at), "last_success": format_utc(r.last_success_at),
                      "last_error": r.last_error, "failures": r.failures, "held_deletions": r.held_deletions,
                      "next_poll": format_utc(r.next_poll_at),
+                     # what the calendar says of its owner's working hours (working_hours_from = "calendar")
+                     "working_hours": {"state": r.hours_state, "problem": r.hours_problem},
                      # the replica syncing it now (or that synced it last), and how stale its data is
                      "owner": r.lease_owner,
                      "syncing": r.lease_expires is not None and r.lease_expires > now,

@@ -20,7 +20,7 @@ from typing import cast
 
 from connectors.base import CalendarConnector
 from connectors.registry import Connectors
-from store import blocks, links
+from store import blocks, hours, links
 from store.db import Transaction
 from syncd.core import reconcile as rc
 from syncd.core.calendars import ChangeSet, SyncWindow
@@ -29,6 +29,7 @@ from syncd.core.text import first_line
 from syncd.service import Syncd
 from syncd.service.notices import LinkNotices
 from syncd.sync.execute import BLOCK_ACTIONS, PlanExecutor
+from syncd.sync.hours import WorkingHoursReader
 from syncd.sync.leases import LEASE_TTL, Leases
 from syncd.sync.listing import Listing
 from syncd.sync.replica import ProcessIdentity, this_process
@@ -63,6 +64,7 @@ class LinkSyncer:
         self.schedule = Schedule(service.config, self.db, notices, rng)
         self.listing = Listing(self.db, connectors, self.schedule, service.clock, self.window, self.plan)
         self.executor = PlanExecutor(service, self.plan)
+        self.hours = WorkingHoursReader(service, connectors)
 
     @property
     def replica(self) -> str:
@@ -87,7 +89,13 @@ class LinkSyncer:
 
     def sync_once(self, user_ids: Sequence[str] | None = None) -> list[LinkOutcome]:
         """One pass over every enabled link, then a push pass so blocks pulled from one
-        calendar reach the user's other calendars in the same run."""
+        calendar reach the user's other calendars in the same run; then the working hours
+        kept in calendars that are due (or were just listed in full) are read."""
+        outcomes = self._sync_once(user_ids)
+        self.hours.read_due()
+        return outcomes
+
+    def _sync_once(self, user_ids: Sequence[str] | None) -> list[LinkOutcome]:
         outcomes = self.sync_many(self.link_ids(user_ids))
         changed = [o for o in outcomes if o.blocks_changed]
         for _ in range(2):
@@ -224,6 +232,8 @@ class LinkSyncer:
             return outcome
         if pull:
             self.schedule.succeeded(snap, result, changes.cursor, self.service.clock(), written)
+            if changes.full:  # a full listing: working hours kept in the calendar are read again too
+                self.db.run(lambda s: hours.read_again(s, [link_id]), what="saving polled links")
         return outcome
 
     def _changes(self, connector: CalendarConnector, snap: Snapshot, pull: bool,

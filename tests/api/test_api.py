@@ -186,6 +186,23 @@ def test_put_user_creates_then_updates(client: TestClient) -> None:
     assert emptied.status_code == 200 and emptied.json()["calendars"] == []  # the whole list: none left
 
 
+def test_a_user_shows_the_hours_the_status_follows_and_their_source(client: TestClient) -> None:
+    created = put_user(client, "bob", timezone="Europe/Oslo", working_hours={"mon": "09:00-17:00"},
+                       working_hours_from="calendar")
+    assert created.status_code == 201, created.text
+    body = client.get("/v1/users/bob", headers=R).json()
+    # No calendar has provided hours yet: the configured ones apply, in the user's zone.
+    assert body["working_hours_from"] == "calendar"
+    assert body["effective_hours"] == {"working_hours": {"mon": ["09:00-17:00"]}, "timezone": "Europe/Oslo",
+                                       "source": "config"}
+    assert client.get("/v1/users/alice", headers=R).json()["effective_hours"]["source"] == "config"
+    error(put_user(client, "carol", timezone="UTC", working_hours_from="mailbox"), 422, "invalid")
+    message = error(put_user(client, "carol", timezone="calendar"), 422, "invalid")["message"]
+    assert "working_hours_from" in message
+    dana = put_user(client, "dana", timezone="calendar", working_hours_from="calendar")
+    assert dana.status_code == 201 and dana.json()["timezone"] == "UTC"  # until a calendar gives its zone
+
+
 @pytest.mark.parametrize(("body", "needle"), [
     ({"email": "bob@example.com", "timezone": "Mars/Olympus"}, "time zone"),
     ({"email": "no-at-sign", "timezone": "UTC"}, "email"),

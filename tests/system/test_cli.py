@@ -221,3 +221,30 @@ def test_status_links_shows_each_links_sync_state(workdir: Path, capsys: pytest.
     assert without_lag(run(capsys, "status", "--links", "--json")[1]) == without_lag(run(capsys, "links", "--json")[1])
     code, _out, err = run(capsys, "status", "--links", "nobody")
     assert code != 0 and "no user 'nobody'" in err
+
+
+def test_users_show_effective_working_hours_and_their_source(workdir: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    config = CONFIG.replace('timezone = "Europe/Stockholm"\n', 'timezone = "Europe/Stockholm"\n'
+                            'working_hours = { mon = "09:00-17:00", tue = "09:00-17:00", wed = "09:00-12:00" }\n'
+                            'working_hours_from = "calendar"\n')
+    (workdir / "syncd.toml").write_text(config)
+    assert run(capsys, "sync", "--once")[0] == 0
+    code, out, _ = run(capsys, "users")
+    assert code == 0
+    assert out.splitlines() == [
+        "alice  alice@example.com  Europe/Stockholm  working hours mon-tue 09:00-17:00; wed 09:00-12:00 "
+        "Europe/Stockholm (from config)",
+        "bob    bob@example.com  America/New_York  working hours none America/New_York (from config)",
+    ]
+    [alice] = json.loads(run(capsys, "users", "alice", "--json")[1])
+    assert alice["working_hours_from"] == "calendar"
+    assert alice["hours"] == {"working_hours": {"mon": ["09:00-17:00"], "tue": ["09:00-17:00"],
+                                                "wed": ["09:00-12:00"]},
+                              "timezone": "Europe/Stockholm", "source": "config"}
+    # Local folders keep no working hours: `syncd links` says so, for each of alice's links.
+    lines = run(capsys, "links")[1].splitlines()
+    assert len(lines) == 2 and all(line.endswith("  the provider keeps no working hours; the config's apply")
+                                   for line in lines)
+    code, _out, err = run(capsys, "users", "nobody")
+    assert code == 2 and "no user 'nobody'" in err

@@ -1,14 +1,14 @@
 """replacements: a user's default, and an OOO block's own
 
 Revision ID: 0010
-Revises: 0012
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0010'
-down_revision = '0012'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

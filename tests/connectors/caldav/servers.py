@@ -33,6 +33,11 @@ request to ``tmp_dir/xandikos.log``.
 
 Quirks, verified against the installed versions (``tests/connectors/caldav/test_servers.py`` pins them)
 ---------------------------------------------------------------------------------------------
+- ``calendar-availability`` (RFC 7953): Xandikos keeps it on calendars (PROPPATCH, then
+  PROPFIND), but setting it first turns the collection's ``.xandikos`` metadata file into a
+  directory its git store then cannot read (the collection stops being a calendar) unless the
+  metadata lives in the repository's config; a PROPFIND of it on the scheduling inbox fails
+  with **500** (the inbox lacks the method behind it). Radicale answers 404 for the property.
 - Invalid sync token in a ``sync-collection`` REPORT: Radicale answers **403** with the body
   ``<?xml version='1.0' encoding='utf-8'?>\n<error xmlns="DAV:"><valid-sync-token /></error>``
   (text/xml), for a malformed token (``bogus``) and for a well-formed one it never issued or
@@ -255,6 +260,14 @@ class CalDAVServer:
 
     def ctag(self, calendar_url: str) -> str:
         return self.properties(calendar_url, (CS, "getctag"))[_clark(CS, "getctag")].text or ""
+
+    def set_availability(self, url: str, ics: str) -> None:
+        """PROPPATCH ``calendar-availability`` (RFC 7953) of a calendar or scheduling inbox."""
+        body = ('<?xml version="1.0" encoding="utf-8"?>'
+                '<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop>'
+                f"<c:calendar-availability>{_xml_escape(ics)}</c:calendar-availability>"
+                "</d:prop></d:set></d:propertyupdate>")
+        self._xml("PROPPATCH", url, body, None)
 
     # -- calendars and objects ---------------------------------------------------------------
     def make_calendar(self, name: str) -> str:

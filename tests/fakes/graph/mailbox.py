@@ -56,6 +56,19 @@ class MailboxMixin(FakeGraphBase):
         with self._lock:
             self._mailbox(user, create=True).settings["timeZone"] = time_zone
 
+    def set_working_hours(self, user: str, days: list[str], start: str, end: str,
+                          time_zone: str | dict[str, Any] = "UTC") -> None:
+        """Set ``workingHours`` as Outlook's settings page would: weekday names, ``HH:MM:SS.fffffff``
+        times of day, and a zone given by name (Windows or IANA) or as a whole ``customTimeZone``."""
+        zone_json = {"name": time_zone} if isinstance(time_zone, str) else copy.deepcopy(time_zone)
+        with self._lock:
+            self._mailbox(user, create=True).settings["workingHours"] = {
+                "daysOfWeek": list(days),
+                "startTime": f"{start}:00.0000000" if len(start) == 5 else start,
+                "endTime": f"{end}:00.0000000" if len(end) == 5 else end,
+                "timeZone": zone_json,
+            }
+
     def set_automatic_replies(
         self,
         user: str,
