@@ -9,8 +9,8 @@ without working hours works around the clock: both are plain arithmetic, days of
 Each local day's working periods are turned into UTC instants in the team's zone, so a DST
 day has the hours its wall clock shows (a 09:00-17:00 day is 8 hours on the day the clocks
 change, and the night shift across the change is an hour shorter or longer). Both functions
-visit each day of the span once: a year costs a few hundred days, never more than
-`MAX_SPAN` plus the `SEARCH_LIMIT` for a due time.
+visit each day of the span once: a year costs a few hundred days, and no span or due time
+lies more than `MAX_SPAN` after its start.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ __all__ = ["MAX_SPAN", "SEARCH_LIMIT", "Schedule", "add_working_time", "working_
 
 # Durations and spans asked about: at most this long (SLA targets are hours to weeks).
 MAX_SPAN = timedelta(days=366)
-# How far past the start a due time is looked for before the schedule is called too thin.
-SEARCH_LIMIT = timedelta(days=5 * 366)
+# How far past the start a due time is looked for: as far as a span may be measured, so that
+# every due time given can be measured back.
+SEARCH_LIMIT = MAX_SPAN
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,5 +115,5 @@ def add_working_time(schedule: Schedule, start: datetime, duration: timedelta) -
                 return low + left
             left -= high - low
         cursor = step_end
-    raise UserInputError(f"the schedule has less than {duration} of working time in the "
+    raise UserInputError(f"the team's schedule has less than {duration} of working time in the "
                          f"{SEARCH_LIMIT.days} days after {format_utc(start)}")

@@ -103,12 +103,12 @@ durations = st.integers(min_value=0, max_value=2000 * 60).map(lambda m: timedelt
 @given(schedule=st.sampled_from(SCHEDULES), start=instants, duration=durations)
 def test_adding_then_measuring_gives_back_the_duration(schedule: Schedule, start: datetime,
                                                       duration: timedelta) -> None:
-    due = add_working_time(schedule, start, duration)
-    assert due >= start
-    if due - start > MAX_SPAN:  # a sparse schedule: more than a year is not measured, and says so
-        with pytest.raises(UserInputError, match="at most"):
-            working_time(schedule, start, due)
+    try:
+        due = add_working_time(schedule, start, duration)
+    except UserInputError:  # not used up within a year: then a year holds less, and says so
+        assert working_time(schedule, start, start + MAX_SPAN) < duration
         return
+    assert start <= due <= start + MAX_SPAN
     assert working_time(schedule, start, due) == duration
     if duration > timedelta(0):  # the first such instant: a moment earlier, some was still left
         assert working_time(schedule, start, due - timedelta(seconds=1)) < duration
@@ -133,7 +133,7 @@ def test_periods_are_ordered_disjoint_and_inside(schedule: Schedule, start: date
     assert all(a[1] <= b[0] for a, b in zip(periods, periods[1:], strict=False))
 
 
-@pytest.mark.parametrize("start", [datetime(1, 1, 1, tzinfo=UTC), datetime(8998, 1, 1, tzinfo=UTC),
+@pytest.mark.parametrize("start", [datetime(1, 1, 1, tzinfo=UTC), datetime(8999, 6, 1, tzinfo=UTC),
                                    datetime(9999, 12, 31, tzinfo=UTC)])
 def test_starts_out_of_reach_are_refused_not_crashed_on(start: datetime) -> None:
     for ask in (lambda: add_working_time(STOCKHOLM, start, timedelta(hours=1)),
