@@ -124,11 +124,25 @@ class BlockOut(BaseModel):
     revision: int
 
 
+class RotationMemberIn(Strict):
+    user: str
+    weight: float = Field(default=1.0, gt=0, le=1000, allow_inf_nan=False,
+                          description="share of assignments relative to the others (2: twice the share)")
+    cap: int | None = Field(default=None, ge=1, le=10_000, description="most assignments per cap_window")
+
+
 class RotationIn(Strict):
     name: str = Field(min_length=1, max_length=300)
-    members: list[str] = Field(default_factory=list)
+    members: list[str | RotationMemberIn] = Field(
+        default_factory=list, description="user ids, or {user, weight, cap} for a member with a weight or cap")
     teams: list[str] = Field(default_factory=list)
     policy: Literal["reset", "calibrate"] = "reset"
+    cap_window: str | None = Field(default=None, max_length=32,
+                                   description="the window members' caps count in (e.g. 1d, 8h; 1m to 90d)")
+
+
+class RotationPatch(Strict):
+    cap_window: str | None = Field(max_length=32, description="e.g. 1d; null: none (remove every cap first)")
 
 
 class MemberOut(BaseModel):
@@ -136,6 +150,8 @@ class MemberOut(BaseModel):
     available: bool
     status: str
     assignments: float
+    weight: float
+    cap: int | None
     recent: int
     last_assigned_at: str | None
     eligible: bool
@@ -147,6 +163,7 @@ class RotationOut(BaseModel):
     id: str
     name: str
     policy: str
+    cap_window: str | None
     counts_since: str | None
     users: list[str]
     teams: list[str]
@@ -158,8 +175,12 @@ class MemberIn(Strict):
     user: str
 
 
-class MemberToggle(Strict):
-    available: bool
+class MemberPatch(Strict):
+    """Only the fields given change; ``cap: null`` removes the cap."""
+
+    available: bool | None = None
+    weight: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+    cap: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class IneligibleOut(BaseModel):

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncd.core.errors import ConfigError, UserInputError
 
-__all__ = ["ensure_aware", "format_utc", "local_midnight", "parse_duration", "parse_instant", "zone"]
+__all__ = ["ensure_aware", "format_duration", "format_utc", "local_midnight", "parse_duration", "parse_instant", "zone"]
 
 _DURATION_HINT = "use e.g. 30s, 5m, 2h, 1d"
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -84,3 +84,13 @@ def parse_duration(text: str | int) -> timedelta:
         return timedelta(seconds=seconds)
     except OverflowError:
         raise bad from None
+
+
+def format_duration(value: timedelta) -> str:
+    """The duration as `parse_duration` reads it: ``"1d"``, ``"1h30m"``, ``"0s"``."""
+    seconds, parts = int(value.total_seconds()), []
+    for unit, size in _DURATION_UNITS.items():
+        if unit != "w" and seconds >= size:  # days read better than weeks ("14d", not "2w")
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
