@@ -88,6 +88,22 @@ class TeamOut(BaseModel):
     members: list[str]
 
 
+class FeedIn(Strict):
+    show_titles: bool = Field(default=False, description="put the blocks' titles in the feed (default: only "
+                                                         "\"<user> — away\")")
+
+
+class FeedOut(BaseModel):
+    id: str
+    team: str
+    show_titles: bool
+    created_at: str | None
+
+
+class NewFeedOut(FeedOut):
+    url: str = Field(description="the secret address to subscribe to (shown only now; under api.public_url)")
+
+
 class StatusOut(BaseModel):
     user: str
     status: Literal["available", "away"]

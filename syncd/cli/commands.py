@@ -19,6 +19,7 @@ from syncd.core.time import format_utc, parse_duration, parse_instant
 from syncd.daemon import Daemon
 from syncd.daemon.heap import few_malloc_arenas
 from syncd.daemon.runtime import Runtime, build_runtime
+from syncd.service.feeds import TeamFeeds
 
 __all__ = ["dispatch"]
 
@@ -50,6 +51,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _credentials(rt, args)
             case "connect-link":
                 return _connect_link(rt, args)
+            case "feed":
+                return _feed(rt, args)
             case "secrets":
                 count = rt.vault.rotate()
                 print(f"re-encrypted {count} stored secret(s) with each account's first token_key; "
@@ -183,6 +186,29 @@ def _connect_link(rt: Runtime, args: argparse.Namespace) -> int:
     else:
         print(link.url)
         print(f"for {link.email} ({link.account}); works once, until {format_utc(link.expires_at)}", file=sys.stderr)
+    return 0
+
+
+def _feed(rt: Runtime, args: argparse.Namespace) -> int:
+    feeds = TeamFeeds(rt.service)
+    if args.feed == "revoke":
+        feeds.revoke(args.team, args.feed_id)
+        print(f"revoked feed {args.feed_id} of team {args.team}; its URL no longer works")
+        return 0
+    if args.feed == "add":
+        made = feeds.create(args.team, show_titles=args.show_titles)
+        if args.json:
+            print(json.dumps(made, indent=2))
+        else:
+            print(made["url"])
+            print(f"feed {made['id']} of team {args.team}; anyone with this URL can read the team's absences "
+                  "(keep it secret; it is not shown again)", file=sys.stderr)
+        return 0
+    rows = feeds.list(args.team)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    for row in rows if not args.json else ():
+        print(f"{row['id']}  created {row['created_at']}  titles {'shown' if row['show_titles'] else 'hidden'}")
     return 0
 
 

@@ -39,7 +39,23 @@ def parser() -> argparse.ArgumentParser:
     connect.add_argument("user", metavar="USER", help="a user id or email")
     connect.add_argument("--expires", metavar="DURATION", help="how long it works (5m to 30d; default 7d)")
     connect.add_argument("--json", action="store_true")
+    _feeds(sub)
     return parser
+
+
+def _feeds(sub: Commands) -> None:
+    feeds = sub.add_parser("feed", help="teams' absence calendars people subscribe to").add_subparsers(
+        dest="feed", required=True, metavar="ACTION")
+    add = feeds.add_parser("add", help="a new secret feed URL for TEAM (shown only now)")
+    add.add_argument("team", metavar="TEAM")
+    add.add_argument("--show-titles", action="store_true", help="put the blocks' titles in the feed")
+    add.add_argument("--json", action="store_true")
+    lst = feeds.add_parser("list", help="TEAM's feeds (never their URLs)")
+    lst.add_argument("team", metavar="TEAM")
+    lst.add_argument("--json", action="store_true")
+    revoke = feeds.add_parser("revoke", help="stop a feed at once")
+    revoke.add_argument("team", metavar="TEAM")
+    revoke.add_argument("feed_id", metavar="FEED_ID")
 
 
 def _status(sub: Commands) -> None:
