@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 
 class Strict(BaseModel):
@@ -141,15 +141,25 @@ class BlockOut(BaseModel):
 
 
 class RotationMemberIn(Strict):
+    """A member with terms; a plain user id is read as ``{"user": id}``."""
+
     user: str
     weight: float = Field(default=1.0, gt=0, le=1000, allow_inf_nan=False,
                           description="share of assignments relative to the others (2: twice the share)")
     cap: int | None = Field(default=None, ge=1, le=10_000, description="most assignments per cap_window")
 
 
+def _member_by_id(value: Any) -> Any:
+    return {"user": value} if isinstance(value, str) else value
+
+
+# One member's schema inline, so a refusal names the member's field rather than two alternatives.
+_MEMBER_SCHEMA = WithJsonSchema({"anyOf": [{"type": "string"}, RotationMemberIn.model_json_schema()]})
+
+
 class RotationIn(Strict):
     name: str = Field(min_length=1, max_length=300)
-    members: list[str | RotationMemberIn] = Field(
+    members: list[Annotated[RotationMemberIn, BeforeValidator(_member_by_id), _MEMBER_SCHEMA]] = Field(
         default_factory=list, description="user ids, or {user, weight, cap} for a member with a weight or cap")
     teams: list[str] = Field(default_factory=list)
     policy: Literal["reset", "calibrate"] = "reset"

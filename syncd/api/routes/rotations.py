@@ -33,8 +33,8 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/v1/rotations", dependencies=[ctx.write], response_model=RotationOut, status_code=201)
     def create_rotation(data: RotationIn) -> dict[str, Any]:
-        users = [m if isinstance(m, str) else m.user for m in data.members]
-        terms = {m.user: m.model_dump(include={"weight", "cap"}) for m in data.members if not isinstance(m, str)}
+        users = [m.user for m in data.members]
+        terms = {m.user: m.model_dump(include=m.model_fields_set & {"weight", "cap"}) for m in data.members}
         return rotations.create(data.name, members=users, teams=data.teams, policy=data.policy,
                                 cap_window=_window(data.cap_window), terms=terms)
 
