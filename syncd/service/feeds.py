@@ -114,7 +114,7 @@ def render(team_id: str, rows: Sequence[BlockRow], *, show_titles: bool) -> byte
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("x-wr-calname", f"{team_id} — away")
-    cal.add("x-published-ttl", timedelta(hours=1))
+    cal.add("x-published-ttl", icalendar.vDuration(timedelta(hours=1)))  # an X- property: typed by hand
     cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
     for row in rows:
         event = icalendar.Event()

@@ -105,6 +105,8 @@ def test_feed_holds_the_members_blocks_in_its_window(client: TestClient) -> None
     assert response.headers["cache-control"] == "private, no-cache"
     cal = icalendar.Calendar.from_ical(response.content)
     assert str(cal["X-WR-CALNAME"]) == "support — away"
+    assert b"\r\nX-PUBLISHED-TTL:PT1H\r\n" in response.content  # calendar apps refresh hourly
+    assert b"\r\nREFRESH-INTERVAL;VALUE=DURATION:PT1H\r\n" in response.content
     found = events(response.content)
     assert set(found) == {f"{b['id']}@syncd" for b in (timed, all_day, earlier)}
     ada = found[f"{timed['id']}@syncd"]
