@@ -237,7 +237,7 @@ def _print_rotation(rotation: dict[str, Any], *, as_json: bool) -> None:
         cap = f"cap {m['cap']}" if m["cap"] is not None else "no cap"
         why = "eligible" if m["eligible"] else f"{m['reason']}" + (
             f" until {m['available_at']}" if m["available_at"] else "")
-        print(f"  {m['user']:<12} {m['assignments']:>7g} assignments  weight {m['weight']:g}  {cap:<8} {why}")
+        print(f"  {m['user']:<12} {m['assignments']:>7g} assignments  weight {m['weight']:<5g} {cap:<8} {why}")
 
 
 def _feed(rt: Runtime, args: argparse.Namespace) -> int:
