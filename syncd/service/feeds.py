@@ -32,7 +32,7 @@ from syncd.service import Syncd
 __all__ = ["AHEAD", "MAX_BLOCKS", "PAST", "FeedCalendar", "TeamFeeds", "render"]
 
 PAST, AHEAD = timedelta(days=30), timedelta(days=365)
-MAX_BLOCKS = 5000  # about 1.5 MB of iCalendar: a team of 50 with 100 absences each in the window
+MAX_BLOCKS = 5000  # a team of 50 with 100 absences each in the window: ~1.4 MB; 4 MB with 500-character titles
 PATH = "/feeds/"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 # Refused without a lookup, in the same answer as a wrong token: the format is public anyway.
