@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import icalendar
@@ -29,11 +29,12 @@ from syncd.core.errors import ConfigError, NotFoundInStore
 from syncd.core.time import format_utc
 from syncd.service import Syncd
 
-__all__ = ["AHEAD", "MAX_BLOCKS", "PAST", "FeedCalendar", "TeamFeeds", "render"]
+__all__ = ["AHEAD", "MAX_BLOCKS", "PAST", "FeedCalendar", "FeedEntry", "TeamFeeds", "render"]
 
 PAST, AHEAD = timedelta(days=30), timedelta(days=365)
 MAX_BLOCKS = 5000  # a team of 50 with 100 absences each in the window: ~1.4 MB; 4 MB with 500-character titles
 PATH = "/feeds/"
+FORMAT = "1"  # part of every ETag: change it when `render` writes the same blocks differently
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 # Refused without a lookup, in the same answer as a wrong token: the format is public anyway.
 _NOBODY = NotFoundInStore("no such feed; it may have been revoked — ask an administrator for a new one")
@@ -44,9 +45,36 @@ def _digest(token: str) -> str:
 
 
 @dataclass(frozen=True)
+class FeedEntry:
+    """One block as the feed shows it."""
+
+    block_id: str
+    user_id: str
+    title: str
+    start: datetime
+    end: datetime
+    start_date: date | None  # all-day blocks: the first day and the day after the last
+    end_date: date | None
+    revision: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class FeedCalendar:
-    body: bytes  # text/calendar, UTF-8
-    etag: str  # quoted, strong: a digest of the body
+    team_id: str
+    show_titles: bool
+    entries: tuple[FeedEntry, ...]
+
+    @property
+    def etag(self) -> str:
+        """Quoted and strong. Taken from what the calendar is made of (every block's id and
+        revision), so a client that has it is answered 304 without rendering anything."""
+        made_of = [FORMAT, self.team_id, str(self.show_titles)]
+        made_of += [f"{e.block_id}:{e.revision}:{e.updated_at.isoformat()}" for e in self.entries]
+        return f'"{hashlib.sha256("|".join(made_of).encode()).hexdigest()[:32]}"'
+
+    def body(self) -> bytes:
+        return render(self.team_id, self.entries, show_titles=self.show_titles)
 
 
 class TeamFeeds:
@@ -96,8 +124,7 @@ class TeamFeeds:
             now = self.service.clock()
             members = users.team_members(session, row.team_id)
             found = blocks.live_between(session, members, now - PAST, now + AHEAD, MAX_BLOCKS) if members else []
-            body = render(row.team_id, found, show_titles=row.show_titles)
-            return FeedCalendar(body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+            return FeedCalendar(row.team_id, row.show_titles, tuple(_entry(b) for b in found))
         return self.db.read(work)
 
     @staticmethod
@@ -106,9 +133,9 @@ class TeamFeeds:
             raise NotFoundInStore(f"no team {team_id!r}; create it with PUT /v1/teams/{team_id}")
 
 
-def render(team_id: str, rows: Sequence[BlockRow], *, show_titles: bool) -> bytes:
-    """The team's absence calendar. It depends only on the blocks (no generation time), so an
-    unchanged calendar keeps its ETag and clients are answered 304."""
+def render(team_id: str, entries: Sequence[FeedEntry], *, show_titles: bool) -> bytes:
+    """The team's absence calendar. It depends only on the blocks (no generation time): the
+    same blocks make the same bytes, as the ETag promises."""
     cal = icalendar.Calendar()
     cal.add("prodid", "-//syncd//team absence feed//EN")
     cal.add("version", "2.0")
@@ -116,9 +143,9 @@ def render(team_id: str, rows: Sequence[BlockRow], *, show_titles: bool) -> byte
     cal.add("x-wr-calname", f"{team_id} — away")
     cal.add("x-published-ttl", icalendar.vDuration(timedelta(hours=1)))  # an X- property: typed by hand
     cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
-    for row in rows:
+    for row in entries:
         event = icalendar.Event()
-        event.add("uid", f"{row.id}@syncd")
+        event.add("uid", f"{row.block_id}@syncd")
         event.add("dtstamp", row.updated_at)
         event.add("last-modified", row.updated_at)
         event.add("sequence", max(row.revision - 1, 0))
@@ -126,7 +153,7 @@ def render(team_id: str, rows: Sequence[BlockRow], *, show_titles: bool) -> byte
         if show_titles and row.title.strip():
             summary += f": {row.title.strip()}"
         event.add("summary", summary)
-        if row.all_day and row.start_date is not None and row.end_date is not None:
+        if row.start_date is not None and row.end_date is not None:
             event.add("dtstart", row.start_date)
             event.add("dtend", row.end_date)  # exclusive, as iCalendar reads it
         else:
@@ -137,6 +164,12 @@ def render(team_id: str, rows: Sequence[BlockRow], *, show_titles: bool) -> byte
         cal.add_component(event)
     body: bytes = cal.to_ical()
     return body
+
+
+def _entry(row: BlockRow) -> FeedEntry:
+    all_day = row.all_day and row.start_date is not None and row.end_date is not None
+    return FeedEntry(row.id, row.user_id, row.title, row.start, row.end, row.start_date if all_day else None,
+                     row.end_date if all_day else None, row.revision, row.updated_at)
 
 
 def _feed_json(row: TeamFeedRow) -> dict[str, Any]:

@@ -124,6 +124,9 @@ def test_titles_only_when_asked(client: TestClient) -> None:
     b = block(client, "bo", date="2026-03-05", title="Skiing in Åre")
     response = client.get(path_of(make_feed(client, show_titles=True)["url"]))
     assert str(events(response.content)[f"{b['id']}@syncd"]["SUMMARY"]) == "bo — away: Skiing in Åre"
+    plain = client.get(path_of(make_feed(client)["url"]))
+    assert str(events(plain.content)[f"{b['id']}@syncd"]["SUMMARY"]) == "bo — away"
+    assert plain.headers["etag"] != response.headers["etag"]  # different bytes, different tags
 
 
 def test_etag_answers_304_until_something_changes(client: TestClient, clock: Clock) -> None:

@@ -48,8 +48,8 @@ def router(ctx: ApiContext) -> APIRouter:
         calendar = team_feeds.calendar(name.removesuffix(".ics"))
         headers = {**_HEADERS, "ETag": calendar.etag}
         if if_none_match is not None and _matches(if_none_match, calendar.etag):
-            return Response(status_code=304, headers=headers)
-        return Response(calendar.body, media_type="text/calendar; charset=utf-8", headers=headers)
+            return Response(status_code=304, headers=headers)  # the usual answer, and nothing rendered
+        return Response(calendar.body(), media_type="text/calendar; charset=utf-8", headers=headers)
 
     return r
 
