@@ -99,6 +99,8 @@ class UserRow(Base):
     working_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"mon": ["09:00-17:00"]}
     origin: Mapped[str] = mapped_column(String(16), default="config")  # config | api
     created_at: Mapped[datetime]
+    # Own holidays and company days off (syncd.core.daysoff.spec_to_json); None: the daemon's only.
+    days_off: Mapped[dict[str, Any] | None]
 
 
 class CalendarLinkRow(Base):
@@ -241,6 +243,11 @@ class TeamRow(Base):
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     created_at: Mapped[datetime]
+    origin: Mapped[str] = mapped_column(String(16), default="api", server_default="api")  # config | api
+    # The team's schedule for the business-time clock; no working hours: the clock runs 24/7.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    working_hours: Mapped[dict[str, Any] | None]  # {"mon": ["09:00-17:00"]}
+    days_off: Mapped[dict[str, Any] | None]  # as UserRow.days_off
 
 
 class TeamMemberRow(Base):

@@ -121,7 +121,7 @@ def insert_log(session: Session, entries: list[dict[str, Any]]) -> None:
 # -- many users ------------------------------------------------------------------------------------
 
 _USERS_WITH_STATE = (
-    select(_users.id, _users.timezone, _users.working_hours, _STATUS.c.auto, _STATUS.c.auto_reason,
+    select(_users.id, _users.timezone, _users.working_hours, _users.days_off, _STATUS.c.auto, _STATUS.c.auto_reason,
            _STATUS.c.effective, _STATUS.c.reason, _STATUS.c.since, _STATUS.c.evaluated_at, _STATUS.c.block_id,
            _STATUS.c.manual, _STATUS.c.manual_at)
     .select_from(UserRow.__table__.outerjoin(_STATUS, _STATUS.c.user_id == _users.id))
@@ -146,8 +146,8 @@ def live_periods_until(session: Session, user_ids: Sequence[str], rows: Iterable
     with blocks starting later, the first such start as a zero-length period (all that the
     next boundary needs of them)."""
     conn = session.connection()
-    users = {u.id: u for u in conn.execute(select(UserRow.id, UserRow.email, UserRow.timezone,
-                                                  UserRow.working_hours).where(UserRow.id.in_(list(user_ids))))}
+    users = {u.id: u for u in conn.execute(select(UserRow.id, UserRow.email, UserRow.timezone, UserRow.working_hours,
+                                                  UserRow.days_off).where(UserRow.id.in_(list(user_ids))))}
     # Blocks that ended before the last evaluation can change nothing from there on, and
     # those starting past the horizon nothing before it (the next boundary is capped there).
     evaluated = [r.evaluated_at for r in rows]

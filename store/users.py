@@ -15,7 +15,7 @@ from store.models import CalendarLinkRow, TeamMemberRow, TeamRow, UserRow, UserS
 __all__ = [
     "LinkSpec", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in", "enabled_links", "ids",
     "ids_with_email", "put_team",
-    "summaries", "team_exists", "team_members", "teams_of", "touch_links", "upsert",
+    "summaries", "team", "team_exists", "TeamSchedule", "team_members", "teams_of", "touch_links", "upsert",
 ]
 
 
@@ -51,17 +51,21 @@ def ids(session: Session) -> list[str]:
 
 
 def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: dict[str, Any],
-           links: Sequence[LinkSpec], origin: str, now: datetime) -> tuple[UserRow, bool]:
+           links: Sequence[LinkSpec], origin: str, now: datetime,
+           days_off: dict[str, Any] | None = None) -> tuple[UserRow, bool]:
     """Create or update a user and their calendar links. Returns the row, and whether what
-    decides their status besides their blocks (zone, working hours) is unchanged. From the
+    decides their status besides their blocks (zone, working hours, days off) is unchanged. From the
     API the whole list of links is sent: links left out are switched off (kept, with their
     event links, in case they come back)."""
     row = session.get(UserRow, user_id)
-    same_rules = row is not None and row.timezone == timezone and row.working_hours == hours
+    days_off = days_off or None
+    same_rules = row is not None and row.timezone == timezone and row.working_hours == hours \
+        and row.days_off == days_off
     if row is None:
         row = UserRow(id=user_id, created_at=now, origin=origin)
         session.add(row)
     row.email, row.email_key, row.timezone, row.working_hours = email, email.lower(), timezone, hours
+    row.days_off = days_off
     session.flush()
     for spec in links:
         link = session.scalars(select(CalendarLinkRow).where(
@@ -114,16 +118,36 @@ def enabled_links(session: Session, user_id: str) -> list[CalendarLinkRow]:
 # -- teams -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TeamSchedule:
+    """A team's schedule columns: zone, working hours and days off as stored (JSON forms)."""
+
+    timezone: str | None = None
+    working_hours: dict[str, Any] | None = None
+    days_off: dict[str, Any] | None = None
+
+
 def team_exists(session: Session, team_id: str) -> bool:
     return session.get(TeamRow, team_id) is not None
 
 
-def put_team(session: Session, team_id: str, members: Iterable[str], now: datetime) -> bool:
-    """Create the team or replace its members; whether it was created."""
-    created = session.get(TeamRow, team_id) is None
-    if created:
-        session.add(TeamRow(id=team_id, created_at=now))
-        session.flush()
+def team(session: Session, team_id: str) -> TeamRow | None:
+    return session.get(TeamRow, team_id)
+
+
+def put_team(session: Session, team_id: str, members: Iterable[str], now: datetime, *,
+             schedule: TeamSchedule | None = None, origin: str = "api") -> bool:
+    """Create the team or replace its members and schedule; whether it was created."""
+    row = session.get(TeamRow, team_id)
+    created = row is None
+    if row is None:
+        row = TeamRow(id=team_id, created_at=now)
+        session.add(row)
+    schedule = schedule or TeamSchedule()
+    row.origin, row.timezone, row.working_hours, row.days_off = (origin, schedule.timezone,
+                                                                 schedule.working_hours or None,
+                                                                 schedule.days_off or None)
+    session.flush()
     session.execute(delete(TeamMemberRow).where(TeamMemberRow.team_id == team_id))
     for member in dict.fromkeys(members):
         session.add(TeamMemberRow(team_id=team_id, user_id=member))

@@ -6,7 +6,7 @@ import datetime as dt
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, WithJsonSchema
 
 
 class Strict(BaseModel):
@@ -30,6 +30,11 @@ class UserIn(Strict):
     email: str
     timezone: str
     working_hours: dict[str, str | list[str]] | None = None
+    holidays: dict[str, Any] | StrictBool | None = Field(
+        default=None, description='whose public holidays: {"country": "SE", "subdivision": "", "observed": true}, '
+                                  "or false for none; left out: the daemon's")
+    days_off: list[str] | None = Field(default=None, description='company days off besides the daemon\'s, e.g. '
+                                                                 '["2026-12-24"]')
     calendars: list[CalendarIn] | None = Field(
         default=None, description="the user's calendar links, all of them (left out: they stay as they are); "
                                   "creating or changing links needs the admin scope")
@@ -66,6 +71,8 @@ class UserOut(BaseModel):
     timezone: str
     origin: str
     working_hours: dict[str, list[str]]
+    holidays: dict[str, Any] | bool | None = Field(default=None, description="left out: the daemon's")
+    days_off: list[str] = Field(default_factory=list)
     calendars: list[CalendarOut]
 
 
@@ -81,11 +88,34 @@ class UserSummary(BaseModel):
 
 class TeamIn(Strict):
     members: list[str]
+    timezone: str | None = Field(default=None, description="IANA zone of the working hours")
+    working_hours: dict[str, str | list[str]] | None = Field(
+        default=None, description='e.g. {"mon": "09:00-17:00"}; left out: the business-time clock runs 24/7')
+    holidays: dict[str, Any] | StrictBool | None = Field(
+        default=None, description='{"country": "SE", "subdivision": "", "observed": true}, or false for none; '
+                                  "left out: the daemon's")
+    days_off: list[str] | None = Field(default=None, description="company days off besides the daemon's")
 
 
 class TeamOut(BaseModel):
     id: str
     members: list[str]
+    origin: str = Field(description="config (change it in the config file) or api")
+    timezone: str | None
+    working_hours: dict[str, list[str]]
+    holidays: dict[str, Any] | bool | None = Field(default=None, description="left out: the daemon's")
+    days_off: list[str] = Field(default_factory=list)
+
+
+class BusinessTimeOut(BaseModel):
+    team: str
+    start: str
+    clock: Literal["working_hours", "24/7"]
+    add: str | None = Field(default=None, description="as asked")
+    add_seconds: int | None = None
+    due: str | None = Field(default=None, description="when `add` of working time after `start` is used up")
+    end: str | None = Field(default=None, description="as asked")
+    working_seconds: int | None = Field(default=None, description="working time between `start` and `end`")
 
 
 class FeedIn(Strict):
@@ -111,6 +141,23 @@ class StatusOut(BaseModel):
     since: str | None
     until: str | None
     blocks: list[str]
+
+
+class IntervalOut(BaseModel):
+    start: str
+    end: str
+    status: Literal["available", "away"]
+    reason: str | None = Field(description="ooo_started, holiday, day_off, working_hours (outside them when away, "
+                                           "inside when available), manual, or null")
+    block: str | None = Field(default=None, description="with ooo_started: the block (the one ending last)")
+    holiday: str | None = Field(default=None, description="with holiday: its name")
+
+
+class TimelineOut(BaseModel):
+    user: str
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    intervals: list[IntervalOut] = Field(description="contiguous, in order, covering from..to")
 
 
 class StatusIn(Strict):

@@ -40,6 +40,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _sync_once(rt, args.user)
             case "status":
                 return _status(rt, args)
+            case "availability":
+                return _availability(rt, args)
             case "set-status":
                 info = rt.service.set_status(args.user, args.status, end_ooo_early=args.end_ooo_early, by="cli")
                 _print_status([info.as_json()], as_json=False)
@@ -109,6 +111,23 @@ def _status(rt: Runtime, args: argparse.Namespace) -> int:
             if link["enabled"] and link["state"] != "ok":
                 print(f"link {link['id']} {link['user']}/{link['account']}/{link['calendar']}: {link['state']}: "
                       f"{link['last_error'] or ''}".rstrip(": "), file=sys.stderr)
+    return 0
+
+
+def _availability(rt: Runtime, args: argparse.Namespace) -> int:
+    start, end = parse_instant(args.start, "--from"), parse_instant(args.end, "--to")
+    intervals = [i.as_json() for i in rt.service.availability(args.user, start, end)]
+    if args.json:
+        print(json.dumps({"user": args.user, "from": format_utc(start), "to": format_utc(end),
+                          "intervals": intervals}, indent=2, ensure_ascii=False))
+        return 0
+    for row in intervals:
+        parts = [row["start"], row["end"], f"{row['status']:<9}", f"{row['reason'] or '-':<13}"]
+        if "block" in row:
+            parts.append(f"block {row['block']}")
+        if "holiday" in row:
+            parts.append(row["holiday"])
+        print("  ".join(parts).rstrip())
     return 0
 
 

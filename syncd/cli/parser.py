@@ -89,6 +89,13 @@ def _status(sub: Commands) -> None:
     status.add_argument("--json", action="store_true")
     status.add_argument("--links", action="store_true",
                         help="the users' calendar links instead: state, last success, lag, owner replica, last error")
+    timeline = sub.add_parser("availability", help="a user's timeline: Available/Away from..to, as intervals")
+    timeline.add_argument("user", metavar="USER")
+    timeline.add_argument("--from", dest="start", required=True, metavar="ISO8601",
+                          help="start (with an offset)")
+    timeline.add_argument("--to", dest="end", required=True, metavar="ISO8601",
+                          help="end (with an offset; at most 90 days after --from)")
+    timeline.add_argument("--json", action="store_true")
     setst = sub.add_parser("set-status", help="set a user's status manually")
     setst.add_argument("user", metavar="USER")
     setst.add_argument("status", choices=["available", "away"])

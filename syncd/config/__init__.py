@@ -21,8 +21,10 @@ from syncd.config.model import (
     DaemonConfig,
     Options,
     SinkConfig,
+    TeamConfig,
     UserConfig,
 )
 
 __all__ = ["DEFAULT_CONFIG_NAME", "ENV_CONFIG", "AccountConfig", "ApiConfig", "ApiToken", "CalendarLinkConfig",
-           "Config", "DaemonConfig", "Options", "SinkConfig", "UserConfig", "find_config_path", "load_config"]
+           "Config", "DaemonConfig", "Options", "SinkConfig", "TeamConfig", "UserConfig", "find_config_path",
+           "load_config"]

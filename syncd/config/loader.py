@@ -25,7 +25,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -48,11 +48,13 @@ from syncd.config.model import (
     CalendarLinkConfig,
     Config,
     DaemonConfig,
+    TeamConfig,
     UserConfig,
     split_listen,
 )
 from syncd.config.sinks import SinksReader
-from syncd.config.table import MISSING, Table, show_value, toml_error
+from syncd.config.table import MISSING, Table, fail, show_value, toml_error
+from syncd.core.daysoff import DaysOffProblem, DaysOffSpec, parse_dates, parse_holidays
 from syncd.core.errors import ConfigError
 from syncd.core.hours import DAYS, parse_day
 
@@ -130,7 +132,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
 
 class Loader(AccountsReader, SinksReader):
     def config(self, root: Table, where: Path) -> Config:
-        root.allow(("daemon", "api", "accounts", "users", "sinks"))
+        root.allow(("daemon", "api", "accounts", "users", "sinks", "teams"))
         daemon = self.daemon(root.table("daemon"))
         api = self.api(root.table("api"))
         accounts: dict[str, AccountConfig] = {}
@@ -155,6 +157,14 @@ class Loader(AccountsReader, SinksReader):
             seen_users[user.id] = seen_emails[user.email.lower()] = table.path
             users.append(user)
         sinks = self.sinks(root.tables("sinks"))
+        teams: list[TeamConfig] = []
+        seen_teams: dict[str, str] = {}
+        for table in root.tables("teams"):
+            team = self.team(table, seen_users)
+            if team.id in seen_teams:
+                table.fail("id", f"duplicate team id {team.id!r} (also {seen_teams[team.id]})")
+            seen_teams[team.id] = table.path
+            teams.append(team)
         return Config(
             path=where,
             daemon=daemon,
@@ -162,6 +172,7 @@ class Loader(AccountsReader, SinksReader):
             accounts=MappingProxyType(accounts),
             users=tuple(users),
             sinks=sinks,
+            teams=tuple(teams),
             inline_secrets=tuple(self.inline_secrets),
         )
 
@@ -171,6 +182,7 @@ class Loader(AccountsReader, SinksReader):
             "database_url", "database_url_env", "poll_interval", "sync_window", "conflict_policy",
             "away_outside_working_hours", "mass_delete_share", "mass_delete_min", "dead_letter_after",
             "sweep_interval", "max_occurrences", "log_level", "log_format", "rotation_recent_window", "lease_ttl",
+            "holidays", "days_off",
         ))
         window = t.table("sync_window")
         window.allow(("past", "future"))
@@ -201,6 +213,7 @@ class Loader(AccountsReader, SinksReader):
             log_level=level.upper(),
             log_format=t.choice("log_format", LOG_FORMATS, d.log_format),
             lease_ttl=t.duration("lease_ttl", d.lease_ttl),
+            days_off=self.days_off(t),
         )
 
     def database_url(self, t: Table, url: str) -> str:
@@ -263,7 +276,7 @@ class Loader(AccountsReader, SinksReader):
         return str(url).rstrip("/")
 
     def user(self, t: Table, accounts: Mapping[str, AccountConfig]) -> UserConfig:
-        t.allow(("id", "email", "timezone", "working_hours", "calendars"))
+        t.allow(("id", "email", "timezone", "working_hours", "calendars", "holidays", "days_off"))
         user_id = t.string("id")
         email = t.string("email")
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
@@ -287,7 +300,49 @@ class Loader(AccountsReader, SinksReader):
                                             f"is already linked (also {seen[pair]})")
             seen[pair] = link_table.path
             links.append(link)
-        return UserConfig(id=user_id, email=email, timezone=zone, working_hours=hours, calendars=tuple(links))
+        return UserConfig(id=user_id, email=email, timezone=zone, working_hours=hours, calendars=tuple(links),
+                          days_off=self.days_off(t))
+
+    def team(self, t: Table, users: Mapping[str, str]) -> TeamConfig:
+        t.allow(("id", "members", "timezone", "working_hours", "holidays", "days_off"))
+        team_id = t.string("id")
+        members = t.strings("members", ())
+        for i, member in enumerate(members):
+            if member not in users:
+                # The file's teams are of the file's users: API users come and go at runtime.
+                fail(t.file, f"{t.key('members')}[{i}]", f"unknown user {member!r} (a team in the config file "
+                                                         "lists users of the config file)")
+        zone = t.string("timezone", None)
+        if zone is not None:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                t.fail("timezone", f"unknown time zone {zone!r}")
+        hours = self.working_hours(t.table("working_hours"))
+        if hours and zone is None:
+            t.fail("timezone", "missing: working hours are local times, give the team's IANA zone")
+        return TeamConfig(id=team_id, members=tuple(dict.fromkeys(members)), timezone=zone, working_hours=hours,
+                          days_off=self.days_off(t))
+
+    def days_off(self, t: Table) -> DaysOffSpec:
+        """``holidays`` and ``days_off`` of the daemon, a user or a team."""
+        holidays = None
+        dates: frozenset[date] = frozenset()
+        for key in ("holidays", "days_off"):
+            if key not in t.data:
+                continue
+            try:
+                if key == "holidays":
+                    holidays = parse_holidays(t.data[key])
+                else:
+                    dates = parse_dates(t.data[key])
+            except DaysOffProblem as exc:
+                if exc.key.startswith("["):
+                    fail(t.file, t.key(key) + exc.key, exc.message)
+                if exc.key:
+                    Table(t.file, t.key(key), {}).fail(exc.key, exc.message)
+                t.fail(key, exc.message)
+        return DaysOffSpec(holidays, dates)
 
     def working_hours(self, t: Table) -> Mapping[int, tuple[tuple[time, time], ...]]:
         hours: dict[int, tuple[tuple[time, time], ...]] = {}

@@ -15,10 +15,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from syncd.core.calendars import OooRules
+from syncd.core.daysoff import DaysOffSpec
 from syncd.core.text import redact_url
 
 __all__ = ["DEFAULT_CONFIG_NAME", "ENV_CONFIG", "AccountConfig", "ApiConfig", "ApiToken", "CalendarLinkConfig",
-           "Config", "DaemonConfig", "Options", "SinkConfig", "UserConfig"]
+           "Config", "DaemonConfig", "Options", "SinkConfig", "TeamConfig", "UserConfig"]
 
 ENV_CONFIG = "SYNCD_CONFIG"
 DEFAULT_CONFIG_NAME = "syncd.toml"
@@ -83,6 +84,7 @@ class DaemonConfig:
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
     lease_ttl: timedelta = timedelta(seconds=60)  # a dead replica's links go to the others after this
+    days_off: DaysOffSpec = DaysOffSpec()  # everyone's public holidays and company days off
 
     def __repr__(self) -> str:
         # A PostgreSQL URL may carry a password.
@@ -148,10 +150,25 @@ class UserConfig:
         default_factory=lambda: MappingProxyType({})
     )
     calendars: tuple[CalendarLinkConfig, ...] = ()
+    days_off: DaysOffSpec = DaysOffSpec()  # own holidays (else the daemon's) and days off besides the daemon's
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamConfig:
+    """A team of config-file users, with the schedule its business-time clock follows; no
+    working hours: around the clock."""
+
+    id: str
+    members: tuple[str, ...] = ()
+    timezone: str | None = None  # IANA name; required with working_hours
+    working_hours: Mapping[int, tuple[tuple[time, time], ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    days_off: DaysOffSpec = DaysOffSpec()  # own holidays (else the daemon's) and days off besides the daemon's
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +186,7 @@ class Config:
     accounts: Mapping[str, AccountConfig] = field(default_factory=lambda: MappingProxyType({}))
     users: tuple[UserConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
+    teams: tuple[TeamConfig, ...] = ()
     inline_secrets: tuple[str, ...] = ()  # key paths of secrets written in the file (not as KEY_env)
 
 

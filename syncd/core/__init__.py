@@ -9,8 +9,11 @@ argument, so it can be tested at any instant without a clock.
 - `ooo`: what an OOO period says (`OooContent`), with its fingerprint.
 - `calendars`: what a calendar says as the engine sees it (`RemoteEvent`, `ChangeSet`, ...).
 - `hours`: working hours.
+- `daysoff`: public holidays and company days off.
 - `options`: how a provider or sink declares its config options.
 - `availability`: the Available / Away rules.
+- `timeline`: a user's status over a span, as intervals, by those rules.
+- `businesstime`: the business-hours clock of a team's schedule.
 - `reconcile`: the three-way merge of one calendar link, as a plan of actions.
 - `rotation`: who of a rotation's members takes the next assignment.
 - `events`: the status event as it goes out to every sink, and its JSON Schema.

@@ -45,7 +45,7 @@ class LinkRef:
 def status_event(event_id: str, user_id: str, email: str, change: StatusChange,
                  block: Period | None) -> dict[str, Any]:
     """The event for ``change`` of ``user_id``; ``block`` is the block that started or ended, if any."""
-    return {
+    event: dict[str, Any] = {
         "id": event_id,
         "type": STATUS_CHANGED,
         "user": {"id": user_id, "email": email},
@@ -58,6 +58,9 @@ def status_event(event_id: str, user_id: str, email: str, change: StatusChange,
             "title": block.title,
         },
     }
+    if change.holiday is not None:
+        event["holiday"] = change.holiday
+    return event
 
 
 def link_event(event_id: str, kind: str, user_id: str, email: str, link: LinkRef, at: datetime, *,
@@ -107,8 +110,9 @@ STATUS_EVENT_SCHEMA: dict[str, Any] = {
         "status": {**_STATUS, "description": "the status from `effective_at` on"},
         "previous": {**_STATUS, "description": "the status before"},
         "reason": {
-            "enum": ["ooo_started", "ooo_ended", "ooo_ended_early", "manual", "working_hours"],
-            "description": "why it changed",
+            "enum": ["ooo_started", "ooo_ended", "ooo_ended_early", "manual", "working_hours", "holiday", "day_off"],
+            "description": "why it changed: `holiday` and `day_off` both when a public holiday or company day off "
+                           "starts and when it ends",
         },
         "effective_at": {**_INSTANT, "description": "when the change took effect (not when it was sent)"},
         "block": {
@@ -123,6 +127,9 @@ STATUS_EVENT_SCHEMA: dict[str, Any] = {
                 },
             ],
         },
+        "holiday": {"type": "string", "minLength": 1,
+                    "description": "with reason `holiday`: the public holiday that started or ended, named in the "
+                                   "country's language (e.g. Juldagen)"},
     },
 }
 

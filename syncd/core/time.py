@@ -8,7 +8,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncd.core.errors import ConfigError, UserInputError
 
-__all__ = ["ensure_aware", "format_duration", "format_utc", "local_midnight", "parse_duration", "parse_instant", "zone"]
+__all__ = ["EARLIEST", "LATEST", "ensure_aware", "format_duration", "format_utc", "local_midnight", "parse_duration",
+           "parse_instant", "within_reach", "zone"]
+
+# Instants the rules are asked about (status at, timelines, business time): the rules look
+# a year or more around them, which must stay inside what `datetime` can hold.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 _DURATION_HINT = "use e.g. 30s, 5m, 2h, 1d"
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -35,6 +41,14 @@ def parse_instant(text: str, what: str = "time") -> datetime:
     except ValueError as exc:
         raise UserInputError(f"{what} {text!r} is not an ISO 8601 time like 2026-12-24T09:00:00+01:00") from exc
     return ensure_aware(value, what)
+
+
+def within_reach(value: datetime, what: str = "time") -> datetime:
+    """``value``, if between `EARLIEST` and `LATEST`; else `UserInputError`."""
+    if not EARLIEST <= value < LATEST:
+        raise UserInputError(f"{what} {format_utc(value)} is out of range: give an instant from "
+                             f"{EARLIEST.year} to {LATEST.year - 1}")
+    return value
 
 
 def format_utc(value: datetime | None) -> str | None:

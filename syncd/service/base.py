@@ -72,6 +72,7 @@ class ServiceBase:
         self.recorder = StatusRecorder(
             sinks=[s.name for s in config.sinks],
             away_outside_working_hours=config.daemon.away_outside_working_hours,
+            days_off=config.daemon.days_off,
         )
         # Called after each committed batch of status changes while more are waiting: the
         # daemon starts delivering the first batch while it evaluates the next.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import time
+from datetime import datetime, time
 from typing import Any
 
 from store import users
@@ -14,13 +14,23 @@ from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
 from syncd.config.links import link_problem
-from syncd.core.errors import AlreadyExists, NotAllowed, NotFoundInStore, UserInputError
+from syncd.core.businesstime import Schedule, add_working_time, working_time
+from syncd.core.daysoff import (
+    DaysOffProblem,
+    DaysOffSpec,
+    days_off_of,
+    parse_dates,
+    parse_holidays,
+    spec_from_json,
+    spec_to_json,
+)
+from syncd.core.errors import AlreadyExists, ConfigError, NotAllowed, NotFoundInStore, UserInputError
 from syncd.core.hours import DAYS, hours_from_json, hours_to_json, parse_day
-from syncd.core.time import format_utc, zone
+from syncd.core.time import ensure_aware, format_utc, parse_duration, zone
 from syncd.service import Syncd
 from syncd.service.rotations import RotationEngine
 
-__all__ = ["ConfigOwned", "Directory", "parse_user"]
+__all__ = ["ConfigOwned", "Directory", "parse_team_schedule", "parse_user"]
 
 DIRECTIONS = ("two-way", "pull", "push")
 
@@ -47,6 +57,22 @@ def _hours(data: Any) -> dict[int, tuple[tuple[time, time], ...]]:
         if ranges:
             hours[DAYS.index(day)] = ranges
     return hours
+
+
+def parse_days_off(body: Mapping[str, Any]) -> DaysOffSpec:
+    """``holidays`` and ``days_off`` of an API body (of a user or a team)."""
+    spec = DaysOffSpec()
+    try:
+        if body.get("holidays") is not None:
+            spec = DaysOffSpec(parse_holidays(body["holidays"]), spec.dates)
+    except DaysOffProblem as exc:
+        raise UserInputError(f"holidays.{exc.key}: {exc.message}" if exc.key else f"holidays: {exc.message}") from None
+    try:
+        if body.get("days_off") is not None:
+            spec = DaysOffSpec(spec.holidays, parse_dates(body["days_off"]))
+    except DaysOffProblem as exc:
+        raise UserInputError(f"days_off{exc.key}: {exc.message}") from None
+    return spec
 
 
 def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any]) -> UserConfig:
@@ -82,7 +108,21 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
     if len({(c.account, c.calendar) for c in calendars}) != len(calendars):
         raise UserInputError("calendars lists the same account and calendar twice")
     return UserConfig(id=user_id, email=email, timezone=tz, working_hours=_hours(body.get("working_hours")),
-                      calendars=tuple(calendars))
+                      calendars=tuple(calendars), days_off=parse_days_off(body))
+
+
+def parse_team_schedule(body: Mapping[str, Any]) -> users.TeamSchedule:
+    """A team's schedule from an API body: ``timezone``, ``working_hours``, ``holidays``,
+    ``days_off``, all optional; working hours need the zone they are local to."""
+    tz = body.get("timezone")
+    if tz is not None:
+        if not isinstance(tz, str):
+            raise UserInputError("timezone must be an IANA name such as 'Europe/Stockholm'")
+        zone(tz)
+    hours = _hours(body.get("working_hours"))
+    if hours and tz is None:
+        raise UserInputError("timezone is required with working_hours: they are local times")
+    return users.TeamSchedule(tz, hours_to_json(hours) or None, spec_to_json(parse_days_off(body)) or None)
 
 
 class Directory:
@@ -147,17 +187,24 @@ class Directory:
                     for u, st in users.summaries(session, status)]
         return self.db.read(work)
 
-    def put_team(self, team_id: str, members: Sequence[str]) -> tuple[dict[str, Any], bool]:
+    def put_team(self, team_id: str, members: Sequence[str],
+                 body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+        """Create or replace a team: its members and its schedule (``body``'s ``timezone``,
+        ``working_hours``, ``holidays``, ``days_off``; left out: none, the clock runs 24/7)."""
         if not team_id or len(team_id) > 200:
             raise UserInputError("a team id is 1 to 200 characters")
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise UserInputError('members must be a list of user ids, e.g. {"members": ["alice", "bob"]}')
+        schedule = parse_team_schedule(body or {})
 
         def work(session: Transaction) -> bool:
+            existing = users.team(session, team_id)
+            if existing is not None and existing.origin == "config":
+                raise ConfigOwned(f"team {team_id} is defined in {self.service.config.path.name}; change it there")
             missing = [m for m in dict.fromkeys(members) if users.by_id(session, m) is None]
             if missing:
                 raise NotFoundInStore(f"unknown user(s): {', '.join(missing)}; register them first")
-            created = users.put_team(session, team_id, members, self.service.clock())
+            created = users.put_team(session, team_id, members, self.service.clock(), schedule=schedule)
             self.rotations.team_changed(session, team_id)  # members follow the team
             return created
         created = self.db.run(work)
@@ -165,10 +212,49 @@ class Directory:
 
     def get_team(self, team_id: str) -> dict[str, Any]:
         def work(session: Transaction) -> dict[str, Any]:
-            if not users.team_exists(session, team_id):
-                raise NotFoundInStore(f"no team {team_id!r}; create it with PUT /v1/teams/{team_id}")
-            return {"id": team_id, "members": users.team_members(session, team_id)}
+            row = self._team(session, team_id)
+            return {"id": team_id, "members": users.team_members(session, team_id), "origin": row.origin,
+                    "timezone": row.timezone, "working_hours": hours_to_json(hours_from_json(row.working_hours)),
+                    **spec_to_json(spec_from_json(row.days_off))}
         return self.db.read(work)
+
+    def schedule(self, team_id: str) -> Schedule:
+        """The team's schedule as the business-time clock reads it (the daemon's holidays
+        and days off unless the team has its own)."""
+        def work(session: Transaction) -> Schedule:
+            row = self._team(session, team_id)
+            return Schedule(row.timezone or "UTC", hours_from_json(row.working_hours),
+                            days_off_of(spec_from_json(row.days_off), self.service.config.daemon.days_off))
+        return self.db.read(work)
+
+    def business_time(self, team_id: str, start: datetime, *, add: str | None = None,
+                      end: datetime | None = None) -> dict[str, Any]:
+        """``add``: the instant at which that much working time after ``start`` is used up
+        (an SLA's due time); ``end``: the working time between ``start`` and ``end``."""
+        if (add is None) == (end is None):
+            raise UserInputError("give either add (a duration such as 8h) or end (an instant), not both or neither")
+        start = ensure_aware(start, "start")
+        schedule = self.schedule(team_id)
+        out: dict[str, Any] = {"team": team_id, "start": format_utc(start),
+                               "clock": "24/7" if schedule.round_the_clock else "working_hours"}
+        if add is not None:
+            try:
+                duration = parse_duration(add)
+            except ConfigError as exc:
+                raise UserInputError(f"add: {exc}") from None
+            due = add_working_time(schedule, start, duration)
+            return {**out, "add": add, "add_seconds": int(duration.total_seconds()), "due": format_utc(due)}
+        assert end is not None
+        end = ensure_aware(end, "end")
+        spent = working_time(schedule, start, end)
+        return {**out, "end": format_utc(end), "working_seconds": int(spent.total_seconds())}
+
+    @staticmethod
+    def _team(session: Transaction, team_id: str) -> Any:
+        row = users.team(session, team_id)
+        if row is None:
+            raise NotFoundInStore(f"no team {team_id!r}; create it with PUT /v1/teams/{team_id}")
+        return row
 
     @staticmethod
     def _user(session: Transaction, user_id: str) -> UserRow:
@@ -181,6 +267,7 @@ class Directory:
         return {
             "id": row.id, "email": row.email, "timezone": row.timezone, "origin": row.origin,
             "working_hours": hours_to_json(hours_from_json(row.working_hours)),
+            **spec_to_json(spec_from_json(row.days_off)),
             "calendars": [{"id": link.id, "account": link.account, "calendar": link.calendar,
                            "sync_ooo": link.sync_ooo, "direction": link.direction, "state": link.state,
                            "last_success": format_utc(link.last_success_at), "last_error": link.last_error}

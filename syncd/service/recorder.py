@@ -21,6 +21,7 @@ from store import blocks, outbox, status
 from store.db import Transaction
 from store.models import UserRow, UserStatusRow
 from syncd.core import availability as av
+from syncd.core.daysoff import DaysOffSpec, days_off_of, spec_from_json
 from syncd.core.events import status_event
 from syncd.core.hours import hours_from_json
 
@@ -37,9 +38,11 @@ SETTLE = timedelta(seconds=10)
 Published = tuple[str, str, av.StatusChange]
 
 
-def policy_of(user: Any, away_outside_working_hours: bool) -> av.StatusPolicy:
-    """A user's rules besides their blocks, from their row (or a row of their columns)."""
-    return av.StatusPolicy(user.timezone, hours_from_json(user.working_hours), away_outside_working_hours)
+def policy_of(user: Any, away_outside_working_hours: bool, days_off: DaysOffSpec | None = None) -> av.StatusPolicy:
+    """A user's rules besides their blocks, from their row (or a row of their columns);
+    ``days_off`` is the daemon's default for everyone."""
+    return av.StatusPolicy(user.timezone, hours_from_json(user.working_hours), away_outside_working_hours,
+                           days_off_of(spec_from_json(user.days_off), days_off))
 
 
 @dataclass
@@ -48,9 +51,11 @@ class StatusRecorder:
 
     sinks: Sequence[str]
     away_outside_working_hours: bool = False
+    days_off: DaysOffSpec = DaysOffSpec()  # the daemon's holidays and days off, for everyone
 
-    def policy(self, user: UserRow) -> av.StatusPolicy:
-        return policy_of(user, self.away_outside_working_hours)
+    def policy(self, user: Any) -> av.StatusPolicy:
+        """The rules of ``user`` (a row, or a row of the user's columns)."""
+        return policy_of(user, self.away_outside_working_hours, self.days_off)
 
     # -- one user -----------------------------------------------------------------------------
     def load(self, session: Transaction, user: UserRow, now: datetime, *,
@@ -63,12 +68,12 @@ class StatusRecorder:
             self._settle_staged(session, row, now)
         if row is None:
             periods = blocks.live_periods(session, user.id)
-            state = av.initial_state(periods, self.policy(user), now)
+            policy = self.policy(user)
+            state = av.initial_state(periods, policy, now)
             row = status.create(session, user.id)
-            status.store(row, state, av.next_boundary(periods, self.policy(user), state.evaluated_at))
+            status.store(row, state, av.next_boundary(periods, policy, state.evaluated_at))
             if state.effective == av.AWAY:  # the helpdesk assumes available until told otherwise
-                self._publish(session, [(user.id, user.email, av.StatusChange(
-                    av.AWAY, av.AVAILABLE, state.reason, now, state.block_id))], now, {})
+                self._publish(session, [(user.id, user.email, av.first_seen_away(state, policy))], now, {})
             session.flush()
         return row, status.state_of(row)
 
@@ -136,14 +141,13 @@ class StatusRecorder:
             user = users.get(user_id)
             if user is None:
                 continue
-            policy = policy_of(user, self.away_outside_working_hours)
+            policy = self.policy(user)
             user_periods = periods.get(user_id, [])
             row = rows.get(user_id)
             if row is None:
                 state = av.initial_state(user_periods, policy, now)
                 if state.effective == av.AWAY:  # the helpdesk assumes available until told otherwise
-                    published.append((user.id, user.email, av.StatusChange(av.AWAY, av.AVAILABLE, state.reason,
-                                                                            now, state.block_id)))
+                    published.append((user.id, user.email, av.first_seen_away(state, policy)))
             else:
                 if row.staged_for is not None and row.staged_for > now:
                     continue  # prepared for an instant still ahead; an edit would have undone it
@@ -181,7 +185,7 @@ class StatusRecorder:
             user = users.get(row.user_id)
             if user is None:
                 continue
-            policy = policy_of(user, self.away_outside_working_hours)
+            policy = self.policy(user)
             user_periods = periods.get(row.user_id, [])
             at = row.next_boundary_at
             evaluation = av.advance(status.state_of(row), user_periods, policy, at)

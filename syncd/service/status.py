@@ -9,8 +9,8 @@ from store import blocks, outbox, status, users
 from store.db import Transaction
 from syncd.core import availability as av
 from syncd.core.errors import ConfirmationRequired, NotFoundInStore, UserInputError
-from syncd.core.hours import hours_from_json
-from syncd.core.time import ensure_aware
+from syncd.core.time import ensure_aware, within_reach
+from syncd.core.timeline import Interval, check_span, timeline
 from syncd.service.base import ServiceBase, StatusInfo
 from syncd.service.blocks import confirmation_text
 from syncd.service.recorder import LOOKAHEAD
@@ -46,7 +46,7 @@ class StatusOperations(ServiceBase):
     def status(self, user_id: str, at: datetime | None = None) -> StatusInfo:
         """Status now or at ``at``: past instants come from the log, future ones from the rules."""
         if at is not None:
-            at = ensure_aware(at, "at")
+            at = within_reach(ensure_aware(at, "at"), "at")
         return self.db.read(lambda session: self.status_in(session, user_id, at))
 
     def status_in(self, session: Transaction, user_id: str, at: datetime | None = None) -> StatusInfo:
@@ -68,8 +68,7 @@ class StatusOperations(ServiceBase):
         when = now if at is None else at
         for user_id in wanted:
             row, user_periods = found[user_id], periods[user_id]
-            policy = av.StatusPolicy(row.timezone, hours_from_json(row.working_hours),
-                                     self.recorder.away_outside_working_hours)
+            policy = self.recorder.policy(row)
             state = av.initial_state(user_periods, policy, now) if row.effective is None else status.state_of(row)
             if when < state.evaluated_at:
                 upcoming = av.next_change(state, user_periods, policy)  # for a past status still in force
@@ -82,6 +81,24 @@ class StatusOperations(ServiceBase):
                                       upcoming.effective_at if upcoming else None,
                                       [p.block_id for p in av.covering(user_periods, when)])
         return out
+
+    def availability(self, user_id: str, start: datetime, end: datetime) -> list[Interval]:
+        """The user's timeline over ``[start, end)`` (at most `timeline.MAX_SPAN`), by the
+        status rules, with a manual change in force shown until the next automatic transition."""
+        start, end = ensure_aware(start, "from"), ensure_aware(end, "to")
+        check_span(start, end)
+
+        def work(session: Transaction) -> list[Interval]:
+            now = self.clock()
+            found = status.users_with_state(session, [user_id])
+            if user_id not in found:
+                raise NotFoundInStore(f"no user {user_id!r}; `syncd status` lists the known users")
+            row, periods = found[user_id], blocks.live_periods_of(session, [user_id])[user_id]
+            policy = self.recorder.policy(row)
+            state = av.initial_state(periods, policy, now) if row.effective is None else status.state_of(row)
+            state = av.advance(state, periods, policy, max(now, state.evaluated_at)).state
+            return timeline(periods, policy, start, end, state)
+        return self.db.read(work)
 
     def _past_status(self, session: Transaction, user_id: str, when: datetime, periods: list[av.Period],
                      still_until: datetime | None, current: av.StatusState) -> StatusInfo:

@@ -8,10 +8,12 @@ from typing import Any
 from store import links, users
 from store.db import Transaction
 from store.models import UserRow
-from syncd.config import UserConfig
+from syncd.config import TeamConfig, UserConfig
+from syncd.core.daysoff import spec_to_json
 from syncd.core.errors import NotFoundInStore
 from syncd.core.hours import hours_to_json
 from syncd.core.time import format_utc
+from syncd.service import seats
 from syncd.service.base import ServiceBase
 
 __all__ = ["UserOperations"]
@@ -28,16 +30,27 @@ class UserOperations(ServiceBase):
         now = self.clock()
         for user in self.config.users:
             self.upsert_user(session, user, now)
+        for team in self.config.teams:
+            self._apply_team(session, team, now)
         users.disable_links_not_in(session, {(u.id, c.account, c.calendar) for u in self.config.users
                                              for c in u.calendars})
+
+    def _apply_team(self, session: Transaction, team: TeamConfig, now: datetime) -> None:
+        """A team of the config file: its members and schedule as written there."""
+        before = users.team_members(session, team.id) if users.team_exists(session, team.id) else None
+        schedule = users.TeamSchedule(team.timezone, hours_to_json(team.working_hours) or None,
+                                      spec_to_json(team.days_off) or None)
+        users.put_team(session, team.id, team.members, now, schedule=schedule, origin="config")
+        if before != sorted(team.members):
+            seats.team_changed(session, team.id, now)  # its rotations' seats follow
 
     def upsert_user(self, session: Transaction, user: UserConfig, now: datetime, origin: str = "config") -> UserRow:
         """Create or update a user and their calendar links (from the config file or the API)."""
         row, same_rules = users.upsert(
             session, user_id=user.id, email=user.email, timezone=user.timezone,
-            hours=hours_to_json(user.working_hours), origin=origin, now=now,
+            hours=hours_to_json(user.working_hours), origin=origin, now=now, days_off=spec_to_json(user.days_off),
             links=[users.LinkSpec(c.account, c.calendar, c.sync_ooo, c.direction) for c in user.calendars])
-        # A staged transition stays unless what decides the status changed (zone, hours).
+        # A staged transition stays unless what decides the status changed (zone, hours, days off).
         self.recorder.load(session, row, now, keep_staged=same_rules)
         return row
 

@@ -240,10 +240,12 @@ def test_teams_put_get_and_unknown_member(client: TestClient) -> None:
     assert put_user(client, "bob").status_code == 201
     created = client.put("/v1/teams/support", json={"members": ["bob", "alice", "bob"]}, headers=W)
     assert created.status_code == 201, created.text
-    assert created.json() == {"id": "support", "members": ["alice", "bob"]}
+    # Without a schedule: no working hours (a 24/7 business-time clock), the daemon's holidays.
+    unscheduled = {"origin": "api", "timezone": None, "working_hours": {}, "holidays": None, "days_off": []}
+    assert created.json() == {"id": "support", "members": ["alice", "bob"], **unscheduled}
     updated = client.put("/v1/teams/support", json={"members": ["bob"]}, headers=W)
-    assert updated.status_code == 200 and updated.json() == {"id": "support", "members": ["bob"]}
-    assert client.get("/v1/teams/support", headers=R).json() == {"id": "support", "members": ["bob"]}
+    assert updated.status_code == 200 and updated.json() == {"id": "support", "members": ["bob"], **unscheduled}
+    assert client.get("/v1/teams/support", headers=R).json() == {"id": "support", "members": ["bob"], **unscheduled}
 
     body = error(client.put("/v1/teams/support", json={"members": ["bob", "ghost"]}, headers=W), 404, "not_found")
     assert "ghost" in body["message"]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from syncd.api.auth import Caller
 from syncd.api.context import ApiContext
-from syncd.api.schemas import StatusIn, StatusOut
-from syncd.core.time import ensure_aware
+from syncd.api.schemas import StatusIn, StatusOut, TimelineOut
+from syncd.core.time import ensure_aware, format_utc
 
 __all__ = ["router"]
 
@@ -25,6 +25,16 @@ def router(ctx: ApiContext) -> APIRouter:
         # The hottest endpoint: a ready response (no second validation of what StatusInfo
         # already guarantees). A worker thread, never the event loop: the database may be slow.
         return JSONResponse(service.status(user_id, ensure_aware(at, "at") if at else None).as_json())
+
+    @r.get("/v1/users/{user_id}/availability", dependencies=[ctx.read], response_model=TimelineOut)
+    def get_availability(user_id: str, start: Annotated[datetime, Query(alias="from")],
+                         end: Annotated[datetime, Query(alias="to")]) -> JSONResponse:
+        """The user's timeline from..to (at most 90 days), by the same rules as the status."""
+        intervals = service.availability(user_id, start, end)
+        # As built: "block" and "holiday" only where they apply, "reason" always (maybe null).
+        return JSONResponse({"user": user_id, "from": format_utc(ensure_aware(start, "from")),
+                             "to": format_utc(ensure_aware(end, "to")),
+                             "intervals": [i.as_json() for i in intervals]})
 
     @r.put("/v1/users/{user_id}/status", response_model=StatusOut)
     def put_status(user_id: str, change: StatusIn, who: Caller = ctx.write) -> dict[str, Any]:

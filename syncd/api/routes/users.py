@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from syncd.api.auth import Caller
 from syncd.api.context import ApiContext
-from syncd.api.schemas import TeamIn, TeamOut, UserIn, UserOut, UserSummary
+from syncd.api.schemas import BusinessTimeOut, TeamIn, TeamOut, UserIn, UserOut, UserSummary
 
 __all__ = ["router"]
 
@@ -40,12 +41,21 @@ def router(ctx: ApiContext) -> APIRouter:
     @r.put("/v1/teams/{team_id}", dependencies=[ctx.write], response_model=TeamOut,
            responses={201: {"model": TeamOut, "description": "created"}})
     def put_team(team_id: str, team: TeamIn, response: Response) -> dict[str, Any]:
-        out, created = directory.put_team(team_id, team.members)
+        out, created = directory.put_team(team_id, team.members, team.model_dump())
         response.status_code = 201 if created else 200
         return out
 
     @r.get("/v1/teams/{team_id}", dependencies=[ctx.read], response_model=TeamOut)
     def get_team(team_id: str) -> dict[str, Any]:
         return directory.get_team(team_id)
+
+    @r.get("/v1/teams/{team_id}/business-time", dependencies=[ctx.read], response_model=BusinessTimeOut,
+           response_model_exclude_none=True)
+    def business_time(team_id: str, start: datetime,
+                      add: Annotated[str | None, Query(max_length=32, description="e.g. 8h, 2d, 1h30m")] = None,
+                      end: datetime | None = None) -> dict[str, Any]:
+        """On the team's schedule: the instant at which ``add`` of working time after
+        ``start`` is used up (an SLA's due time), or the working time from ``start`` to ``end``."""
+        return directory.business_time(team_id, start, add=add, end=end)
 
     return r
