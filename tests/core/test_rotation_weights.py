@@ -202,6 +202,9 @@ def test_calibrate_with_weights_a_member_back_from_ooo_is_level(ws: list[float],
         members, choice = step(members, "calibrate", rng, t)
         assert choice.member != members[i].user_id
     members[i] = replace(members[i], status="available", away_reason=None)
+    # Each assignment raises the others' weighted average load (all their assignments ÷ all
+    # their weight) by 1 / their total weight, and the credit raises the away member's by the
+    # same: they come back as far from it as they left, within one step.
     others = [x for j, x in enumerate(members) if j != i]
-    average = sum(x.load for x in others) / len(others)
+    average = sum(x.count for x in others) / sum(x.weight for x in others)
     assert abs(members[i].load - average) <= 1 / min(ws) + 1e-9
