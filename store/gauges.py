@@ -1,15 +1,16 @@
 """Counts an operator graphs (outbox depth and age, users per status, links per state, live
-replicas, open push channels), read when metrics are scraped, so they are right on every
-replica without bookkeeping."""
+replicas, open push channels, members available per team), read when metrics are scraped, so
+they are right on every replica without bookkeeping."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from store.coverage import available_per_team
 from store.models import CalendarLinkRow, DeliveryRow, PushChannelRow, ReplicaRow, UserStatusRow
 from store.replicas import db_now
 
@@ -24,6 +25,7 @@ class Gauges:
     links: dict[str, int]  # state -> enabled links
     replicas: int = 0  # daemons whose heartbeat is recent (see `store.replicas.heartbeat`)
     push_channels: int = 0  # push channels open (not expired)
+    teams: dict[str, int] = field(default_factory=dict)  # team -> members available now
 
 
 def read(session: Session, *, now: datetime, alive_for: timedelta) -> Gauges:
@@ -44,4 +46,4 @@ def read(session: Session, *, now: datetime, alive_for: timedelta) -> Gauges:
     replicas = session.scalar(select(func.count()).select_from(ReplicaRow).where(ReplicaRow.seen_at >= since)) or 0
     channels = session.scalar(select(func.count()).select_from(PushChannelRow)
                               .where(PushChannelRow.expires_at > now)) or 0
-    return Gauges(undelivered, oldest, users, links, int(replicas), int(channels))
+    return Gauges(undelivered, oldest, users, links, int(replicas), int(channels), available_per_team(session))

@@ -248,6 +248,22 @@ class TeamRow(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     working_hours: Mapped[dict[str, Any] | None]  # {"mon": ["09:00-17:00"]}
     days_off: Mapped[dict[str, Any] | None]  # as UserRow.days_off
+    # Fewer members available than this is "low coverage" (0: no minimum, no coverage events).
+    min_available: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class TeamCoverageRow(Base):
+    """What syncd has announced of a team's coverage (coverage.low / coverage.restored), and the
+    events staged ahead for crossings of the minimum in the coming minute."""
+
+    __tablename__ = "team_coverage"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    below: Mapped[bool | None] = mapped_column(Boolean)  # as of evaluated_at; None: nothing announced yet
+    evaluated_at: Mapped[datetime | None]
+    next_check_at: Mapped[datetime | None] = mapped_column(index=True)
+    # [{"seq": outbox seq, "at": ISO instant, "below": bool}] for events queued for a later instant
+    staged: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class TeamMemberRow(Base):

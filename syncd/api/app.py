@@ -31,6 +31,7 @@ from syncd.api.routes import (
 )
 from syncd.api.schemas import ERRORS
 from syncd.service import Syncd
+from syncd.service.coverage import CoverageWatch
 from syncd.service.directory import Directory
 from syncd.service.metrics import Metrics
 from syncd.service.onboarding import Onboarding
@@ -42,14 +43,15 @@ __all__ = ["create_app"]
 
 def create_app(service: Syncd, *, metrics: Metrics | None = None,
                scheduler_alive: Callable[[], bool] = lambda: True, push: PushChannels | None = None,
-               onboarding: Onboarding | None = None) -> FastAPI:
+               onboarding: Onboarding | None = None, coverage: CoverageWatch | None = None) -> FastAPI:
     config = service.config
     tokens = TokenBook(config.api)
     engine = RotationEngine(service, recent_window=config.daemon.rotation_recent_window)
     ctx = ApiContext(service=service, directory=Directory(service, engine), rotations=engine, metrics=metrics,
                      push=push, scheduler_alive=scheduler_alive, caller=Depends(caller_of(tokens)),
                      read=Depends(scope_check(tokens, "read")), write=Depends(scope_check(tokens, "write")),
-                     admin=Depends(scope_check(tokens, "admin")), onboarding=onboarding)
+                     admin=Depends(scope_check(tokens, "admin")), onboarding=onboarding,
+                     coverage=coverage or CoverageWatch(service))
     public_docs = config.api.public_docs
     app = FastAPI(title="syncd", version=__version__, responses=ERRORS,
                   docs_url="/docs" if public_docs else None, openapi_url="/openapi.json" if public_docs else None,

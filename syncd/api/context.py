@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncd.service import Syncd
+from syncd.service.coverage import CoverageWatch
 from syncd.service.directory import Directory
 from syncd.service.metrics import Metrics
 from syncd.service.onboarding import Onboarding
@@ -29,3 +30,4 @@ class ApiContext:
     write: Any
     admin: Any
     onboarding: Onboarding | None = None  # connect links; None: not offered
+    coverage: CoverageWatch | None = None  # made from the service when not given

@@ -95,6 +95,8 @@ class TeamIn(Strict):
         default=None, description='{"country": "SE", "subdivision": "", "observed": true}, or false for none; '
                                   "left out: the daemon's")
     days_off: list[str] | None = Field(default=None, description="company days off besides the daemon's")
+    min_available: int = Field(0, ge=0, le=10_000, description="fewest members that should be available; "
+                                                               "0: no minimum")
 
 
 class TeamOut(BaseModel):
@@ -105,6 +107,7 @@ class TeamOut(BaseModel):
     working_hours: dict[str, list[str]]
     holidays: dict[str, Any] | bool | None = Field(default=None, description="left out: the daemon's")
     days_off: list[str] = Field(default_factory=list)
+    min_available: int = 0
 
 
 class BusinessTimeOut(BaseModel):
@@ -132,6 +135,30 @@ class FeedOut(BaseModel):
 
 class NewFeedOut(FeedOut):
     url: str = Field(description="the secret address to subscribe to (shown only now; under api.public_url)")
+
+
+class CoverageIntervalOut(BaseModel):
+    start: str
+    end: str
+    available: int
+    members_available: list[str]
+    below_min: bool
+
+
+class CoverageOut(BaseModel):
+    team: str
+    min_available: int
+    intervals: list[CoverageIntervalOut]
+
+
+class CoverageWarning(BaseModel):
+    team: str
+    from_: str = Field(alias="from")
+    to: str
+    available: int
+    min_available: int
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class StatusOut(BaseModel):
@@ -202,6 +229,12 @@ def _member_by_id(value: Any) -> Any:
 
 # One member's schema inline, so a refusal names the member's field rather than two alternatives.
 _MEMBER_SCHEMA = WithJsonSchema({"anyOf": [{"type": "string"}, RotationMemberIn.model_json_schema()]})
+
+
+class BlockWritten(BlockOut):
+    warnings: list[CoverageWarning] = Field(
+        default_factory=list, description="teams this block takes below their minimum, and when (the block is "
+                                          "written all the same)")
 
 
 class RotationIn(Strict):

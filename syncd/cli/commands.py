@@ -19,6 +19,7 @@ from syncd.core.time import format_utc, parse_duration, parse_instant
 from syncd.daemon import Daemon
 from syncd.daemon.heap import few_malloc_arenas
 from syncd.daemon.runtime import Runtime, build_runtime
+from syncd.service.coverage import CoverageWatch
 from syncd.service.feeds import TeamFeeds
 from syncd.service.rotations import RotationEngine
 
@@ -58,6 +59,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _rotation(rt, args)
             case "feed":
                 return _feed(rt, args)
+            case "coverage":
+                return _coverage(rt, args)
             case "secrets":
                 count = rt.vault.rotate()
                 print(f"re-encrypted {count} stored secret(s) with each account's first token_key; "
@@ -164,6 +167,7 @@ def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
                                         args.title)
             block = service.add_block(args.user, content)
             print(block.id)
+            _warn_coverage(CoverageWatch(service).warnings(block.id))
         case "list":
             blocks = [b.as_json() for b in service.list_blocks(args.user)]
             if args.json:
@@ -179,6 +183,27 @@ def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
         case "end":
             block = service.end_block_early(args.block_id)
             print(f"ended {block.id} at {format_utc(block.end)}")
+    return 0
+
+
+def _warn_coverage(warnings: list[dict[str, Any]]) -> None:
+    """On standard error: standard output keeps only the block id, for scripts."""
+    for w in warnings:
+        print(f"warning: team {w['team']} has {w['available']} of its minimum {w['min_available']} available "
+              f"from {w['from']} to {w['to']} (the block is added)", file=sys.stderr)
+
+
+def _coverage(rt: Runtime, args: argparse.Namespace) -> int:
+    watch = rt.coverage or CoverageWatch(rt.service)
+    found = watch.coverage(args.team, parse_instant(args.start, "--from"), parse_instant(args.end, "--to"))
+    if args.json:
+        print(json.dumps(found.as_json(), indent=2))
+        return 0
+    print(f"team {found.team}, minimum {found.min_available or 'none'}")
+    for i in found.intervals:
+        below = "  below minimum" if i.below_min else ""
+        names = ", ".join(i.members_available) or "nobody"
+        print(f"{format_utc(i.start)}  {format_utc(i.end)}  {i.available:>3} available: {names}{below}")
     return 0
 
 

@@ -33,6 +33,11 @@ def parser() -> argparse.ArgumentParser:
     release = links_sub.add_parser("release-deletions", help="apply deletions held by the safety valve")
     release.add_argument("link", type=int, metavar="LINK")
     _credentials(sub)
+    coverage = sub.add_parser("coverage", help="how many of TEAM's members are available, interval by interval")
+    coverage.add_argument("team", metavar="TEAM")
+    coverage.add_argument("--from", dest="start", metavar="ISO8601", required=True, help="with an offset")
+    coverage.add_argument("--to", dest="end", metavar="ISO8601", required=True, help="at most 90 days after --from")
+    coverage.add_argument("--json", action="store_true")
     connect = sub.add_parser("connect-link", help="a one-time link with which USER connects their calendar on "
                                                   "ACCOUNT in the browser")
     connect.add_argument("account", metavar="ACCOUNT")

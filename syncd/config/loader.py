@@ -304,7 +304,7 @@ class Loader(AccountsReader, SinksReader):
                           days_off=self.days_off(t))
 
     def team(self, t: Table, users: Mapping[str, str]) -> TeamConfig:
-        t.allow(("id", "members", "timezone", "working_hours", "holidays", "days_off"))
+        t.allow(("id", "members", "timezone", "working_hours", "holidays", "days_off", "min_available"))
         team_id = t.string("id")
         members = t.strings("members", ())
         for i, member in enumerate(members):
@@ -321,8 +321,11 @@ class Loader(AccountsReader, SinksReader):
         hours = self.working_hours(t.table("working_hours"))
         if hours and zone is None:
             t.fail("timezone", "missing: working hours are local times, give the team's IANA zone")
+        min_available = t.integer("min_available", 0, minimum=0)
+        if min_available > 10_000:
+            t.fail("min_available", "at most 10000")
         return TeamConfig(id=team_id, members=tuple(dict.fromkeys(members)), timezone=zone, working_hours=hours,
-                          days_off=self.days_off(t))
+                          days_off=self.days_off(t), min_available=min_available)
 
     def days_off(self, t: Table) -> DaysOffSpec:
         """``holidays`` and ``days_off`` of the daemon, a user or a team."""

@@ -169,6 +169,7 @@ class TeamConfig:
         default_factory=lambda: MappingProxyType({})
     )
     days_off: DaysOffSpec = DaysOffSpec()  # own holidays (else the daemon's) and days off besides the daemon's
+    min_available: int = 0  # fewest members that should be available (0: no minimum; see coverage)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,11 @@ from datetime import datetime
 from typing import Any
 
 from syncd.core.availability import Period, StatusChange
+from syncd.core.coverage import COVERAGE_LOW, COVERAGE_RESTORED, CoverageCrossing
 from syncd.core.time import format_utc
 
-__all__ = ["LINK_EVENT_SCHEMA", "LINK_REAUTH_REQUIRED", "LINK_RESTORED", "STATUS_CHANGED", "STATUS_EVENT_SCHEMA",
-           "LinkRef", "encode", "link_event", "status_event"]
+__all__ = ["COVERAGE_EVENT_SCHEMA", "LINK_EVENT_SCHEMA", "LINK_REAUTH_REQUIRED", "LINK_RESTORED", "STATUS_CHANGED",
+           "STATUS_EVENT_SCHEMA", "LinkRef", "coverage_event", "encode", "link_event", "status_event"]
 
 STATUS_CHANGED = "status.changed"
 LINK_REAUTH_REQUIRED = "link.reauth_required"
@@ -80,6 +81,19 @@ def link_event(event_id: str, kind: str, user_id: str, email: str, link: LinkRef
         event["connect"] = None if connect_url is None else {"url": connect_url,
                                                              "expires_at": format_utc(connect_expires_at)}
     return event
+
+
+def coverage_event(event_id: str, team_id: str, crossing: CoverageCrossing) -> dict[str, Any]:
+    """A ``coverage.low`` event (the team fell below its minimum of available members) or a
+    ``coverage.restored`` event (it is back at its minimum)."""
+    return {
+        "id": event_id,
+        "type": crossing.kind,
+        "team": {"id": team_id},
+        "at": format_utc(crossing.at),
+        "available": crossing.available,
+        "min_available": crossing.min_available,
+    }
 
 
 def encode(event: Mapping[str, Any], *, ascii_only: bool = False) -> bytes:
@@ -174,5 +188,23 @@ LINK_EVENT_SCHEMA: dict[str, Any] = {
         "user": _USER,
         "link": _LINK,
         "at": {**_INSTANT, "description": "when syncd noticed"},
+    },
+}
+
+COVERAGE_EVENT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://syncd.example/schema/coverage-event.json",
+    "title": "syncd coverage event",
+    "description": "A team fell below its minimum of available members (`coverage.low`), or is back at it "
+                   "(`coverage.restored`). Sent to every sink at the instant it happens; `id` is the idempotency key.",
+    "type": "object",
+    "required": ["id", "type", "team", "at", "available", "min_available"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "description": "unique per event; a repeat has the same id"},
+        "type": {"enum": [COVERAGE_LOW, COVERAGE_RESTORED]},
+        "team": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+        "at": {**_INSTANT, "description": "when the team crossed its minimum"},
+        "available": {"type": "integer", "minimum": 0, "description": "members available from `at` on"},
+        "min_available": {"type": "integer", "minimum": 1, "description": "the team's minimum"},
     },
 }

@@ -6,8 +6,11 @@ Jobs (APScheduler 3, one thread pool):
 - ``poll``    every second: claim links whose poll is due (randomised, backed off after
   errors) and sync them — several such jobs may run at once, each with its own links;
 - ``deliver`` every second: retry outbox deliveries that are due;
-- ``sweep``   every ``sweep_interval``: re-evaluate every user, purge old tombstones and spent
-  connect links,
+- ``coverage`` every `COVERAGE_EVERY` seconds: look at teams whose members' blocks changed or
+  whose next crossing of their minimum comes soon, and stage ``coverage.low`` /
+  ``coverage.restored`` for its instant (`syncd.service.coverage`);
+- ``sweep``   every ``sweep_interval``: re-evaluate every user and every team's coverage, purge
+  old tombstones and spent connect links,
   a safety net for anything a timer missed;
 - ``watchdog`` under systemd with ``WatchdogSec=``: ``WATCHDOG=1`` every half of the
   timeout, on a thread of its own, so a scheduler whose loop stops (or an API thread that
@@ -51,6 +54,7 @@ MAX_DELIVERY_ALARMS = 100  # instants of staged events woken for per tick; the d
 PREPARE_AHEAD = timedelta(seconds=5)  # staged events are read and encoded this long before their instant
 POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
 PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
+COVERAGE_EVERY = 5  # seconds between looks at teams' coverage (events are staged a minute ahead)
 TRIM_EVERY = 60  # seconds between hand-backs of free heap pages to the system (`syncd.daemon.heap`)
 
 
@@ -83,6 +87,8 @@ class Daemon:
         caught_up = rt.service.advance_all()
         if caught_up:
             log.info("published %d status change(s) that happened while syncd was stopped", caught_up)
+        if rt.coverage is not None:
+            rt.coverage.check_due(every_team=True)  # teams' coverage, as of now
         rt.publisher.deliver_due()
         daemon = rt.config.daemon
         self.scheduler.add_job(self._guard(self._status_tick), "interval", seconds=0.5, id="status",
@@ -91,6 +97,9 @@ class Daemon:
                                max_instances=self.poll_workers)
         self.scheduler.add_job(self._guard(rt.publisher.deliver_due), "interval", seconds=1, id="deliver",
                                max_instances=1)
+        if rt.coverage is not None:
+            self.scheduler.add_job(self._guard(rt.coverage.check_due), "interval", seconds=COVERAGE_EVERY,
+                                   id="coverage", max_instances=1)
         self.scheduler.add_job(self._guard(self._sweep), "interval", seconds=daemon.sweep_interval.total_seconds(),
                                id="sweep", max_instances=1)
         self.scheduler.add_job(self._guard(return_free_memory), "interval", seconds=TRIM_EVERY, id="trim",
@@ -123,7 +132,7 @@ class Daemon:
 
         api = self.rt.config.api
         app = create_app(self.rt.service, metrics=self.rt.metrics, scheduler_alive=lambda: self.scheduler.running,
-                         push=self.rt.push, onboarding=self.rt.onboarding)
+                         push=self.rt.push, onboarding=self.rt.onboarding, coverage=self.rt.coverage)
         # log_config=None: uvicorn's records go through syncd's handler and format (text or JSON).
         server = uvicorn.Server(uvicorn.Config(app, host=api.host, port=api.port, log_level="warning",
                                                access_log=False, lifespan="off", log_config=None))
@@ -219,6 +228,8 @@ class Daemon:
 
     def _sweep(self) -> None:
         self.rt.service.advance_all()
+        if self.rt.coverage is not None:
+            self.rt.coverage.check_due(every_team=True)
         self.rt.service.purge_tombstones()
         if self.rt.onboarding is not None:
             self.rt.onboarding.prune()

@@ -20,6 +20,7 @@ from syncd.config import Config
 from syncd.core.errors import SyncdError
 from syncd.publish import Publisher, Sink, build_sink
 from syncd.service import Syncd, utc_now
+from syncd.service.coverage import CoverageWatch
 from syncd.service.credentials import CredentialVault
 from syncd.service.metrics import Metrics
 from syncd.service.notices import LinkNotices
@@ -102,6 +103,7 @@ class Runtime:
     sinks: dict[str, Sink] = field(default_factory=dict)
     wakeups: Wakeups = field(default_factory=Wakeups)
     onboarding: Onboarding | None = None
+    coverage: CoverageWatch | None = None
 
     def prepare(self, *, adopt_config: bool = False, daemon: bool = False) -> None:
         """Migrate the schema, check the config against the other replicas' (adopting it when
@@ -142,4 +144,4 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
     push = PushChannels(service, connectors, wake=pushed)
     agreement = ConfigAgreement(db, config, identity.name, clock)
     return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, agreement, sinks,
-                   wakeups, onboarding)
+                   wakeups, onboarding, CoverageWatch(service))

@@ -76,8 +76,10 @@ def _keys(event: Mapping[str, Any]) -> tuple[str, str, str]:
     event_id = str(event["id"])
     if not event_id or any(ch in event_id for ch in "\r\n\0"):
         raise Bug(f"event id {event_id!r} cannot be used as an idempotency key")
-    user = event.get("user")
+    user, team = event.get("user"), event.get("team")
     user_id = user.get("id") if isinstance(user, Mapping) else user
+    if user is None and isinstance(team, Mapping) and isinstance(team.get("id"), str):
+        user_id = f"team:{team['id']}"  # a team's events (coverage) are ordered per team
     if not isinstance(user_id, str) or not user_id:
         raise Bug(f"event {event_id} has no user id")
     return event_id, user_id, str(event.get("type", ""))

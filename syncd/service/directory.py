@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime, time
 from typing import Any
 
-from store import users
+from store import coverage, users
 from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
@@ -187,12 +187,15 @@ class Directory:
                     for u, st in users.summaries(session, status)]
         return self.db.read(work)
 
-    def put_team(self, team_id: str, members: Sequence[str],
-                 body: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
-        """Create or replace a team: its members and its schedule (``body``'s ``timezone``,
-        ``working_hours``, ``holidays``, ``days_off``; left out: none, the clock runs 24/7)."""
+    def put_team(self, team_id: str, members: Sequence[str], body: Mapping[str, Any] | None = None, *,
+                 min_available: int = 0) -> tuple[dict[str, Any], bool]:
+        """Create or replace a team: its members, its schedule (``body``'s ``timezone``,
+        ``working_hours``, ``holidays``, ``days_off``; left out: none, the clock runs 24/7), and
+        the fewest members that should be available (0: no minimum)."""
         if not team_id or len(team_id) > 200:
             raise UserInputError("a team id is 1 to 200 characters")
+        if isinstance(min_available, bool) or not isinstance(min_available, int) or not 0 <= min_available <= 10_000:
+            raise UserInputError("min_available must be a whole number from 0 (no minimum) to 10000")
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise UserInputError('members must be a list of user ids, e.g. {"members": ["alice", "bob"]}')
         schedule = parse_team_schedule(body or {})
@@ -205,6 +208,8 @@ class Directory:
             if missing:
                 raise NotFoundInStore(f"unknown user(s): {', '.join(missing)}; register them first")
             created = users.put_team(session, team_id, members, self.service.clock(), schedule=schedule)
+            coverage.set_minimum(session, team_id, min_available)
+            coverage.mark_changed(session, team_id)  # members or minimum may differ: look again
             self.rotations.team_changed(session, team_id)  # members follow the team
             return created
         created = self.db.run(work)
@@ -215,7 +220,8 @@ class Directory:
             row = self._team(session, team_id)
             return {"id": team_id, "members": users.team_members(session, team_id), "origin": row.origin,
                     "timezone": row.timezone, "working_hours": hours_to_json(hours_from_json(row.working_hours)),
-                    **spec_to_json(spec_from_json(row.days_off))}
+                    **spec_to_json(spec_from_json(row.days_off)),
+                    "min_available": coverage.minimum(session, team_id)}
         return self.db.read(work)
 
     def schedule(self, team_id: str) -> Schedule:

@@ -109,6 +109,11 @@ class _StoreCollector(Collector):
         channels = GaugeMetricFamily("syncd_push_channels", "Push notification channels open with providers")
         channels.add_metric([], read.push_channels)
         yield channels
+        teams = GaugeMetricFamily("syncd_team_available", "Members of each team whose status is available now",
+                                  labels=["team"])
+        for team, available in sorted(read.teams.items()):
+            teams.add_metric([team], available)
+        yield teams
 
 
 class Metrics:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from store import links, users
+from store import coverage, links, users
 from store.db import Transaction
 from store.models import UserRow
 from syncd.config import TeamConfig, UserConfig
@@ -41,6 +41,9 @@ class UserOperations(ServiceBase):
         schedule = users.TeamSchedule(team.timezone, hours_to_json(team.working_hours) or None,
                                       spec_to_json(team.days_off) or None)
         users.put_team(session, team.id, team.members, now, schedule=schedule, origin="config")
+        coverage.set_minimum(session, team.id, team.min_available)
+        if before != sorted(team.members):
+            coverage.mark_changed(session, team.id)
         if before != sorted(team.members):
             seats.team_changed(session, team.id, now)  # its rotations' seats follow
 

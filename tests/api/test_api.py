@@ -103,7 +103,9 @@ def put_user(client: TestClient, uid: str, **body: Any) -> Response:
 def add_block(client: TestClient, uid: str, **body: Any) -> dict[str, Any]:
     response = client.post(f"/v1/users/{uid}/ooo", json=body, headers=W)
     assert response.status_code == 201, response.text
-    return dict(response.json())
+    block = dict(response.json())
+    assert block.pop("warnings") == []  # no team minimums here
+    return block
 
 
 def members(rotation: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -240,18 +242,21 @@ def test_teams_put_get_and_unknown_member(client: TestClient) -> None:
     assert put_user(client, "bob").status_code == 201
     created = client.put("/v1/teams/support", json={"members": ["bob", "alice", "bob"]}, headers=W)
     assert created.status_code == 201, created.text
-    # Without a schedule: no working hours (a 24/7 business-time clock), the daemon's holidays.
+    # Without a schedule: no working hours (a 24/7 business-time clock), the daemon's holidays; no minimum.
     unscheduled = {"origin": "api", "timezone": None, "working_hours": {}, "holidays": None, "days_off": []}
-    assert created.json() == {"id": "support", "members": ["alice", "bob"], **unscheduled}
-    updated = client.put("/v1/teams/support", json={"members": ["bob"]}, headers=W)
-    assert updated.status_code == 200 and updated.json() == {"id": "support", "members": ["bob"], **unscheduled}
-    assert client.get("/v1/teams/support", headers=R).json() == {"id": "support", "members": ["bob"], **unscheduled}
+    assert created.json() == {"id": "support", "members": ["alice", "bob"], **unscheduled, "min_available": 0}
+    updated = client.put("/v1/teams/support", json={"members": ["bob"], "min_available": 1}, headers=W)
+    assert updated.status_code == 200
+    assert updated.json() == {"id": "support", "members": ["bob"], **unscheduled, "min_available": 1}
+    assert client.get("/v1/teams/support", headers=R).json() == {"id": "support", "members": ["bob"],
+                                                                 **unscheduled, "min_available": 1}
 
     body = error(client.put("/v1/teams/support", json={"members": ["bob", "ghost"]}, headers=W), 404, "not_found")
     assert "ghost" in body["message"]
     assert client.get("/v1/teams/support", headers=R).json()["members"] == ["bob"]  # unchanged
     error(client.get("/v1/teams/nope", headers=R), 404, "not_found")
     error(client.put("/v1/teams/x", json={"members": "bob"}, headers=W), 422, "invalid")
+    error(client.put("/v1/teams/x", json={"members": ["bob"], "min_available": -1}, headers=W), 422, "invalid")
 
 
 # -- status ------------------------------------------------------------------------------
@@ -345,7 +350,7 @@ def test_create_timed_block_with_etag(client: TestClient) -> None:
                            headers=W)
     assert response.status_code == 201, response.text
     block = response.json()
-    assert set(block) == {"id", "start", "end", "all_day", "title", "source", "revision"}
+    assert set(block) == {"id", "start", "end", "all_day", "title", "source", "revision", "warnings"}
     assert (block["start"], block["end"], block["all_day"], block["title"], block["revision"]) == \
         ("2026-03-05T09:00:00Z", "2026-03-05T11:00:00Z", False, "Doctor", 1)
     assert block["source"] == "helpdesk"

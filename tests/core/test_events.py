@@ -10,12 +10,15 @@ import jsonschema
 import pytest
 
 from syncd.core.availability import AVAILABLE, AWAY, Period, StatusChange
+from syncd.core.coverage import COVERAGE_LOW, COVERAGE_RESTORED, CoverageCrossing
 from syncd.core.events import (
+    COVERAGE_EVENT_SCHEMA,
     LINK_EVENT_SCHEMA,
     LINK_REAUTH_REQUIRED,
     LINK_RESTORED,
     STATUS_EVENT_SCHEMA,
     LinkRef,
+    coverage_event,
     encode,
     link_event,
     status_event,
@@ -100,3 +103,22 @@ def test_link_events_match_their_schema() -> None:
 def test_the_docs_carry_the_same_link_schema() -> None:
     assert json.loads(LINK_DOCS_COPY.read_text()) == LINK_EVENT_SCHEMA, \
         "docs/link-event.schema.json is stale: regenerate it from syncd.core.events.LINK_EVENT_SCHEMA"
+
+
+COVERAGE_DOCS_COPY = DOCS_COPY.with_name("coverage-event.schema.json")
+
+
+def test_coverage_events_match_their_schema_and_the_docs_copy() -> None:
+    jsonschema.Draft202012Validator.check_schema(COVERAGE_EVENT_SCHEMA)
+    validator = jsonschema.Draft202012Validator(COVERAGE_EVENT_SCHEMA, format_checker=jsonschema.FormatChecker())
+    at = datetime(2026, 12, 24, 8, 0, tzinfo=UTC)
+    low = coverage_event("e1", "support", CoverageCrossing(COVERAGE_LOW, at, 1, 2))
+    back = coverage_event("e2", "support", CoverageCrossing(COVERAGE_RESTORED, at + timedelta(hours=9), 2, 2))
+    for event in (low, back):
+        validator.validate(event)
+    assert low == {"id": "e1", "type": "coverage.low", "team": {"id": "support"}, "at": "2026-12-24T08:00:00Z",
+                   "available": 1, "min_available": 2}
+    assert not validator.is_valid({**low, "type": "coverage.gone"})
+    assert not validator.is_valid({k: v for k, v in low.items() if k != "team"})
+    assert json.loads(COVERAGE_DOCS_COPY.read_text()) == COVERAGE_EVENT_SCHEMA, \
+        "docs/coverage-event.schema.json is stale: regenerate it from syncd.core.events.COVERAGE_EVENT_SCHEMA"

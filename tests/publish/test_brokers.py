@@ -17,13 +17,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from syncd.config import SinkConfig
+from syncd.core.coverage import COVERAGE_LOW, CoverageCrossing
 from syncd.core.errors import ConfigError, TransientError
+from syncd.core.events import coverage_event
 from syncd.publish.brokers import NatsJetStreamSink, RedisStreamSink, nats_subject_token
 from syncd.publish.build import build_sink
 from syncd.publish.publisher import Publisher
@@ -223,6 +225,14 @@ def test_redis_events_arrive_in_order_with_exact_fields(rclient: Any, rkey: str)
         assert [g["id"] for g in got if g["user"] == who.encode()] == [
             e["id"].encode() for e in events if e["user"]["id"] == who
         ]
+
+
+def test_a_teams_coverage_event_is_keyed_by_the_team(rclient: Any, rkey: str) -> None:
+    low = coverage_event("c1", "support", CoverageCrossing(COVERAGE_LOW, datetime(2026, 12, 24, 8, tzinfo=UTC), 1, 2))
+    with RedisStreamSink("r", url=REDIS_URL, stream=rkey) as sink:
+        sink.deliver(low)
+    assert entries(rclient, rkey) == [{"id": b"c1", "user": b"team:support", "type": b"coverage.low",
+                                       "body": compact(low)}]
 
 
 def test_redis_redelivery_adds_an_entry_with_the_same_id(rclient: Any, rkey: str) -> None:

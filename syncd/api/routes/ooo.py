@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Response
 
 from syncd.api.context import ApiContext
-from syncd.api.schemas import BlockIn, BlockOut, BlockPatch
+from syncd.api.schemas import BlockIn, BlockOut, BlockPatch, BlockWritten
 from syncd.core.errors import UserInputError
 from syncd.core.ooo import OooContent, all_day_content, timed_content
 from syncd.core.time import ensure_aware
 from syncd.service import BlockInfo, Syncd
+from syncd.service.coverage import CoverageWatch
 
 __all__ = ["router"]
 
@@ -56,25 +57,28 @@ def with_etag(block: BlockInfo, response: Response) -> dict[str, Any]:
 def router(ctx: ApiContext) -> APIRouter:
     r = APIRouter(tags=["ooo"])
     service = ctx.service
+    coverage = ctx.coverage or CoverageWatch(service)
 
     @r.get("/v1/users/{user_id}/ooo", dependencies=[ctx.read], response_model=list[BlockOut])
     def list_blocks(user_id: str) -> list[dict[str, Any]]:
         return [b.as_json() for b in service.list_blocks(user_id)]
 
-    @r.post("/v1/users/{user_id}/ooo", dependencies=[ctx.write], response_model=BlockOut, status_code=201)
+    @r.post("/v1/users/{user_id}/ooo", dependencies=[ctx.write], response_model=BlockWritten, status_code=201)
     def add_block(user_id: str, data: BlockIn, response: Response) -> dict[str, Any]:
-        return with_etag(service.add_block(user_id, content_of(service, data, user_id)), response)
+        block = service.add_block(user_id, content_of(service, data, user_id))
+        return {**with_etag(block, response), "warnings": coverage.warnings(block.id)}
 
     @r.get("/v1/ooo/{block_id}", dependencies=[ctx.read], response_model=BlockOut)
     def get_block(block_id: str, response: Response) -> dict[str, Any]:
         return with_etag(service.get_block(block_id), response)
 
-    @r.patch("/v1/ooo/{block_id}", dependencies=[ctx.write], response_model=BlockOut)
+    @r.patch("/v1/ooo/{block_id}", dependencies=[ctx.write], response_model=BlockWritten)
     def patch_block(block_id: str, data: BlockPatch, response: Response,
                     if_match: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         current = service.get_block(block_id)
         content = content_of(service, data, current.user, current)
-        return with_etag(service.edit_block(block_id, content, expected_revision=revision(if_match)), response)
+        block = service.edit_block(block_id, content, expected_revision=revision(if_match))
+        return {**with_etag(block, response), "warnings": coverage.warnings(block.id)}
 
     @r.delete("/v1/ooo/{block_id}", dependencies=[ctx.write], status_code=204)
     def delete_block(block_id: str, if_match: Annotated[str | None, Header()] = None) -> Response:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from syncd.api.context import ApiContext
-from syncd.core.events import LINK_EVENT_SCHEMA, STATUS_EVENT_SCHEMA
+from syncd.core.events import COVERAGE_EVENT_SCHEMA, LINK_EVENT_SCHEMA, STATUS_EVENT_SCHEMA
 
 __all__ = ["router"]
 
@@ -25,5 +25,11 @@ def router(_ctx: ApiContext) -> APIRouter:
                             "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
     def link_event_schema() -> JSONResponse:
         return JSONResponse(LINK_EVENT_SCHEMA, media_type="application/schema+json")
+
+    @r.get("/v1/schema/coverage-event.json", response_class=JSONResponse,
+           responses={200: {"description": "JSON Schema (2020-12) of the coverage events",
+                            "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
+    def coverage_event_schema() -> JSONResponse:
+        return JSONResponse(COVERAGE_EVENT_SCHEMA, media_type="application/schema+json")
 
     return r

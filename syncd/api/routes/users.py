@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response
 
 from syncd.api.auth import Caller
 from syncd.api.context import ApiContext
-from syncd.api.schemas import BusinessTimeOut, TeamIn, TeamOut, UserIn, UserOut, UserSummary
+from syncd.api.schemas import BusinessTimeOut, CoverageOut, TeamIn, TeamOut, UserIn, UserOut, UserSummary
+from syncd.service.coverage import CoverageWatch
 
 __all__ = ["router"]
 
@@ -17,6 +18,7 @@ __all__ = ["router"]
 def router(ctx: ApiContext) -> APIRouter:
     r = APIRouter(tags=["users"])
     directory = ctx.directory
+    coverage = ctx.coverage or CoverageWatch(ctx.service)
 
     @r.put("/v1/users/{user_id}", response_model=UserOut,
            responses={201: {"model": UserOut, "description": "created"}})
@@ -41,7 +43,7 @@ def router(ctx: ApiContext) -> APIRouter:
     @r.put("/v1/teams/{team_id}", dependencies=[ctx.write], response_model=TeamOut,
            responses={201: {"model": TeamOut, "description": "created"}})
     def put_team(team_id: str, team: TeamIn, response: Response) -> dict[str, Any]:
-        out, created = directory.put_team(team_id, team.members, team.model_dump())
+        out, created = directory.put_team(team_id, team.members, team.model_dump(), min_available=team.min_available)
         response.status_code = 201 if created else 200
         return out
 
@@ -57,5 +59,11 @@ def router(ctx: ApiContext) -> APIRouter:
         """On the team's schedule: the instant at which ``add`` of working time after
         ``start`` is used up (an SLA's due time), or the working time from ``start`` to ``end``."""
         return directory.business_time(team_id, start, add=add, end=end)
+
+    @r.get("/v1/teams/{team_id}/coverage", dependencies=[ctx.read], response_model=CoverageOut)
+    def get_coverage(team_id: str, start: Annotated[datetime, Query(alias="from")],
+                     end: Annotated[datetime, Query(alias="to")]) -> dict[str, Any]:
+        """How many members are available, interval by interval, over at most 90 days."""
+        return coverage.coverage(team_id, start, end).as_json()
 
     return r
