@@ -7,13 +7,22 @@ starts the real daemon (`syncd run`, API included) in its own process, and drive
 this process over keep-alive HTTP/1.1 connections on loopback:
 
 - ``status``: ``GET /v1/users/{id}/status`` for random users from 10 connections;
+- ``healthz``: the same load (10 connections, the same token header) on ``GET /healthz``: the
+  server's floor for a request (routing, the HTTP stack, no database), measured in the same
+  run; ``status_vs_healthz = status_rps / healthz_rps``;
 - ``assign``: ``POST /v1/rotations/{id}/assign`` with fresh idempotency keys from 16
   concurrent clients, then every key is replayed once and the store is checked: each key
   must have exactly one assignment, and replays must name the same member
   (``double_assignments`` counts any violation).
 
+The read loads come from Debian's ``wrk`` (one thread, written in C: it costs the shared cores
+far less than the server) when it is on PATH, otherwise from the small asyncio client below;
+``load_generator`` says which. The writes always come from the asyncio client, which keeps
+each answer to check it.
+
 Prints progress and, as its last line, one JSON object with ``status_rps``,
-``status_p50_ms``, ``status_p99_ms``, ``assign_rps``, ``assign_p99_ms``,
+``status_p50_ms``, ``status_p99_ms``, ``healthz_rps``, ``healthz_p50_ms``,
+``healthz_p99_ms``, ``status_vs_healthz``, ``assign_rps``, ``assign_p99_ms``,
 ``double_assignments`` and the set-up figures.
 """
 
@@ -24,6 +33,8 @@ import asyncio
 import json
 import os
 import random
+import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -41,7 +52,7 @@ from syncd.config import load_config
 from syncd.core import availability as av
 from syncd.service import Syncd
 
-TOKEN = "bench-token"
+TOKEN = secrets.token_urlsafe(24)  # a fresh token per run, as long as the API requires
 STATUS_CLIENTS = 10  # concurrent status readers: a helpdesk front end polling agents
 
 
@@ -79,7 +90,7 @@ def seed(config_path: Path, users: int, blocks_per_user: int, now: datetime) -> 
     user_rows, block_rows, status_rows = [], [], []
     for u in range(users):
         uid = f"agent{u:05d}"
-        user_rows.append((uid, f"{uid}@example.com", "Europe/Stockholm", "{}", "api", stamp))
+        user_rows.append((uid, f"{uid}@example.com", f"{uid}@example.com", "Europe/Stockholm", "{}", "api", stamp))
         periods = []
         for _ in range(blocks_per_user):
             start = now + timedelta(hours=rng.randint(-24 * 30, 24 * 300))
@@ -95,8 +106,8 @@ def seed(config_path: Path, users: int, blocks_per_user: int, now: datetime) -> 
         status_rows.append((uid, state.auto, state.auto_reason, state.effective, state.reason, stamp, stamp,
                             state.block_id, nxt.replace(tzinfo=None).isoformat(sep=" ") if nxt else None))
     with con:
-        con.executemany("INSERT INTO users (id, email, timezone, working_hours, origin, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", user_rows)
+        con.executemany("INSERT INTO users (id, email, email_key, timezone, working_hours, origin, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", user_rows)
         con.executemany("INSERT INTO ooo_blocks (id, user_id, start, \"end\", all_day, title, source, revision, "
                         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", block_rows)
         con.executemany("INSERT INTO user_status (user_id, auto, auto_reason, effective, reason, since, "
@@ -167,6 +178,37 @@ async def load(port: int, clients: int, seconds: float, make: Any) -> tuple[list
     return latencies, errors, results
 
 
+WRK_SCRIPT = """
+math.randomseed(2)
+local users = %(users)d
+local path = "%(path)s"
+request = function()
+  if path ~= "" then return wrk.format("GET", path) end
+  return wrk.format("GET", string.format("/v1/users/agent%%05d/status", math.random(0, users - 1)))
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('\\n{"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "errors": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout + e.status))
+end
+"""
+
+
+def wrk_load(port: int, users: int, seconds: float, path: str = "") -> tuple[float, float, float, int]:
+    """(requests a second, p50 s, p99 s, errors) of ``STATUS_CLIENTS`` connections from wrk
+    asking ``path``, or random users' status when it is empty."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="syncd-bench-") as script:
+        script.write(WRK_SCRIPT % {"users": users, "path": path})
+        script.flush()
+        done = subprocess.run(["wrk", "-t1", f"-c{STATUS_CLIENTS}", f"-d{max(1, round(seconds))}s", "--latency",
+                               "-H", f"Authorization: Bearer {TOKEN}", "-s", script.name,
+                               f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    rps = figures["requests"] / (figures["duration_us"] / 1e6)
+    return rps, figures["p50_us"] / 1e6, figures["p99_us"] / 1e6, int(figures["errors"])
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -227,12 +269,26 @@ async def drive(port: int, users: int, seconds: float) -> dict[str, Any]:
     def status_request(_n: int, _i: int) -> tuple[str, str, None, bool]:
         return "GET", f"/v1/users/agent{rng.randrange(users):05d}/status", None, False
 
+    def healthz_request(_n: int, _i: int) -> tuple[str, str, None, bool]:
+        return "GET", "/healthz", None, False
+
+    async def read_load(path: str) -> tuple[float, float, float, int]:
+        """(requests a second, p50 s, p99 s, errors) of the read load on ``path`` ("" = status)."""
+        if shutil.which("wrk"):
+            return await asyncio.to_thread(wrk_load, port, users, seconds, path)
+        latencies, errors, _ = await load(port, STATUS_CLIENTS, seconds, healthz_request if path else status_request)
+        return len(latencies) / seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), errors
+
+    generator = "wrk" if shutil.which("wrk") else "asyncio"
     await load(port, 8, 1.0, status_request)  # warm-up
-    latencies, errors, _ = await load(port, STATUS_CLIENTS, seconds, status_request)
-    status_rps = len(latencies) / seconds
-    print(f"status: {len(latencies)} requests in {seconds:.0f} s = {status_rps:.0f}/s, "
-          f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
-          f"errors {errors}", flush=True)
+    await load(port, 8, 1.0, healthz_request)
+    status_rps, status_p50, status_p99, errors = await read_load("")
+    print(f"status ({generator}): {status_rps:.0f}/s, p50 {status_p50 * 1000:.1f} ms, "
+          f"p99 {status_p99 * 1000:.1f} ms, errors {errors}", flush=True)
+    healthz_rps, healthz_p50, healthz_p99, healthz_errors = await read_load("/healthz")
+    print(f"healthz ({generator}): {healthz_rps:.0f}/s, p50 {healthz_p50 * 1000:.1f} ms, "
+          f"p99 {healthz_p99 * 1000:.1f} ms, errors {healthz_errors}; status / healthz = "
+          f"{status_rps / healthz_rps:.2f}", flush=True)
 
     conn = Connection(port)
     members = [f"agent{i:05d}" for i in range(16)]
@@ -271,9 +327,15 @@ async def drive(port: int, users: int, seconds: float) -> dict[str, Any]:
           f"{mismatched} mismatched; per-member counts {min(counts):.0f}..{max(counts):.0f}", flush=True)
     return {
         "status_rps": round(status_rps, 1),
-        "status_p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
-        "status_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "status_p50_ms": round(status_p50 * 1000, 2),
+        "status_p99_ms": round(status_p99 * 1000, 2),
         "status_errors": errors,
+        "healthz_rps": round(healthz_rps, 1),
+        "healthz_p50_ms": round(healthz_p50 * 1000, 2),
+        "healthz_p99_ms": round(healthz_p99 * 1000, 2),
+        "healthz_errors": healthz_errors,
+        "status_vs_healthz": round(status_rps / healthz_rps, 2),
+        "load_generator": generator,
         "assign_rps": round(assign_rps, 1),
         "assign_p99_ms": round(percentile(a_lat, 0.99) * 1000, 2),
         "assign_errors": a_errors,

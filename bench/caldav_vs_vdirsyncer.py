@@ -12,12 +12,16 @@ Starts a real Radicale server on loopback and seeds one calendar with N OOO even
   ``syncd run``) for the same three cases: the initial sync of the N events into the store
   (fresh database), after 10 changes, with nothing changed; and ``syncd sync --once`` as a
   command (interpreter start-up included) for the initial and the no-change case;
-- the floor: one raw ``calendar-query`` REPORT returning all N bodies, timed with curl.
+- the floor: one raw ``calendar-query`` REPORT returning all N bodies, timed with curl;
+- the no-change floor: one ``sync-collection`` REPORT with the current sync token (the same
+  body syncd sends), timed alone over a warm keep-alive connection of a requests session (the
+  transport syncd's CalDAV client uses), nothing parsed. syncd's no-change cycle over it is
+  ``nochange_vs_floor``.
 
 The 10 changed events are the same for both tools in each round. Ratios are syncd's warm
 cycle divided by vdirsyncer's wall time. The last line printed is one JSON object with
 ``events``, ``initial_ratio``, ``incremental_ratio``, ``nochange_s``, ``floor_s``,
-``peak_rss_mb`` and the figures behind them.
+``floor_nochange_s``, ``nochange_vs_floor``, ``peak_rss_mb`` and the figures behind them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+import requests
 
 import connectors.caldav.connector  # noqa: F401 - a warm daemon has it loaded
 from syncd.config import load_config
@@ -165,6 +173,35 @@ def floor(server: CalDAVServer, calendar: str) -> float:
     return float(done.stdout)
 
 
+def sync_report(token: str) -> str:
+    """The sync-collection REPORT body syncd's CalDAV listing sends."""
+    return ('<?xml version="1.0" encoding="utf-8"?>'
+            '<d:sync-collection xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+            f'<d:sync-token>{escape(token)}</d:sync-token><d:sync-level>1</d:sync-level>'
+            '<d:prop><d:getetag/><c:calendar-data/></d:prop></d:sync-collection>')
+
+
+def floor_nochange(server: CalDAVServer, calendar: str, runs: int) -> float:
+    """Median time of one sync-collection REPORT with the current token, alone, on a warm
+    connection: what a no-change sync cannot do without."""
+    headers = {"Content-Type": "application/xml; charset=utf-8", "Depth": "0"}
+    with requests.Session() as session:
+        session.auth = (server.username, server.password)
+        first = session.request("REPORT", calendar, data=sync_report("").encode(), headers=headers)
+        token = ElementTree.fromstring(first.content).findtext("{DAV:}sync-token") or ""
+        if first.status_code != 207 or not token:
+            raise SystemExit(f"floor: the initial sync-collection REPORT gave HTTP {first.status_code}, no token")
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            answer = session.request("REPORT", calendar, data=sync_report(token).encode(), headers=headers)
+            body = answer.content
+            times.append(time.perf_counter() - started)
+            if answer.status_code != 207 or ElementTree.fromstring(body).find("{DAV:}response") is not None:
+                raise SystemExit(f"floor: the no-change REPORT gave HTTP {answer.status_code} or reported changes")
+    return statistics.median(times)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 events, 3 runs")
@@ -202,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             v_none = [vdir.sync() for _ in range(runs)]
             s_none = [syncd.sync() for _ in range(runs)]
             print(f"nothing changed: vdirsyncer {med(v_none):.3f} s, syncd {med(s_none):.3f} s", flush=True)
+            nochange_floor = floor_nochange(server, calendar, runs)
+            print(f"no-change floor (one sync-collection REPORT with the current token, alone): "
+                  f"{nochange_floor:.3f} s; syncd / floor = {med(s_none) / nochange_floor:.2f}", flush=True)
 
             syncd.close()
             s_cli_none = [syncd.command() for _ in range(runs)]
@@ -231,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         "cli_initial_s": round(med(s_cli_initial), 3),
         "cli_nochange_s": round(med(s_cli_none), 3),
         "floor_s": round(med(floors), 3),
+        "floor_nochange_s": round(nochange_floor, 4),
+        "nochange_vs_floor": round(med(s_none) / nochange_floor, 2),
         "peak_rss_mb": round(peak, 1),
     }))
     return 0

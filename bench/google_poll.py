@@ -17,8 +17,11 @@ used up by the first full sync of 10,000 users).
 
 Figures: ``cycle_s`` (wall time of the batched cycle), ``requests`` and
 ``requests_per_user`` (top-level HTTP requests in that cycle; a batch is one), ``batch_parts``,
-``unbatched_cycle_s``, ``unbatched_requests``, ``first_sync_s``, ``peak_rss_mb``.
-The last line printed is one JSON object with them.
+``floor_s`` (the same batch requests with the same parts, answered with empty change lists,
+through the same client, nothing processed; see `bench.pollbench`), ``floor_requests``,
+``floor_ratio`` (``cycle_s / floor_s``), ``unbatched_cycle_s``, ``unbatched_requests``,
+``first_sync_s``, ``first_sync_per_user_ms``, ``peak_rss_mb``. The last line printed is one
+JSON object with them.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=lambda users, now: seed(fake, users, now),
             edit=lambda ids, share, round_, now: edit_some(fake, ids, share, round_, now),
             write_config=lambda root, users: write_config(root, fake, users),
-            counts_detail=lambda counts: f"({counts['batch_parts']} batch parts)")
+            counts_detail=lambda counts: f"({counts['batch_parts']} batch parts)",
+            batch_size=lambda connector: int(connector.options.batch_size))
         return report(measure(provider, Path(tmp), args))
 
 

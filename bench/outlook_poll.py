@@ -12,8 +12,11 @@ timed: the `LinkSyncer.sync_many` pass the daemon's poll job runs. Then the same
 batching off (``batch_size = 1``: one delta request per mailbox, from the same workers).
 
 Figures: ``cycle_s``, ``requests`` and ``requests_per_user`` (top-level HTTP requests in the
-cycle; a $batch is one), ``batch_parts``, ``unbatched_cycle_s``, ``unbatched_requests``,
-``first_sync_s``, ``peak_rss_mb``. The last line printed is one JSON object with them.
+cycle; a $batch is one), ``batch_parts``, ``floor_s`` (the same ``$batch`` requests of 20 with
+the same parts, answered with empty delta pages, through the same client, nothing processed;
+see `bench.pollbench`), ``floor_requests``, ``floor_ratio`` (``cycle_s / floor_s``),
+``unbatched_cycle_s``, ``unbatched_requests``, ``first_sync_s``, ``first_sync_per_user_ms``,
+``peak_rss_mb``. The last line printed is one JSON object with them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pollbench import Provider, arguments, measure, report
+from connectors.outlook.options import MAX_BATCH
 from tests.fakes.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
 from tests.fakes.http_support import call_control, ready_subprocess
 
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             edit=lambda ids, share, round_, now: edit_some(fake, ids, share, round_, now),
             write_config=lambda root, users: write_config(root, fake, users),
             counts_detail=lambda counts: f"({counts['batch_parts']} batch parts, {counts['token_requests']} "
-                                         "token requests)")
+                                         "token requests)",
+            batch_size=lambda connector: min(int(connector.options.batch_size), MAX_BATCH))
         return report(measure(provider, Path(tmp), args))
 
 

@@ -3,7 +3,14 @@
 A provider module supplies its fake (in another process, driven through ``control``), how
 to seed it, how a person edits an event, and the config; `measure` then runs the same steps
 for both: a first full sync without latency, one batched incremental cycle with latency and
-a share of the users changed, and the same cycle with batching off.
+a share of the users changed, the floor of that cycle, and the same cycle with batching off.
+
+The floor (`floor`) is the network work of the batched cycle with nothing to process: right
+after the cycle every link's cursor is current, so the same listings, sent through the same
+connector (its transport, its token cache, its worker pool, the same batch size) as the same
+number of batch requests with the same parts, come back as empty change lists. Nothing is
+read from or written to the store while it is timed. ``floor_ratio = cycle_s / floor_s`` is
+how far syncd's cycle is from what the network and the API client alone cost.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from syncd.config import load_config
+from syncd.core.calendars import PollRequest
+from syncd.daemon.heap import few_malloc_arenas
 from syncd.daemon.runtime import Runtime, build_runtime
 
 
@@ -38,6 +47,7 @@ class Provider:
     edit: Callable[[list[Any], float, int, datetime], int]  # ids, share, round, now -> users changed
     write_config: Callable[[Path, int], Path]  # folder, users -> config file
     counts_detail: Callable[[dict[str, int]], str]  # "(N batch parts)" after the request count
+    batch_size: Callable[[Any], int]  # connector -> parts per batch request it sends
 
 
 def arguments(doc: str, argv: list[str] | None, what: str) -> argparse.Namespace:
@@ -62,8 +72,39 @@ def cycle(rt: Runtime, fake: Fake, link_ids: list[int]) -> tuple[float, dict[str
     return elapsed, fake.control("request_counts"), sum(o.actions for o in outcomes)
 
 
+def floor(rt: Runtime, provider: Provider, link_ids: list[int]) -> tuple[float, dict[str, int]]:
+    """The batched cycle's first pages sent again with current cursors: (seconds, the fake's
+    request counts). The listings are prepared before the clock starts; every answer must be
+    an empty change list, or the floor would not be the same work with nothing to process."""
+    connector: Any = rt.connectors.for_account(provider.account)
+    syncer = rt.syncer
+    snaps = syncer.listing.snapshots(link_ids)
+    requests = [PollRequest(connector.address(s.email, s.calendar), s.cursor, syncer.window(s.timezone))
+                for s in snaps.values()]
+    listings = [(i, connector._start(request)) for i, request in enumerate(requests)]
+    size = provider.batch_size(connector)
+    batches = [listings[k:k + size] for k in range(0, len(listings), size)]
+    provider.fake.control("reset_counts")
+    started = time.perf_counter()
+    failed = [outcome for done in connector._map(connector._first_pages, batches) for outcome in done]
+    elapsed = time.perf_counter() - started
+    counts = provider.fake.control("request_counts")
+    if failed:
+        raise SystemExit(f"floor: {len(failed)} listing(s) failed, e.g. {failed[0][1]}")
+    busy = [lst for _, lst in listings if lst.items or not _complete(lst)]
+    if busy:
+        raise SystemExit(f"floor: {len(busy)} listing(s) were not one empty page, e.g. {busy[0].request.calendar}")
+    return elapsed, counts
+
+
+def _complete(listing: Any) -> bool:
+    """Whether a listing's first page was its last (Google: ``done``; Graph: a delta link)."""
+    return bool(getattr(listing, "done", False) or getattr(listing, "delta", None))
+
+
 def measure(provider: Provider, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     users, fake, key = args.users, provider.fake, provider.requests_key
+    few_malloc_arenas()  # as `syncd run` does before its threads start: peak RSS is the daemon's
     now = datetime.now(UTC)
     print(f"seeding {users} {provider.people} with 2 OOO events each", flush=True)
     ids = provider.seed(users, now)
@@ -83,6 +124,10 @@ def measure(provider: Provider, root: Path, args: argparse.Namespace) -> dict[st
         print(f"batched cycle, {changed} {provider.people} changed, {args.latency * 1000:.0f} ms latency: "
               f"{cycle_s:.2f} s, {counts[key]} HTTP requests {provider.counts_detail(counts)}, {actions} changes "
               "applied", flush=True)
+        floor_s, floor_counts = floor(rt, provider, link_ids)
+        print(f"floor: the same {floor_counts[key]} HTTP requests ({floor_counts['batch_parts']} batch parts) "
+              f"answered with empty change lists: {floor_s:.2f} s; cycle / floor = {cycle_s / floor_s:.2f}",
+              flush=True)
 
         connector: Any = rt.connectors.for_account(provider.account)
         connector.options = replace(connector.options, batch_size=1)
@@ -105,6 +150,10 @@ def measure(provider: Provider, root: Path, args: argparse.Namespace) -> dict[st
         "unbatched_cycle_s": round(unbatched_s, 2),
         "unbatched_requests": unbatched[key],
         "peak_rss_mb": round(peak, 1),
+        "floor_s": round(floor_s, 3),
+        "floor_requests": floor_counts[key],
+        "floor_ratio": round(cycle_s / floor_s, 2),
+        "first_sync_per_user_ms": round(first_sync * 1000 / users, 2),
     }
 
 

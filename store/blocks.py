@@ -103,8 +103,10 @@ def period(session: Session, block_id: str) -> Period | None:
     return None if row is None else Period(row.id, row.start, row.end, row.title)
 
 
-def add(session: Session, user_id: str, content: OooContent, source: str, now: datetime) -> BlockRow:
-    row = BlockRow(id=uuid.uuid4().hex, user_id=user_id, source=source, revision=1, created_at=now, updated_at=now)
+def add(session: Session, user_id: str, content: OooContent, source: str, now: datetime, *,
+        replacement: str | None = None) -> BlockRow:
+    row = BlockRow(id=uuid.uuid4().hex, user_id=user_id, source=source, revision=1, created_at=now, updated_at=now,
+                   replacement=replacement)
     set_content(row, content)
     session.add(row)
     session.flush()

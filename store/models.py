@@ -99,6 +99,8 @@ class UserRow(Base):
     working_hours: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"mon": ["09:00-17:00"]}
     origin: Mapped[str] = mapped_column(String(16), default="config")  # config | api
     created_at: Mapped[datetime]
+    # Who takes this user's work while they are away (a user id; loops are allowed and resolved safely).
+    replacement: Mapped[str | None] = mapped_column(String(200), index=True)
     # Own holidays and company days off (syncd.core.daysoff.spec_to_json); None: the daemon's only.
     days_off: Mapped[dict[str, Any] | None]
 
@@ -150,6 +152,8 @@ class BlockRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+    # Who takes the user's work while this block covers (wins over the user's default).
+    replacement: Mapped[str | None] = mapped_column(String(200), index=True)
 
 
 class EventLinkRow(Base):

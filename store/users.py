@@ -52,7 +52,7 @@ def ids(session: Session) -> list[str]:
 
 def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: dict[str, Any],
            links: Sequence[LinkSpec], origin: str, now: datetime,
-           days_off: dict[str, Any] | None = None) -> tuple[UserRow, bool]:
+           days_off: dict[str, Any] | None = None, replacement: str | None = None) -> tuple[UserRow, bool]:
     """Create or update a user and their calendar links. Returns the row, and whether what
     decides their status besides their blocks (zone, working hours, days off) is unchanged. From the
     API the whole list of links is sent: links left out are switched off (kept, with their
@@ -65,6 +65,7 @@ def upsert(session: Session, *, user_id: str, email: str, timezone: str, hours: 
         row = UserRow(id=user_id, created_at=now, origin=origin)
         session.add(row)
     row.email, row.email_key, row.timezone, row.working_hours = email, email.lower(), timezone, hours
+    row.replacement = replacement
     row.days_off = days_off
     session.flush()
     for spec in links:

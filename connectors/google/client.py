@@ -177,6 +177,12 @@ class ClientMixin(GoogleBase):
         with self._lock:
             self._credentials.pop(owner, None)
 
+    def _signed_in(self, owner: str) -> bool:
+        """Whether ``owner`` holds a token that is still valid (read without the user's lock:
+        a stale answer only means one more `_token` call, which takes it)."""
+        creds = self._credentials.get(owner)
+        return creds is not None and bool(creds.valid)
+
     def _token(self, owner: str, *, renew: bool = False) -> str:
         with self._owner_lock(owner):
             creds = self._credentials_for(owner)

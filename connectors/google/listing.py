@@ -99,7 +99,8 @@ class ListingMixin(ClientMixin):
             except SyncdError as exc:
                 results[i] = exc
         # Tokens first, from the pool: a cold start signs in thousands of users, one HTTP call each.
-        owners = sorted({listing.owner for _, listing in listings})
+        # Users whose token is still valid need no call, and no task on the pool either.
+        owners = sorted({listing.owner for _, listing in listings if not self._signed_in(listing.owner)})
         failed_owners = {owner: error for owner, error in zip(owners, self._map(self._warm, owners), strict=True)
                          if error is not None}
         for i, listing in listings:

@@ -25,6 +25,7 @@ from syncd.api.routes import (
     ooo,
     operations,
     rotations,
+    route,
     schema,
     status,
     users,
@@ -60,6 +61,6 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
     if not public_docs:
         app.include_router(documents.router(ctx, app))
     app.include_router(operations.router(ctx, public=config.api.public_health))
-    for module in (users, status, ooo, rotations, links, hooks, schema, connect, feeds):
+    for module in (users, status, route, ooo, rotations, links, hooks, schema, connect, feeds):
         app.include_router(module.router(ctx))
     return app

@@ -38,6 +38,10 @@ class UserIn(Strict):
     calendars: list[CalendarIn] | None = Field(
         default=None, description="the user's calendar links, all of them (left out: they stay as they are); "
                                   "creating or changing links needs the admin scope")
+    replacement: str | None = Field(
+        default=None, max_length=200,
+        description="who takes this user's work while they are away (a user id; null: nobody; left out: it stays "
+                    "as it is); an OOO block's own replacement wins while the block covers")
 
 
 class ConnectLinkIn(Strict):
@@ -70,6 +74,7 @@ class UserOut(BaseModel):
     email: str
     timezone: str
     origin: str
+    replacement: str | None
     working_hours: dict[str, list[str]]
     holidays: dict[str, Any] | bool | None = Field(default=None, description="left out: the daemon's")
     days_off: list[str] = Field(default_factory=list)
@@ -198,6 +203,10 @@ class BlockIn(Strict):
     date: dt.date | None = None
     to_date: dt.date | None = None
     title: str | None = Field(default=None, max_length=500)
+    replacement: str | None = Field(
+        default=None, max_length=200,
+        description="who takes the user's work while this block covers (a user id; wins over the user's "
+                    "default); in a PATCH, null removes it and leaving it out keeps it")
 
 
 class BlockPatch(BlockIn):
@@ -212,6 +221,7 @@ class BlockOut(BaseModel):
     title: str
     source: str
     revision: int
+    replacement: str | None
 
 
 class RotationMemberIn(Strict):
@@ -295,6 +305,19 @@ class IneligibleOut(BaseModel):
     available_at: str | None
 
 
+class UnavailableOut(IneligibleOut):
+    route_to: str | None = Field(description="who takes the user's work meanwhile (their route); null: nobody")
+
+
+class RouteOut(BaseModel):
+    user: str
+    status: Literal["available", "away"]
+    route_to: str | None = Field(description="who takes the user's work: the user when available, else the first "
+                                             "available person along their chain of replacements; null: nobody")
+    chain: list[str] = Field(description="the replacements tried, in order (at most 10)")
+    reason: Literal["available", "replacement", "no_replacement", "no_replacement_available"]
+
+
 class NextOut(BaseModel):
     member: str | None
     eligible: list[str]
@@ -325,7 +348,7 @@ class EligibleIn(Strict):
 
 class EligibleOut(BaseModel):
     eligible: list[str]
-    ineligible: list[IneligibleOut]
+    ineligible: list[UnavailableOut]
 
 
 class LinkOut(BaseModel):

@@ -41,6 +41,8 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _sync_once(rt, args.user)
             case "status":
                 return _status(rt, args)
+            case "route":
+                return _route(rt, args)
             case "availability":
                 return _availability(rt, args)
             case "set-status":
@@ -149,6 +151,17 @@ def _print_status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
         print("  ".join(parts).rstrip())
 
 
+def _route(rt: Runtime, args: argparse.Namespace) -> int:
+    at = parse_instant(args.at, "--at") if args.at else None
+    route = rt.service.route(args.user, at)
+    if args.json:
+        print(json.dumps(route.as_json(), indent=2))
+        return 0
+    via = f"  via {' -> '.join(route.chain)}" if route.chain else ""
+    print(f"{route.user:<12}  {route.status:<9}  route to {route.route_to or 'nobody'}  ({route.reason}){via}")
+    return 0
+
+
 def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
     service = rt.service
     match args.ooo:
@@ -165,18 +178,21 @@ def _ooo(rt: Runtime, args: argparse.Namespace) -> int:
                     raise UserInputError("give --start and --end (ISO 8601 with an offset), or --date for all-day")
                 content = timed_content(parse_instant(args.start, "--start"), parse_instant(args.end, "--end"),
                                         args.title)
-            block = service.add_block(args.user, content)
+            block = service.add_block(args.user, content, replacement=args.replacement)
             print(block.id)
             _warn_coverage(CoverageWatch(service).warnings(block.id))
         case "list":
             blocks = [b.as_json() for b in service.list_blocks(args.user)]
             if args.json:
-                print(json.dumps([{k: b[k] for k in ("id", "start", "end", "all_day", "title", "source")}
+                print(json.dumps([{k: b[k] for k in ("id", "start", "end", "all_day", "title", "source",
+                                                     "replacement")}
                                   for b in blocks], indent=2))
             else:
                 for b in blocks:
                     kind = "all-day" if b["all_day"] else "timed"
-                    print(f"{b['id']}  {b['start']}  {b['end']}  {kind:<7}  {b['source']:<24}  {b['title']}")
+                    replacement = f"  (replacement {b['replacement']})" if b["replacement"] else ""
+                    print(f"{b['id']}  {b['start']}  {b['end']}  {kind:<7}  {b['source']:<24}  {b['title']}"
+                          f"{replacement}")
         case "delete":
             block = service.delete_block(args.block_id)
             print(f"deleted {block.id}")

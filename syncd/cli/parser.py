@@ -94,6 +94,10 @@ def _status(sub: Commands) -> None:
     status.add_argument("--json", action="store_true")
     status.add_argument("--links", action="store_true",
                         help="the users' calendar links instead: state, last success, lag, owner replica, last error")
+    route = sub.add_parser("route", help="who takes USER's work: themselves, a replacement, or nobody")
+    route.add_argument("user", metavar="USER")
+    route.add_argument("--at", metavar="ISO8601", help="the route at this instant (with an offset)")
+    route.add_argument("--json", action="store_true")
     timeline = sub.add_parser("availability", help="a user's timeline: Available/Away from..to, as intervals")
     timeline.add_argument("user", metavar="USER")
     timeline.add_argument("--from", dest="start", required=True, metavar="ISO8601",
@@ -118,6 +122,7 @@ def _ooo(sub: Commands) -> None:
     add.add_argument("--date", metavar="YYYY-MM-DD", help="first day off, in the user's time zone")
     add.add_argument("--to-date", metavar="YYYY-MM-DD", help="last day off (inclusive; default: --date)")
     add.add_argument("--title")
+    add.add_argument("--replacement", metavar="USER", help="who takes USER's work while this block covers")
     lst = ooo.add_parser("list", help="a user's live blocks")
     lst.add_argument("user", metavar="USER")
     lst.add_argument("--json", action="store_true")

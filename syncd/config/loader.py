@@ -156,6 +156,11 @@ class Loader(AccountsReader, SinksReader):
                                     "an email belongs to one user")
             seen_users[user.id] = seen_emails[user.email.lower()] = table.path
             users.append(user)
+        for table, user in zip(root.tables("users"), users, strict=True):
+            if user.replacement == user.id:
+                table.fail("replacement", f"{user.id} cannot replace themselves; name another user")
+            if user.replacement is not None and user.replacement not in seen_users:
+                table.fail("replacement", f"no user {user.replacement!r} in this file; name one of its users")
         sinks = self.sinks(root.tables("sinks"))
         teams: list[TeamConfig] = []
         seen_teams: dict[str, str] = {}
@@ -276,7 +281,7 @@ class Loader(AccountsReader, SinksReader):
         return str(url).rstrip("/")
 
     def user(self, t: Table, accounts: Mapping[str, AccountConfig]) -> UserConfig:
-        t.allow(("id", "email", "timezone", "working_hours", "calendars", "holidays", "days_off"))
+        t.allow(("id", "email", "timezone", "working_hours", "calendars", "holidays", "days_off", "replacement"))
         user_id = t.string("id")
         email = t.string("email")
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
@@ -301,7 +306,7 @@ class Loader(AccountsReader, SinksReader):
             seen[pair] = link_table.path
             links.append(link)
         return UserConfig(id=user_id, email=email, timezone=zone, working_hours=hours, calendars=tuple(links),
-                          days_off=self.days_off(t))
+                          days_off=self.days_off(t), replacement=t.string("replacement", None))
 
     def team(self, t: Table, users: Mapping[str, str]) -> TeamConfig:
         t.allow(("id", "members", "timezone", "working_hours", "holidays", "days_off", "min_available"))

@@ -150,6 +150,7 @@ class UserConfig:
         default_factory=lambda: MappingProxyType({})
     )
     calendars: tuple[CalendarLinkConfig, ...] = ()
+    replacement: str | None = None  # who takes their work while they are away (a user id)
     days_off: DaysOffSpec = DaysOffSpec()  # own holidays (else the daemon's) and days off besides the daemon's
 
     @property

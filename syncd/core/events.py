@@ -1,16 +1,19 @@
 """The events every sink receives, and their JSON Schemas: ``status.changed`` when a user's
-status changes, and the link events (``link.reauth_required``, ``link.restored``) when a
-calendar link needs its owner to grant access again, and when it syncs again.
+status changes, ``route.changed`` when an away user's work goes to someone else because a
+person on their chain of replacements went away or came back, and the link events
+(``link.reauth_required``, ``link.restored``) when a calendar link needs its owner to grant
+access again, and when it syncs again.
 
 One event per change, built when the change is recorded (in the same transaction) and sent
 unchanged to every sink: the webhook's body, a JSON line on stdout, the ``body`` field of a
 Redis stream entry, a NATS message. Its ``id`` is the idempotency key: a consumer that sees
 an id twice drops the repeat.
 
-``STATUS_EVENT_SCHEMA`` and ``LINK_EVENT_SCHEMA`` describe them (JSON Schema 2020-12); the
-HTTP API serves them at ``/v1/schema/status-event.json`` and ``/v1/schema/link-event.json``
-and the docs keep copies, so consumers can validate what they receive. Every event has ``id``
-and ``type``. Fields may be added in later versions; none is removed or changes meaning.
+``STATUS_EVENT_SCHEMA``, ``ROUTE_EVENT_SCHEMA`` and ``LINK_EVENT_SCHEMA`` describe them (JSON
+Schema 2020-12); the HTTP API serves them at ``/v1/schema/status-event.json``,
+``/v1/schema/route-event.json`` and ``/v1/schema/link-event.json`` and the docs keep copies,
+so consumers can validate what they receive. Every event has ``id`` and ``type``. Fields may
+be added in later versions; none is removed or changes meaning.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from typing import Any
 
 from syncd.core.availability import Period, StatusChange
 from syncd.core.coverage import COVERAGE_LOW, COVERAGE_RESTORED, CoverageCrossing
+from syncd.core.route import Route
 from syncd.core.time import format_utc
 
-__all__ = ["COVERAGE_EVENT_SCHEMA", "LINK_EVENT_SCHEMA", "LINK_REAUTH_REQUIRED", "LINK_RESTORED", "STATUS_CHANGED",
-           "STATUS_EVENT_SCHEMA", "LinkRef", "coverage_event", "encode", "link_event", "status_event"]
+__all__ = ["COVERAGE_EVENT_SCHEMA", "LINK_EVENT_SCHEMA", "LINK_REAUTH_REQUIRED", "LINK_RESTORED", "ROUTE_CHANGED",
+           "ROUTE_EVENT_SCHEMA", "STATUS_CHANGED", "STATUS_EVENT_SCHEMA", "LinkRef", "Person", "coverage_event",
+           "encode", "link_event", "route_event", "status_event"]
 
 STATUS_CHANGED = "status.changed"
+ROUTE_CHANGED = "route.changed"
 LINK_REAUTH_REQUIRED = "link.reauth_required"
 LINK_RESTORED = "link.restored"
 
@@ -43,9 +49,14 @@ class LinkRef:
     calendar: str
 
 
+# A person as events name them: {"id": …, "email": …}
+Person = dict[str, str]
+
+
 def status_event(event_id: str, user_id: str, email: str, change: StatusChange,
-                 block: Period | None) -> dict[str, Any]:
-    """The event for ``change`` of ``user_id``; ``block`` is the block that started or ended, if any."""
+                 block: Period | None, replacement: Person | None = None) -> dict[str, Any]:
+    """The event for ``change`` of ``user_id``; ``block`` is the block that started or ended, if
+    any; ``replacement`` who takes the user's work from then on (for ``away``; None: nobody)."""
     event: dict[str, Any] = {
         "id": event_id,
         "type": STATUS_CHANGED,
@@ -58,10 +69,27 @@ def status_event(event_id: str, user_id: str, email: str, change: StatusChange,
             "id": block.block_id, "start": format_utc(block.start), "end": format_utc(block.end),
             "title": block.title,
         },
+        "replacement": replacement if change.status == "away" else None,
     }
     if change.holiday is not None:
         event["holiday"] = change.holiday
     return event
+
+
+def route_event(event_id: str, user: Person, previous: Route, route: Route, at: datetime,
+                route_to: Person | None, previous_route_to: Person | None) -> dict[str, Any]:
+    """The event for an away user whose route went from ``previous`` to ``route`` at ``at``."""
+    return {
+        "id": event_id,
+        "type": ROUTE_CHANGED,
+        "user": user,
+        "status": route.status,
+        "route_to": route_to,
+        "previous_route_to": previous_route_to,
+        "chain": list(route.chain),
+        "reason": route.reason,
+        "effective_at": format_utc(at),
+    }
 
 
 def link_event(event_id: str, kind: str, user_id: str, email: str, link: LinkRef, at: datetime, *,
@@ -112,7 +140,7 @@ STATUS_EVENT_SCHEMA: dict[str, Any] = {
     "title": "syncd status event",
     "description": "A user's Available / Away status changed. Sent to every sink; `id` is the idempotency key.",
     "type": "object",
-    "required": ["id", "type", "user", "status", "previous", "reason", "effective_at", "block"],
+    "required": ["id", "type", "user", "status", "previous", "reason", "effective_at", "block", "replacement"],
     "properties": {
         "id": {"type": "string", "minLength": 1, "description": "unique per event; a repeat has the same id"},
         "type": {"const": STATUS_CHANGED},
@@ -141,10 +169,45 @@ STATUS_EVENT_SCHEMA: dict[str, Any] = {
                 },
             ],
         },
+        "replacement": {
+            "description": "for `away`: who takes the user's work from `effective_at` on (the first available "
+                           "person along their chain of replacements), null when nobody can; always null for "
+                           "`available`",
+            "oneOf": [{"type": "null"}, {"$ref": "#/$defs/person"}],
+        },
         "holiday": {"type": "string", "minLength": 1,
                     "description": "with reason `holiday`: the public holiday that started or ended, named in the "
                                    "country's language (e.g. Juldagen)"},
     },
+    "$defs": {"person": {"type": "object", "required": ["id", "email"],
+                         "properties": {"id": {"type": "string"}, "email": {"type": "string"}}}},
+}
+
+ROUTE_EVENT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://syncd.example/schema/route-event.json",
+    "title": "syncd route event",
+    "description": "An away user's work goes to someone else: a person on their chain of replacements went away or "
+                   "came back. Sent to every sink, in order with the user's status events; `id` is the idempotency "
+                   "key.",
+    "type": "object",
+    "required": ["id", "type", "user", "status", "route_to", "previous_route_to", "chain", "reason", "effective_at"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "description": "unique per event; a repeat has the same id"},
+        "type": {"const": ROUTE_CHANGED},
+        "user": {"$ref": "#/$defs/person"},
+        "status": {"const": "away"},
+        "route_to": {"description": "who takes the user's work from `effective_at` on; null: nobody can",
+                     "oneOf": [{"type": "null"}, {"$ref": "#/$defs/person"}]},
+        "previous_route_to": {"description": "who took it before", "oneOf": [{"type": "null"},
+                                                                             {"$ref": "#/$defs/person"}]},
+        "chain": {"type": "array", "items": {"type": "string"}, "maxItems": 10,
+                  "description": "the replacements tried, in order (user ids)"},
+        "reason": {"enum": ["replacement", "no_replacement", "no_replacement_available"]},
+        "effective_at": {**_INSTANT, "description": "when the route changed (not when it was sent)"},
+    },
+    "$defs": {"person": {"type": "object", "required": ["id", "email"],
+                         "properties": {"id": {"type": "string"}, "email": {"type": "string"}}}},
 }
 
 _USER = {"type": "object", "required": ["id", "email"], "properties": {"id": {"type": "string"},

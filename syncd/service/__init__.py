@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from syncd.service.base import BlockInfo, StatusInfo, utc_now
 from syncd.service.blocks import BlockOperations
+from syncd.service.routes import RouteOperations
 from syncd.service.status import StatusOperations
 from syncd.service.users import UserOperations
 
 __all__ = ["BlockInfo", "StatusInfo", "Syncd", "utc_now"]
 
 
-class Syncd(UserOperations, BlockOperations, StatusOperations):
-    """Users and links, OOO blocks, and status, over one database."""
+class Syncd(UserOperations, BlockOperations, RouteOperations, StatusOperations):
+    """Users and links, OOO blocks, status and routes, over one database."""

@@ -13,7 +13,7 @@ from store.db import Database, Transaction
 from store.models import BlockRow, UserRow
 from syncd.config import Config
 from syncd.core.availability import Status
-from syncd.core.errors import NotFoundInStore
+from syncd.core.errors import NotFoundInStore, UserInputError
 from syncd.core.ooo import OooContent
 from syncd.core.time import format_utc
 from syncd.service.recorder import StatusRecorder
@@ -38,15 +38,17 @@ class BlockInfo:
     source: str
     revision: int
     content: OooContent
+    replacement: str | None = None
 
     @classmethod
     def of(cls, row: BlockRow) -> BlockInfo:
         return cls(row.id, row.user_id, row.start, row.end, row.all_day, row.title, row.source, row.revision,
-                   blocks.content_of(row))
+                   blocks.content_of(row), row.replacement)
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "start": format_utc(self.start), "end": format_utc(self.end),
-                "all_day": self.all_day, "title": self.title, "source": self.source, "revision": self.revision}
+                "all_day": self.all_day, "title": self.title, "source": self.source, "revision": self.revision,
+                "replacement": self.replacement}
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,16 @@ class ServiceBase:
         if user is None:
             raise NotFoundInStore(f"no user {user_id!r}; `syncd status` lists the known users")
         return user
+
+    def _replacement(self, session: Transaction, user_id: str, replacement: str | None) -> str | None:
+        """``replacement`` checked as one that ``user_id`` may name (None: nobody)."""
+        if replacement is None:
+            return None
+        if replacement == user_id:
+            raise UserInputError(f"replacement: {user_id} cannot replace themselves; name another user")
+        if users.by_id(session, replacement) is None:
+            raise UserInputError(f"replacement: no user {replacement!r}; name a known user (`syncd status` lists them)")
+        return replacement
 
     def _block(self, session: Transaction, block_id: str) -> BlockRow:
         block = blocks.live(session, block_id)

@@ -14,7 +14,14 @@ from syncd.core.ooo import OooContent
 from syncd.core.time import format_utc
 from syncd.service.base import BlockInfo, ServiceBase
 
-__all__ = ["BlockOperations"]
+__all__ = ["KEEP", "BlockOperations", "Keep"]
+
+
+class Keep:
+    """An edit leaves this as it is."""
+
+
+KEEP = Keep()
 
 
 class BlockOperations(ServiceBase):
@@ -27,19 +34,23 @@ class BlockOperations(ServiceBase):
     def get_block(self, block_id: str) -> BlockInfo:
         return self.db.read(lambda s: BlockInfo.of(self._block(s, block_id)))
 
-    def add_block(self, user_id: str, content: OooContent, *, source: str = "helpdesk") -> BlockInfo:
+    def add_block(self, user_id: str, content: OooContent, *, source: str = "helpdesk",
+                  replacement: str | None = None) -> BlockInfo:
+        """A new block; ``replacement`` takes the user's work while it covers."""
         def work(session: Transaction) -> BlockInfo:
             now = self.clock()
             user = self._user(session, user_id)
+            named = self._replacement(session, user.id, replacement)
             self.recorder.advance(session, user, now)  # transitions before the edit keep their own time
-            row = blocks.add(session, user.id, content.in_zone(user.timezone), source, now)
+            row = blocks.add(session, user.id, content.in_zone(user.timezone), source, now, replacement=named)
             self.recorder.advance(session, user, now)
             users.touch_links(session, user.id, now)
             return BlockInfo.of(row)
         return self.db.run(work)
 
     def _change_block(self, block_id: str, expected_revision: int | None,
-                      change: Callable[[BlockRow, UserRow, datetime], None], *, ended_early: bool = False) -> BlockInfo:
+                      change: Callable[[Transaction, BlockRow, UserRow, datetime], None], *,
+                      ended_early: bool = False) -> BlockInfo:
         """One edit of an existing block, with the status before and after it, in one transaction."""
         def work(session: Transaction) -> BlockInfo:
             now = self.clock()
@@ -47,24 +58,28 @@ class BlockOperations(ServiceBase):
             _check_revision(row, expected_revision)
             user = self._user(session, row.user_id)
             self.recorder.advance(session, user, now)  # transitions before the edit keep their own time
-            change(row, user, now)
+            change(session, row, user, now)
             self.recorder.advance(session, user, now, ended_early=ended_early)
             users.touch_links(session, user.id, now)
             return BlockInfo.of(row)
         return self.db.run(work)
 
-    def edit_block(self, block_id: str, content: OooContent, *, expected_revision: int | None = None) -> BlockInfo:
-        def edit(row: BlockRow, user: UserRow, now: datetime) -> None:
+    def edit_block(self, block_id: str, content: OooContent, *, expected_revision: int | None = None,
+                   replacement: str | None | Keep = KEEP) -> BlockInfo:
+        """A block's new content; ``replacement`` a new one (None: nobody), or `KEEP` it."""
+        def edit(session: Transaction, row: BlockRow, user: UserRow, now: datetime) -> None:
             blocks.revise(row, content.in_zone(user.timezone), now)
+            if not isinstance(replacement, Keep):
+                row.replacement = self._replacement(session, user.id, replacement)
         return self._change_block(block_id, expected_revision, edit)
 
     def delete_block(self, block_id: str, *, expected_revision: int | None = None) -> BlockInfo:
-        def delete(row: BlockRow, _user: UserRow, now: datetime) -> None:
+        def delete(_session: Transaction, row: BlockRow, _user: UserRow, now: datetime) -> None:
             blocks.mark_deleted(row, now)
         return self._change_block(block_id, expected_revision, delete)
 
     def end_block_early(self, block_id: str) -> BlockInfo:
-        def end(row: BlockRow, _user: UserRow, now: datetime) -> None:
+        def end(_session: Transaction, row: BlockRow, _user: UserRow, now: datetime) -> None:
             if row.start > now:
                 raise UserInputError(f"OOO block {block_id} starts at {format_utc(row.start)} and has not begun; "
                                      f"delete it instead (`syncd ooo delete {block_id}`)")

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime, time
 from typing import Any
 
-from store import coverage, users
+from store import coverage, replacements, users
 from store.db import Transaction
 from store.models import UserRow
 from syncd.config import CalendarLinkConfig, UserConfig
@@ -107,8 +107,11 @@ def parse_user(user_id: str, body: Mapping[str, Any], accounts: Mapping[str, Any
                                             direction=direction))
     if len({(c.account, c.calendar) for c in calendars}) != len(calendars):
         raise UserInputError("calendars lists the same account and calendar twice")
+    replacement = body.get("replacement")
+    if replacement is not None and (not isinstance(replacement, str) or not replacement):
+        raise UserInputError("replacement must be a user id, or null for nobody")
     return UserConfig(id=user_id, email=email, timezone=tz, working_hours=_hours(body.get("working_hours")),
-                      calendars=tuple(calendars), days_off=parse_days_off(body))
+                      calendars=tuple(calendars), days_off=parse_days_off(body), replacement=replacement)
 
 
 def parse_team_schedule(body: Mapping[str, Any]) -> users.TeamSchedule:
@@ -134,7 +137,8 @@ class Directory:
     def put_user(self, user_id: str, body: Mapping[str, Any], *,
                  may_change_links: bool = True) -> tuple[dict[str, Any], bool]:
         """Create or replace a user. ``calendars`` left out keeps their links; creating or
-        changing links (which aim syncd's calendar credentials) needs ``may_change_links``."""
+        changing links (which aim syncd's calendar credentials) needs ``may_change_links``.
+        ``replacement`` left out keeps it too (null: nobody)."""
         if not user_id or len(user_id) > 200:
             raise UserInputError("a user id is 1 to 200 characters")
         user = parse_user(user_id, body, self.service.config.accounts)
@@ -146,6 +150,9 @@ class Directory:
                 raise ConfigOwned(f"user {user_id} is defined in {self.service.config.path.name}; change it there")
             have = [CalendarLinkConfig(r.account, r.calendar, r.sync_ooo, r.direction)
                     for r in (users.enabled_links(session, user_id) if existing is not None else [])]
+            if "replacement" not in body:
+                user = replace(user, replacement=existing.replacement if existing is not None else None)
+            self.service._replacement(session, user_id, user.replacement)
             if body.get("calendars") is None:
                 user = replace(user, calendars=tuple(have))
             elif not may_change_links and set(user.calendars) != set(have):
@@ -171,6 +178,7 @@ class Directory:
             if row.origin == "config":
                 raise ConfigOwned(f"user {user_id} is defined in {self.service.config.path.name}; remove it there")
             teams = users.teams_of(session, user_id)
+            replacements.forget(session, user_id)
             users.delete_user(session, row)
             for team_id in teams:  # the team's rotations lose a member
                 self.rotations.team_changed(session, team_id)
@@ -272,6 +280,7 @@ class Directory:
     def _user_json(self, session: Transaction, row: UserRow) -> dict[str, Any]:
         return {
             "id": row.id, "email": row.email, "timezone": row.timezone, "origin": row.origin,
+            "replacement": row.replacement,
             "working_hours": hours_to_json(hours_from_json(row.working_hours)),
             **spec_to_json(spec_from_json(row.days_off)),
             "calendars": [{"id": link.id, "account": link.account, "calendar": link.calendar,

@@ -22,8 +22,9 @@ from store.db import Transaction
 from store.models import UserRow, UserStatusRow
 from syncd.core import availability as av
 from syncd.core.daysoff import DaysOffSpec, days_off_of, spec_from_json
-from syncd.core.events import status_event
+from syncd.core.events import route_event, status_event
 from syncd.core.hours import hours_from_json
+from syncd.service.routing import route_effects
 
 __all__ = ["HORIZON", "LOOKAHEAD", "SETTLE", "StatusRecorder", "policy_of"]
 
@@ -195,7 +196,7 @@ class StatusRecorder:
         published = [(user_id, users[user_id].email, change) for user_id, _at, _s, _n, changes in staged
                      for change in changes]
         seqs = iter(self._queue(session, published, now, {p.block_id: p for ps in periods.values() for p in ps},
-                                staged=True))
+                                staged=True))  # a change's own event, and the route events it causes
         # The timer writes the staged state SETTLE after the instant, out of the way of the
         # sending, or at the user's following boundary if that comes sooner.
         status.update_states(session, [{
@@ -204,7 +205,7 @@ class StatusRecorder:
             "staged": {"state": status.state_to_json(state),
                        "next_boundary_at": None if after is None else after.isoformat(),
                        "logs": [status.change_to_json(change) for change in changes],
-                       "outbox": [next(seqs) for _change in changes]},
+                       "outbox": [seq for _change in changes for seq in next(seqs)]},
         } for user_id, at, state, after, changes in staged])
         return {at for _u, at, _s, _n, changes in staged if changes}
 
@@ -218,14 +219,33 @@ class StatusRecorder:
         self._queue(session, published, now, known)
 
     def _queue(self, session: Transaction, published: Sequence[Published], now: datetime,
-               known: dict[str, av.Period], *, staged: bool = False) -> list[int]:
+               known: dict[str, av.Period], *, staged: bool = False) -> list[list[int]]:
         """Outbox entries and their deliveries; staged ones are due at their change's instant.
-        Returns the entries' sequence numbers, in order."""
+        Each away event carries the user's route; the route changes the changes cause for other
+        away users follow as ``route.changed`` events. Returns, per change in order, the sequence
+        numbers of its status event and of the route events it caused."""
+        effects = route_effects(session, [(user_id, change) for user_id, _email, change in published], self.policy)
         entries = []
         for user_id, email, change in published:
             block_id = change.block_id
             block = None if block_id is None else known.get(block_id) or blocks.period(session, block_id)
+            route = effects.of_change.get((user_id, change.effective_at))
             event_id = uuid.uuid4().hex
-            entries.append((event_id, user_id, status_event(event_id, user_id, email, change, block),
+            entries.append((event_id, user_id,
+                            status_event(event_id, user_id, email, change, block,
+                                         effects.person(route.route_to if route else None)),
                             change.effective_at if staged else now))
-        return outbox.queue(session, entries, self.sinks, now)
+        causes = []
+        for cause, was, route, at in effects.changed:
+            event_id = uuid.uuid4().hex
+            entries.append((event_id, route.user,
+                            route_event(event_id, {"id": route.user, "email": effects.emails.get(route.user, "")},
+                                        was, route, at, effects.person(route.route_to),
+                                        effects.person(was.route_to)),
+                            at if staged else now))
+            causes.append(cause)
+        seqs = outbox.queue(session, entries, self.sinks, now)
+        per_change = [[seq] for seq in seqs[:len(published)]]
+        for cause, seq in zip(causes, seqs[len(published):], strict=True):
+            per_change[cause].append(seq)
+        return per_change

@@ -236,13 +236,20 @@ class RotationEngine:
             eligible, ineligible = [], []
             for user_id in dict.fromkeys(user_ids):
                 if users.by_id(session, user_id) is None:
-                    ineligible.append({"user": user_id, "reason": "unknown_user", "available_at": None})
+                    ineligible.append({"user": user_id, "reason": "unknown_user", "available_at": None,
+                                       "route_to": None})
                     continue
                 info = self.service.status_in(session, user_id, at)
                 if info.status == "available":
                     eligible.append(user_id)
                 else:
                     ineligible.append({"user": user_id, "reason": info.reason, "available_at": format_utc(info.until)})
+            # Who takes the work of those who cannot: their routes, at the same instant.
+            away = [str(i["user"]) for i in ineligible if "route_to" not in i]
+            routes = self.service.routes_in(session, away, at)
+            for item in ineligible:
+                if "route_to" not in item:
+                    item["route_to"] = routes[str(item["user"])].route_to
             return {"eligible": eligible, "ineligible": ineligible}
         return self.db.read(work)
 

@@ -52,6 +52,7 @@ class UserOperations(ServiceBase):
         row, same_rules = users.upsert(
             session, user_id=user.id, email=user.email, timezone=user.timezone,
             hours=hours_to_json(user.working_hours), origin=origin, now=now, days_off=spec_to_json(user.days_off),
+            replacement=user.replacement,
             links=[users.LinkSpec(c.account, c.calendar, c.sync_ooo, c.direction) for c in user.calendars])
         # A staged transition stays unless what decides the status changed (zone, hours, days off).
         self.recorder.load(session, row, now, keep_staged=same_rules)

@@ -21,14 +21,13 @@ from syncd.core import reconcile as rc
 from syncd.core.calendars import ChangeSet, EventDraft, RemoteEvent, SyncWindow
 from syncd.core.errors import Bug, NotFound, PreconditionFailed, TransientError
 from syncd.service import Syncd
-from syncd.sync.listing import BATCH
+from syncd.sync.listing import BATCH, LOCAL_ACTIONS
 from syncd.sync.snapshot import LinkOutcome, Retry, Snapshot
 
 __all__ = ["MAX_ROUNDS", "PlanExecutor"]
 
 log = logging.getLogger(__name__)
 MAX_ROUNDS = 4  # re-read + re-merge rounds after lost write races
-LOCAL_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock, rc.Relink, rc.Adopt, rc.Unlink)
 BLOCK_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock)
 
 

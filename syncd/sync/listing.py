@@ -2,7 +2,9 @@
 
 Each account lists its calendars together (in batch requests where the provider has them).
 A link whose calendar reported nothing new, and whose blocks need nothing written, only
-needs its new cursor saved: thousands of such links are settled in a few statements.
+needs its new cursor saved: thousands of such links are settled in a few statements. A link
+whose plan only changes the store (a first sync, an edit made in the calendar) is carried
+out with hundreds of others in one transaction.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from syncd.core.errors import Bug, SyncdError
 from syncd.sync.schedule import Schedule, next_poll
 from syncd.sync.snapshot import Snapshot, snapshot_of
 
-__all__ = ["BATCH", "Listing"]
+__all__ = ["BATCH", "LOCAL_ACTIONS", "Listing"]
 
 log = logging.getLogger(__name__)
 BATCH = 2000  # links read, planned or settled per transaction
+# Plan actions that only touch the store (no calendar call)
+LOCAL_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock, rc.Relink, rc.Adopt, rc.Unlink)
 
 
 def chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
@@ -74,15 +78,21 @@ class Listing:
                 listed[snap.link.id] = result
         return listed
 
-    def idle(self, snaps: dict[int, Snapshot], listed: dict[int, ChangeSet | Exception]) -> dict[int, Snapshot]:
-        """Links whose calendar reported nothing new, whose blocks need nothing written, and
-        that have no write of ours left to confirm: for them a sync is only saving the cursor."""
+    def sort(self, snaps: dict[int, Snapshot], listed: dict[int, ChangeSet | Exception]
+             ) -> tuple[dict[int, Snapshot], dict[int, rc.Plan]]:
+        """The links that need no calendar call and no link-by-link care: ``idle`` (nothing new,
+        nothing to write: only the cursor to save) and ``local`` (their plan only touches the
+        store, as on a first sync or after an edit in the calendar: the plan, to be carried out
+        together with others by `settle`). Neither has a write of ours left to confirm, and
+        none is held by the safety valve. At most one link per user is ``local``: the plan of a
+        user's second link must see the blocks the first one changes."""
         candidates = {
             link_id: snap for link_id, snap in snaps.items()
-            if isinstance(cs := listed.get(link_id), ChangeSet) and not cs.full and not cs.events and not cs.removed
-            and snap.state != "held"
+            if isinstance(listed.get(link_id), ChangeSet) and snap.state != "held" and not snap.release_deletions
         }
-        idle = {}
+        idle: dict[int, Snapshot] = {}
+        local: dict[int, rc.Plan] = {}
+        local_users: set[str] = set()
         for chunk in chunks(list(candidates), BATCH):  # a chunk at a time: memory stays flat
             def load(session: Transaction, chunk: Sequence[int] = chunk) -> tuple[
                     dict[str, dict[str, rc.BlockView]], dict[int, list[rc.Pair]], set[int]]:
@@ -95,24 +105,43 @@ class Listing:
                 snap = candidates[link_id]
                 changes = listed[link_id]
                 assert isinstance(changes, ChangeSet)
-                result = self.plan(snap, views.get(snap.user_id, {}), pairs.get(link_id, []), changes)
-                if not result.actions and not result.conflicts and not result.held_deletions:
-                    idle[link_id] = snap
-        return idle
+                linked = pairs.get(link_id, [])
+                result = self.plan(snap, views.get(snap.user_id, {}), linked, changes)
+                if result.conflicts or result.held_deletions:
+                    continue
+                if not result.actions:
+                    if not changes.full and not changes.events and not changes.removed:
+                        idle[link_id] = snap
+                    continue
+                if snap.user_id in local_users or not all(isinstance(a, LOCAL_ACTIONS) for a in result.actions):
+                    continue
+                # A full listing covers only the window: a linked event it does not show is asked
+                # for, link by link, before anything is deleted (`PlanExecutor.confirm_missing`).
+                if changes.full and not {p.event_id for p in linked} <= {e.event_id for e in changes.events}:
+                    continue
+                local[link_id] = result
+                local_users.add(snap.user_id)
+        return idle, local
 
-    def settle(self, idle: dict[int, Snapshot], listed: dict[int, ChangeSet | Exception]) -> None:
-        """Record a successful, uneventful poll of many links in a few transactions."""
-        for snap in idle.values():
+    def settle(self, settled: dict[int, Snapshot], listed: dict[int, ChangeSet | Exception],
+               apply: Callable[[Transaction, Snapshot], None] | None = None, size: int = BATCH * 4) -> None:
+        """Record a successful poll of many links in a few transactions, ``size`` links each;
+        ``apply`` first carries out what a link's plan changes in the store, in the same
+        transaction (an error rolls back every link of that transaction)."""
+        for snap in settled.values():
             self.schedule.recovered(snap)
 
         def work(session: Transaction, chunk: Sequence[int]) -> None:
             now = self.clock()
+            if apply is not None:
+                for link_id in chunk:
+                    apply(session, settled[link_id])
             current = links.lock_many(session, chunk)
             rows = []
             for link_id in chunk:
                 changes = listed[link_id]
                 assert isinstance(changes, ChangeSet)
-                snap = idle[link_id]
+                snap = settled[link_id]
                 planned = self.schedule.planned(snap, now)
                 row = current.get(link_id)
                 if row is not None and row.state == "reauth_required":
@@ -123,5 +152,5 @@ class Listing:
                              "cursor": changes.cursor, "lease_expires": None,
                              "next_poll_at": planned if row is None else next_poll(row.next_poll_at, snap, planned)})
             links.save_many(session, rows)
-        for chunk in chunks(list(idle), BATCH * 4):
+        for chunk in chunks(list(settled), size):
             self.db.run(lambda s, c=chunk: work(s, c), what="saving polled links")  # type: ignore[misc]

@@ -1,7 +1,8 @@
 """The sync runner: one pass over many links, or over one.
 
 A pass lists the links' calendars together (`syncd.sync.listing`), settles those with
-nothing to do, and for each of the others plans and carries out the three-way merge
+nothing to do, carries out together the plans that only change the store (hundreds of links
+to a transaction), and for each of the others plans and carries out the three-way merge
 (`syncd.sync.execute`), then records when to poll it next (`syncd.sync.schedule`). Links
 are claimed and held through leases (`syncd.sync.leases`), so replicas share them. The
 cursor is saved last, so a crash mid-way replays the change set rather than losing it.
@@ -13,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -23,9 +25,10 @@ from store.db import Transaction
 from syncd.core import reconcile as rc
 from syncd.core.calendars import ChangeSet, SyncWindow
 from syncd.core.errors import ConfigError, CursorExpired
+from syncd.core.text import first_line
 from syncd.service import Syncd
 from syncd.service.notices import LinkNotices
-from syncd.sync.execute import PlanExecutor
+from syncd.sync.execute import BLOCK_ACTIONS, PlanExecutor
 from syncd.sync.leases import LEASE_TTL, Leases
 from syncd.sync.listing import Listing
 from syncd.sync.replica import ProcessIdentity, this_process
@@ -35,7 +38,8 @@ from syncd.sync.snapshot import LinkOutcome, Snapshot, snapshot_of
 __all__ = ["LIST_CHUNK", "LinkSyncer"]
 
 log = logging.getLogger(__name__)
-LIST_CHUNK = 1000  # links listed together by `sync_many` (10 batch requests of 100 for Google)
+LIST_CHUNK = 1000  # links listed together by `sync_many` (2 batch requests of 500 for Google)
+LOCAL_GROUP = 250  # links whose plans only change the store, carried out per transaction
 
 
 class LinkSyncer:
@@ -109,23 +113,47 @@ class LinkSyncer:
                   stopping: Callable[[], bool] = lambda: False) -> list[LinkOutcome]:
         """Pull many links at once: each account lists its calendars together (in batch
         requests where the provider has them); links with nothing to do are settled in one
-        transaction; the others are synced one by one with what was listed for them."""
+        transaction, links whose plans only change the store in a few; the others are synced
+        one by one with what was listed for them.
+
+        Links go `LIST_CHUNK` at a time (bounded memory: change sets are held until used), and
+        the next chunk is listed while this one is carried out, so the time spent waiting on
+        the provider overlaps the time spent on the store."""
         outcomes: list[LinkOutcome] = []
-        with self.leases.holding(link_ids):  # claimed links stay ours while we work on them
-            for n in range(0, len(link_ids), LIST_CHUNK):  # bounded memory: change sets are held until used
+        chunks = [link_ids[n:n + LIST_CHUNK] for n in range(0, len(link_ids), LIST_CHUNK)]
+        with self.leases.holding(link_ids), ThreadPoolExecutor(1, thread_name_prefix="listing-ahead") as ahead:
+            upcoming = self._list_ahead(ahead, chunks[0]) if chunks else None
+            for n, chunk in enumerate(chunks):
+                assert upcoming is not None
+                snaps, listing = upcoming
+                upcoming = None
                 if stopping():
-                    self.leases.release(link_ids[n:])
+                    listing.cancel()
+                    self.leases.release(link_ids[n * LIST_CHUNK:])
                     break
-                outcomes += self._sync_chunk(link_ids[n:n + LIST_CHUNK], stopping)
+                if n + 1 < len(chunks):
+                    upcoming = self._list_ahead(ahead, chunks[n + 1])
+                started = time.monotonic()
+                outcomes += self._sync_chunk(chunk, snaps, listing.result(), stopping, started)
+            if upcoming is not None:  # stopped: what was listed ahead is not used
+                upcoming[1].cancel()
         return outcomes
 
-    def _sync_chunk(self, link_ids: Sequence[int], stopping: Callable[[], bool]) -> list[LinkOutcome]:
-        started = time.monotonic()
-        snaps = self.listing.snapshots(link_ids)
-        listed = self.listing.list_many(list(snaps.values()))
-        idle = self.listing.idle(snaps, listed)
+    def _list_ahead(self, ahead: ThreadPoolExecutor, chunk: Sequence[int]
+                    ) -> tuple[dict[int, Snapshot], Future[dict[int, ChangeSet | Exception]]]:
+        """The chunk's snapshots (read here), and its listing, started on ``ahead``."""
+        snaps = self.listing.snapshots(chunk)
+        return snaps, ahead.submit(self.listing.list_many, list(snaps.values()))
+
+    def _sync_chunk(self, link_ids: Sequence[int], snaps: dict[int, Snapshot],
+                    listed: dict[int, ChangeSet | Exception], stopping: Callable[[], bool],
+                    started: float) -> list[LinkOutcome]:
+        idle, local = self.listing.sort(snaps, listed)
         if idle:
             self.listing.settle(idle, listed)
+        settled = self._settle_local(snaps, local, listed)
+        settled.update({link_id: LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id)
+                        for link_id, snap in idle.items()})
         share = (time.monotonic() - started) / max(1, len(link_ids))
         outcomes = []
         for n, link_id in enumerate(link_ids):
@@ -133,13 +161,36 @@ class LinkSyncer:
                 self.leases.release(link_ids[n:])  # claimed but not synced: due again for the next start
                 break
             snap = snaps.get(link_id)
-            if snap is not None and link_id in idle:
-                outcomes.append(LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id))
+            if snap is not None and link_id in settled:
+                outcomes.append(settled[link_id])
                 self._observe(snap.account, True, share)
             else:
                 outcomes.append(self.sync_link(link_id, prefetched=listed.pop(link_id, None),
                                                started_at=snap.started_at if snap is not None else None))
         return outcomes
+
+    def _settle_local(self, snaps: Mapping[int, Snapshot], local: Mapping[int, rc.Plan],
+                      listed: dict[int, ChangeSet | Exception]) -> dict[int, LinkOutcome]:
+        """Carry out the plans that only change the store, `LOCAL_GROUP` links a transaction;
+        the outcome of each link settled. A group that fails is left to the link-by-link path,
+        where a failure stays with its own link."""
+        settled: dict[int, LinkOutcome] = {}
+        ids = list(local)
+        for n in range(0, len(ids), LOCAL_GROUP):
+            group = {link_id: snaps[link_id] for link_id in ids[n:n + LOCAL_GROUP]}
+            try:
+                self.listing.settle(group, listed, lambda session, snap: self.executor.apply_local(
+                    session, snap, local[snap.link.id].actions), size=LOCAL_GROUP)
+            except Exception as exc:  # noqa: BLE001 - each of these links is synced alone next
+                log.info("%d links could not be settled together (%s); syncing them one by one", len(group),
+                         first_line(exc))
+                continue
+            for link_id, snap in group.items():
+                actions = local[link_id].actions
+                settled[link_id] = LinkOutcome(link_id, snap.name, account=snap.account, user_id=snap.user_id,
+                                               actions=len(actions),
+                                               blocks_changed=any(isinstance(a, BLOCK_ACTIONS) for a in actions))
+        return settled
 
     # -- one link ---------------------------------------------------------------------------------
     def sync_link(self, link_id: int, *, pull: bool = True, prefetched: ChangeSet | Exception | None = None,

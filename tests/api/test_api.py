@@ -350,7 +350,7 @@ def test_create_timed_block_with_etag(client: TestClient) -> None:
                            headers=W)
     assert response.status_code == 201, response.text
     block = response.json()
-    assert set(block) == {"id", "start", "end", "all_day", "title", "source", "revision", "warnings"}
+    assert set(block) == {"id", "start", "end", "all_day", "title", "source", "revision", "replacement", "warnings"}
     assert (block["start"], block["end"], block["all_day"], block["title"], block["revision"]) == \
         ("2026-03-05T09:00:00Z", "2026-03-05T11:00:00Z", False, "Doctor", 1)
     assert block["source"] == "helpdesk"
@@ -685,9 +685,9 @@ def test_eligible_now_and_at(people: TestClient) -> None:
     body = answer.json()
     assert body["eligible"] == ["bob"]
     assert body["ineligible"] == [
-        {"user": "alice", "reason": "ooo_started", "available_at": block["end"]},
-        {"user": "carol", "reason": "manual", "available_at": None},
-        {"user": "ghost", "reason": "unknown_user", "available_at": None},
+        {"user": "alice", "reason": "ooo_started", "available_at": block["end"], "route_to": None},
+        {"user": "carol", "reason": "manual", "available_at": None, "route_to": None},
+        {"user": "ghost", "reason": "unknown_user", "available_at": None, "route_to": None},
     ]
     later = client.post("/v1/eligible", json={"users": ["alice", "bob"], "at": at(4)}, headers=R).json()
     assert later == {"eligible": ["alice", "bob"], "ineligible": []}

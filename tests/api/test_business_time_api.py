@@ -59,7 +59,8 @@ def test_the_team_keeps_its_schedule(client: TestClient) -> None:
     got = client.get("/v1/teams/us", headers=R).json()
     assert got == {"id": "us", "members": ["dana"], "origin": "api", "timezone": "America/New_York",
                    "working_hours": {d: ["09:00-17:00"] for d in WEEKDAYS},
-                   "holidays": {"country": "US", "subdivision": "NY", "observed": True}, "days_off": []}
+                   "holidays": {"country": "US", "subdivision": "NY", "observed": True}, "days_off": [],
+                   "min_available": 0}
 
 
 def test_an_sla_due_time_skips_the_weekend_and_christmas(client: TestClient) -> None:

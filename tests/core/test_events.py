@@ -16,13 +16,17 @@ from syncd.core.events import (
     LINK_EVENT_SCHEMA,
     LINK_REAUTH_REQUIRED,
     LINK_RESTORED,
+    ROUTE_CHANGED,
+    ROUTE_EVENT_SCHEMA,
     STATUS_EVENT_SCHEMA,
     LinkRef,
     coverage_event,
     encode,
     link_event,
+    route_event,
     status_event,
 )
+from syncd.core.route import Route
 
 DOCS_COPY = Path(__file__).resolve().parents[2] / "docs" / "status-event.schema.json"
 AT = datetime(2026, 12, 24, 8, 0, tzinfo=UTC)
@@ -103,6 +107,46 @@ def test_link_events_match_their_schema() -> None:
 def test_the_docs_carry_the_same_link_schema() -> None:
     assert json.loads(LINK_DOCS_COPY.read_text()) == LINK_EVENT_SCHEMA, \
         "docs/link-event.schema.json is stale: regenerate it from syncd.core.events.LINK_EVENT_SCHEMA"
+
+
+ROUTE_DOCS_COPY = DOCS_COPY.with_name("route-event.schema.json")
+
+
+def test_away_events_carry_the_replacement_and_available_ones_none() -> None:
+    validator = jsonschema.Draft202012Validator(STATUS_EVENT_SCHEMA, format_checker=jsonschema.FormatChecker())
+    bo = {"id": "bo", "email": "bo@example.com"}
+    away = status_event("e1", "ada", "ada@example.com", StatusChange(AWAY, AVAILABLE, "ooo_started", AT, "b1"), BLOCK,
+                        bo)
+    nobody = status_event("e2", "ada", "ada@example.com", StatusChange(AWAY, AVAILABLE, "manual", AT, None), None)
+    back = status_event("e3", "ada", "ada@example.com", StatusChange(AVAILABLE, AWAY, "ooo_ended", AT, "b1"), BLOCK,
+                        bo)
+    for event in (away, nobody, back):
+        validator.validate(event)
+    assert (away["replacement"], nobody["replacement"], back["replacement"]) == (bo, None, None)
+    assert not validator.is_valid({**away, "replacement": {"id": "bo"}})
+
+
+def test_route_events_match_their_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(ROUTE_EVENT_SCHEMA)
+    validator = jsonschema.Draft202012Validator(ROUTE_EVENT_SCHEMA, format_checker=jsonschema.FormatChecker())
+    was = Route("ada", AWAY, "bo", ("bo",), "replacement")
+    now = Route("ada", AWAY, "cy", ("bo", "cy"), "replacement")
+    event = route_event("e1", {"id": "ada", "email": "ada@example.com"}, was, now, AT,
+                        {"id": "cy", "email": "cy@example.com"}, {"id": "bo", "email": "bo@example.com"})
+    validator.validate(event)
+    assert event["type"] == ROUTE_CHANGED and event["chain"] == ["bo", "cy"]
+    assert event["effective_at"] == "2026-12-24T08:00:00Z"
+    assert event["route_to"] == {"id": "cy", "email": "cy@example.com"}
+    gone = route_event("e2", {"id": "ada", "email": "ada@example.com"}, now,
+                       Route("ada", AWAY, None, ("bo", "cy"), "no_replacement_available"), AT, None,
+                       {"id": "cy", "email": "cy@example.com"})
+    validator.validate(gone)
+    assert not validator.is_valid({**gone, "chain": [f"u{i}" for i in range(11)]})
+
+
+def test_the_docs_carry_the_same_route_schema() -> None:
+    assert json.loads(ROUTE_DOCS_COPY.read_text()) == ROUTE_EVENT_SCHEMA, \
+        "docs/route-event.schema.json is stale: regenerate it from syncd.core.events.ROUTE_EVENT_SCHEMA"
 
 
 COVERAGE_DOCS_COPY = DOCS_COPY.with_name("coverage-event.schema.json")

@@ -145,7 +145,8 @@ def test_event_body(setup: Setup) -> None:
     toggle(s, "alice", "away")
     s.publisher.drain()
     (event,) = s.a.events
-    assert set(event) == {"id", "type", "user", "status", "previous", "reason", "effective_at", "block"}
+    assert set(event) == {"id", "type", "user", "status", "previous", "reason", "effective_at", "block",
+                          "replacement"}
     assert event["type"] == "status.changed"
     assert event["user"] == {"id": "alice", "email": "alice@example.com"}
     assert (event["status"], event["previous"], event["block"]) == ("away", "available", None)

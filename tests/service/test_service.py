@@ -18,7 +18,7 @@ from syncd.core.time import ensure_aware
 from tests.conftest import Harness, user
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the clock fixture's start: a Monday
-PAYLOAD_KEYS = {"id", "type", "user", "status", "previous", "reason", "effective_at", "block"}
+PAYLOAD_KEYS = {"id", "type", "user", "status", "previous", "reason", "effective_at", "block", "replacement"}
 
 
 def at(hours: float, days: int = 0) -> datetime:

@@ -93,7 +93,7 @@ def test_ooo_add_list_status_and_end(workdir: Path, capsys: pytest.CaptureFixtur
     code, out, _ = run(capsys, "ooo", "list", "alice", "--json")
     blocks = json.loads(out)
     assert [b["id"] for b in blocks] == [block_id]
-    assert set(blocks[0]) == {"id", "start", "end", "all_day", "title", "source"}
+    assert set(blocks[0]) == {"id", "start", "end", "all_day", "title", "source", "replacement"}
     assert blocks[0]["start"].endswith("Z") and blocks[0]["title"] == "Dentist"
 
     code, out, _ = run(capsys, "status", "alice", "--json")

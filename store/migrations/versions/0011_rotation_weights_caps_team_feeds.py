@@ -1,14 +1,14 @@
 """rotation member weights and caps, and team absence calendar feeds
 
 Revision ID: 0011
-Revises: 0012
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
-down_revision = '0012'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

@@ -14,6 +14,7 @@ from syncd.core.errors import UserInputError
 from syncd.core.ooo import OooContent, all_day_content, timed_content
 from syncd.core.time import ensure_aware
 from syncd.service import BlockInfo, Syncd
+from syncd.service.blocks import KEEP
 from syncd.service.coverage import CoverageWatch
 
 __all__ = ["router"]
@@ -65,7 +66,7 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/v1/users/{user_id}/ooo", dependencies=[ctx.write], response_model=BlockWritten, status_code=201)
     def add_block(user_id: str, data: BlockIn, response: Response) -> dict[str, Any]:
-        block = service.add_block(user_id, content_of(service, data, user_id))
+        block = service.add_block(user_id, content_of(service, data, user_id), replacement=data.replacement)
         return {**with_etag(block, response), "warnings": coverage.warnings(block.id)}
 
     @r.get("/v1/ooo/{block_id}", dependencies=[ctx.read], response_model=BlockOut)
@@ -77,7 +78,8 @@ def router(ctx: ApiContext) -> APIRouter:
                     if_match: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         current = service.get_block(block_id)
         content = content_of(service, data, current.user, current)
-        block = service.edit_block(block_id, content, expected_revision=revision(if_match))
+        replacement = data.replacement if "replacement" in data.model_fields_set else KEEP
+        block = service.edit_block(block_id, content, expected_revision=revision(if_match), replacement=replacement)
         return {**with_etag(block, response), "warnings": coverage.warnings(block.id)}
 
     @r.delete("/v1/ooo/{block_id}", dependencies=[ctx.write], status_code=204)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from syncd.api.context import ApiContext
-from syncd.core.events import COVERAGE_EVENT_SCHEMA, LINK_EVENT_SCHEMA, STATUS_EVENT_SCHEMA
+from syncd.core.events import COVERAGE_EVENT_SCHEMA, LINK_EVENT_SCHEMA, ROUTE_EVENT_SCHEMA, STATUS_EVENT_SCHEMA
 
 __all__ = ["router"]
 
@@ -19,6 +19,12 @@ def router(_ctx: ApiContext) -> APIRouter:
                             "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
     def status_event_schema() -> JSONResponse:
         return JSONResponse(STATUS_EVENT_SCHEMA, media_type="application/schema+json")
+
+    @r.get("/v1/schema/route-event.json", response_class=JSONResponse,
+           responses={200: {"description": "JSON Schema (2020-12) of the route event",
+                            "content": {"application/schema+json": {"schema": {"type": "object"}}}}})
+    def route_event_schema() -> JSONResponse:
+        return JSONResponse(ROUTE_EVENT_SCHEMA, media_type="application/schema+json")
 
     @r.get("/v1/schema/link-event.json", response_class=JSONResponse,
            responses={200: {"description": "JSON Schema (2020-12) of the link events",

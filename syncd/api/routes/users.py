@@ -23,7 +23,8 @@ def router(ctx: ApiContext) -> APIRouter:
     @r.put("/v1/users/{user_id}", response_model=UserOut,
            responses={201: {"model": UserOut, "description": "created"}})
     def put_user(user_id: str, user: UserIn, response: Response, who: Caller = ctx.write) -> dict[str, Any]:
-        out, created = directory.put_user(user_id, user.model_dump(), may_change_links=who.may("admin"))
+        out, created = directory.put_user(user_id, user.model_dump(exclude_unset=True),
+                                           may_change_links=who.may("admin"))
         response.status_code = 201 if created else 200
         return out
 
