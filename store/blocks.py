@@ -23,7 +23,8 @@ from syncd.core.ooo import OooContent
 
 __all__ = [
     "add", "by_id", "confirm_writes", "content_columns", "content_of", "end_now", "from_calendar",
-    "insert_from_calendar", "link_event", "linked_in_window", "live", "live_periods", "live_periods_of", "live_rows",
+    "insert_from_calendar", "link_event", "linked_in_window", "live", "live_between", "live_periods",
+    "live_periods_of", "live_rows",
     "mark_deleted", "pairs", "pairs_of_links", "period", "purge_tombstones", "revise", "set_content",
     "unconfirmed_writes", "unlink_block", "unlink_event", "views_of", "views_of_users",
 ]
@@ -242,3 +243,11 @@ def confirm_writes(session: Session, link_id: int, seen: Sequence[tuple[str, str
         session.connection().execute(update(_PAIRS).where(
             _PAIRS.c.link_id == link_id, _PAIRS.c.event_id == bindparam("e"), _PAIRS.c.etag == bindparam("t"))
             .values(unconfirmed=False), params)
+
+
+def live_between(session: Session, user_ids: Sequence[str], start: datetime, end: datetime,
+                 limit: int) -> list[BlockRow]:
+    """The users' live blocks that overlap [start, end), earliest first, at most ``limit``."""
+    return list(session.scalars(select(BlockRow).where(
+        BlockRow.user_id.in_(list(user_ids)), BlockRow.deleted_at.is_(None), BlockRow.start < end,
+        BlockRow.end > start).order_by(BlockRow.start, BlockRow.id).limit(limit)))

@@ -42,6 +42,7 @@ __all__ = [
     "RotationSeatRow",
     "SettingRow",
     "StatusLogRow",
+    "TeamFeedRow",
     "TeamMemberRow",
     "TeamRow",
     "UserRow",
@@ -301,6 +302,7 @@ class RotationRow(Base):
     policy: Mapped[str] = mapped_column(String(16), default="reset")  # reset | calibrate
     counts_since: Mapped[datetime]  # assignments before this instant no longer count (reset)
     created_at: Mapped[datetime]
+    cap_window_s: Mapped[int | None] = mapped_column(Integer, default=None)  # members' caps count within it
 
 
 class RotationMemberRow(Base):
@@ -326,6 +328,8 @@ class RotationSeatRow(Base):
     baseline: Mapped[float] = mapped_column(default=0.0)  # calibrate: the average when they joined
     credit: Mapped[float] = mapped_column(default=0.0)  # calibrate: shares handed out while away
     joined_at: Mapped[datetime]
+    weight: Mapped[float] = mapped_column(default=1.0, server_default="1")  # share relative to the others
+    cap: Mapped[int | None] = mapped_column(Integer, default=None)  # most assignments per cap window
 
 
 class AssignmentRow(Base):
@@ -341,6 +345,19 @@ class AssignmentRow(Base):
     idempotency_key: Mapped[str] = mapped_column(String(300))
     start: Mapped[datetime | None]
     end: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class TeamFeedRow(Base):
+    """A team's absence calendar that people subscribe to by a secret URL; only the token's
+    SHA-256 digest is kept, so the URL cannot be read back, only revoked."""
+
+    __tablename__ = "team_feeds"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    show_titles: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 
 

@@ -14,7 +14,7 @@ from store.models import AssignmentRow, RotationMemberRow, RotationRow, Rotation
 
 __all__ = [
     "add_assignment", "add_direct", "add_seat", "assignment_by_key", "create", "direct_members", "drop_direct",
-    "effective_users", "get", "handed", "ids", "seat", "seats", "stats", "with_team",
+    "effective_users", "get", "handed", "ids", "seat", "seats", "stats", "window_times", "with_team",
 ]
 
 
@@ -146,3 +146,17 @@ def _aware(value: Any) -> datetime | None:
         return None
     when: datetime = value
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when  # aggregates bypass the column type
+
+
+def window_times(session: Session, rotation_id: str, user_ids: Iterable[str],
+                 since: datetime) -> dict[str, tuple[datetime, ...]]:
+    """Per user: when their assignments after ``since`` were made (what their cap counts)."""
+    wanted = list(user_ids)
+    if not wanted:
+        return {}
+    found: dict[str, list[datetime]] = {}
+    for user_id, created in session.execute(select(AssignmentRow.user_id, AssignmentRow.created_at).where(
+            AssignmentRow.rotation_id == rotation_id, AssignmentRow.user_id.in_(wanted),
+            AssignmentRow.created_at > since).order_by(AssignmentRow.created_at)):
+        found.setdefault(user_id, []).append(created)
+    return {user_id: tuple(times) for user_id, times in found.items()}

@@ -16,7 +16,20 @@ from syncd import __version__
 from syncd.api.auth import TokenBook, caller_of, scope_check
 from syncd.api.context import ApiContext
 from syncd.api.errors import install_error_handlers
-from syncd.api.routes import connect, documents, hooks, links, ooo, operations, rotations, route, schema, status, users
+from syncd.api.routes import (
+    connect,
+    documents,
+    feeds,
+    hooks,
+    links,
+    ooo,
+    operations,
+    rotations,
+    route,
+    schema,
+    status,
+    users,
+)
 from syncd.api.schemas import ERRORS
 from syncd.service import Syncd
 from syncd.service.coverage import CoverageWatch
@@ -48,6 +61,6 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
     if not public_docs:
         app.include_router(documents.router(ctx, app))
     app.include_router(operations.router(ctx, public=config.api.public_health))
-    for module in (users, status, route, ooo, rotations, links, hooks, schema, connect):
+    for module in (users, status, route, ooo, rotations, links, hooks, schema, connect, feeds):
         app.include_router(module.router(ctx))
     return app

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, WithJsonSchema
 
 
 class Strict(BaseModel):
@@ -138,6 +138,22 @@ class BusinessTimeOut(BaseModel):
     working_seconds: int | None = Field(default=None, description="working time between `start` and `end`")
 
 
+class FeedIn(Strict):
+    show_titles: bool = Field(default=False, description="put the blocks' titles in the feed (default: only "
+                                                         "\"<user> — away\")")
+
+
+class FeedOut(BaseModel):
+    id: str
+    team: str
+    show_titles: bool
+    created_at: str | None
+
+
+class NewFeedOut(FeedOut):
+    url: str = Field(description="the secret address to subscribe to (shown only now; under api.public_url)")
+
+
 class CoverageIntervalOut(BaseModel):
     start: str
     end: str
@@ -220,6 +236,23 @@ class BlockOut(BaseModel):
     replacement: str | None
 
 
+class RotationMemberIn(Strict):
+    """A member with terms; a plain user id is read as ``{"user": id}``."""
+
+    user: str
+    weight: float = Field(default=1.0, gt=0, le=1000, allow_inf_nan=False,
+                          description="share of assignments relative to the others (2: twice the share)")
+    cap: int | None = Field(default=None, ge=1, le=10_000, description="most assignments per cap_window")
+
+
+def _member_by_id(value: Any) -> Any:
+    return {"user": value} if isinstance(value, str) else value
+
+
+# One member's schema inline, so a refusal names the member's field rather than two alternatives.
+_MEMBER_SCHEMA = WithJsonSchema({"anyOf": [{"type": "string"}, RotationMemberIn.model_json_schema()]})
+
+
 class BlockWritten(BlockOut):
     warnings: list[CoverageWarning] = Field(
         default_factory=list, description="teams this block takes below their minimum, and when (the block is "
@@ -228,9 +261,16 @@ class BlockWritten(BlockOut):
 
 class RotationIn(Strict):
     name: str = Field(min_length=1, max_length=300)
-    members: list[str] = Field(default_factory=list)
+    members: list[Annotated[RotationMemberIn, BeforeValidator(_member_by_id), _MEMBER_SCHEMA]] = Field(
+        default_factory=list, description="user ids, or {user, weight, cap} for a member with a weight or cap")
     teams: list[str] = Field(default_factory=list)
     policy: Literal["reset", "calibrate"] = "reset"
+    cap_window: str | None = Field(default=None, max_length=32,
+                                   description="the window members' caps count in (e.g. 1d, 8h; 1m to 90d)")
+
+
+class RotationPatch(Strict):
+    cap_window: str | None = Field(max_length=32, description="e.g. 1d; null: none (remove every cap first)")
 
 
 class MemberOut(BaseModel):
@@ -238,6 +278,8 @@ class MemberOut(BaseModel):
     available: bool
     status: str
     assignments: float
+    weight: float
+    cap: int | None
     recent: int
     last_assigned_at: str | None
     eligible: bool
@@ -249,6 +291,7 @@ class RotationOut(BaseModel):
     id: str
     name: str
     policy: str
+    cap_window: str | None
     counts_since: str | None
     users: list[str]
     teams: list[str]
@@ -260,8 +303,12 @@ class MemberIn(Strict):
     user: str
 
 
-class MemberToggle(Strict):
-    available: bool
+class MemberPatch(Strict):
+    """Only the fields given change; ``cap: null`` removes the cap."""
+
+    available: bool | None = None
+    weight: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+    cap: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class IneligibleOut(BaseModel):

@@ -21,6 +21,8 @@ from syncd.daemon import Daemon
 from syncd.daemon.heap import few_malloc_arenas
 from syncd.daemon.runtime import Runtime, build_runtime
 from syncd.service.coverage import CoverageWatch
+from syncd.service.feeds import TeamFeeds
+from syncd.service.rotations import RotationEngine
 
 __all__ = ["dispatch"]
 
@@ -58,6 +60,10 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
                 return _credentials(rt, args)
             case "connect-link":
                 return _connect_link(rt, args)
+            case "rotation":
+                return _rotation(rt, args)
+            case "feed":
+                return _feed(rt, args)
             case "coverage":
                 return _coverage(rt, args)
             case "secrets":
@@ -246,6 +252,77 @@ def _connect_link(rt: Runtime, args: argparse.Namespace) -> int:
     else:
         print(link.url)
         print(f"for {link.email} ({link.account}); works once, until {format_utc(link.expires_at)}", file=sys.stderr)
+    return 0
+
+
+def _rotation(rt: Runtime, args: argparse.Namespace) -> int:
+    engine = RotationEngine(rt.service, recent_window=rt.config.daemon.rotation_recent_window)
+    if args.rotation_action == "list":
+        rows = [engine.get(rid) for rid in engine.ids()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for row in rows:
+            window = f"  caps per {row['cap_window']}" if row["cap_window"] else ""
+            print(f"{row['id']}  {row['name']}  {row['policy']}  {len(row['members'])} member(s){window}  "
+                  f"next {row['next'] or 'nobody'}")
+        return 0
+    if args.rotation_action == "show":
+        shown = engine.get(args.rotation)
+    elif args.rotation_action == "cap-window":
+        try:
+            span = None if args.window.lower() == "none" else parse_duration(args.window)
+        except ConfigError as exc:
+            raise UserInputError(f"cap window: {exc}") from None
+        shown = engine.set_cap_window(args.rotation, span)
+    else:
+        changes: dict[str, Any] = {}
+        if args.weight is not None:
+            changes["weight"] = args.weight
+        if args.cap is not None or args.no_cap:
+            changes["cap"] = None if args.no_cap else args.cap
+        if args.available is not None:
+            changes["available"] = args.available
+        if not changes:
+            raise UserInputError("give --weight, --cap, --no-cap, --available or --unavailable")
+        shown = engine.update_member(args.rotation, args.user, changes)
+    _print_rotation(shown, as_json=args.json if args.rotation_action == "show" else False)
+    return 0
+
+
+def _print_rotation(rotation: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rotation, indent=2))
+        return
+    window = f", caps per {rotation['cap_window']}" if rotation["cap_window"] else ""
+    print(f"{rotation['name']} ({rotation['policy']}{window}); next: {rotation['next'] or 'nobody'}")
+    for m in rotation["members"]:
+        cap = f"cap {m['cap']}" if m["cap"] is not None else "no cap"
+        why = "eligible" if m["eligible"] else f"{m['reason']}" + (
+            f" until {m['available_at']}" if m["available_at"] else "")
+        print(f"  {m['user']:<12} {m['assignments']:>7g} assignments  weight {m['weight']:<5g} {cap:<8} {why}")
+
+
+def _feed(rt: Runtime, args: argparse.Namespace) -> int:
+    feeds = TeamFeeds(rt.service)
+    if args.feed == "revoke":
+        feeds.revoke(args.team, args.feed_id)
+        print(f"revoked feed {args.feed_id} of team {args.team}; its URL no longer works")
+        return 0
+    if args.feed == "add":
+        made = feeds.create(args.team, show_titles=args.show_titles)
+        if args.json:
+            print(json.dumps(made, indent=2))
+        else:
+            print(made["url"])
+            print(f"feed {made['id']} of team {args.team}; anyone with this URL can read the team's absences "
+                  "(keep it secret; it is not shown again)", file=sys.stderr)
+        return 0
+    rows = feeds.list(args.team)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    for row in rows if not args.json else ():
+        print(f"{row['id']}  created {row['created_at']}  titles {'shown' if row['show_titles'] else 'hidden'}")
     return 0
 
 

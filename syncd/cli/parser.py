@@ -47,7 +47,47 @@ def parser() -> argparse.ArgumentParser:
     connect.add_argument("user", metavar="USER", help="a user id or email")
     connect.add_argument("--expires", metavar="DURATION", help="how long it works (5m to 30d; default 7d)")
     connect.add_argument("--json", action="store_true")
+    _rotations(sub)
+    _feeds(sub)
     return parser
+
+
+def _rotations(sub: Commands) -> None:
+    rotation = sub.add_parser("rotation", help="rotations: members' weights, caps and eligibility").add_subparsers(
+        dest="rotation_action", required=True, metavar="ACTION")
+    lst = rotation.add_parser("list", help="every rotation")
+    lst.add_argument("--json", action="store_true")
+    show = rotation.add_parser("show", help="a rotation's members: assignments, weight, cap, eligible or why not")
+    show.add_argument("rotation", metavar="ROTATION")
+    show.add_argument("--json", action="store_true")
+    member = rotation.add_parser("member", help="change a member's weight, cap or availability toggle")
+    member.add_argument("rotation", metavar="ROTATION")
+    member.add_argument("user", metavar="USER")
+    member.add_argument("--weight", type=float, help="share relative to the others (e.g. 2: twice the share)")
+    cap = member.add_mutually_exclusive_group()
+    cap.add_argument("--cap", type=int, help="most assignments per the rotation's cap window")
+    cap.add_argument("--no-cap", action="store_true", help="remove the member's cap")
+    toggle = member.add_mutually_exclusive_group()
+    toggle.add_argument("--available", dest="available", action="store_const", const=True)
+    toggle.add_argument("--unavailable", dest="available", action="store_const", const=False)
+    window = rotation.add_parser("cap-window", help="the window members' caps count in (e.g. 1d; none: no window)")
+    window.add_argument("rotation", metavar="ROTATION")
+    window.add_argument("window", metavar="DURATION")
+
+
+def _feeds(sub: Commands) -> None:
+    feeds = sub.add_parser("feed", help="teams' absence calendars people subscribe to").add_subparsers(
+        dest="feed", required=True, metavar="ACTION")
+    add = feeds.add_parser("add", help="a new secret feed URL for TEAM (shown only now)")
+    add.add_argument("team", metavar="TEAM")
+    add.add_argument("--show-titles", action="store_true", help="put the blocks' titles in the feed")
+    add.add_argument("--json", action="store_true")
+    lst = feeds.add_parser("list", help="TEAM's feeds (never their URLs)")
+    lst.add_argument("team", metavar="TEAM")
+    lst.add_argument("--json", action="store_true")
+    revoke = feeds.add_parser("revoke", help="stop a feed at once")
+    revoke.add_argument("team", metavar="TEAM")
+    revoke.add_argument("feed_id", metavar="FEED_ID")
 
 
 def _status(sub: Commands) -> None:

@@ -112,7 +112,7 @@ class ApiConfig:
     tokens: tuple[ApiToken, ...] = ()
     public_health: bool = True
     public_docs: bool = False  # /docs and /openapi.json without a token
-    public_url: str | None = None  # where agents' browsers reach syncd (connect links); no trailing /
+    public_url: str | None = None  # where browsers and calendar apps reach syncd (connect links, feeds); no trailing /
     helpdesk_name: str = "your helpdesk"  # as the connect pages name it
 
     @property

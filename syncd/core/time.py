@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncd.core.errors import ConfigError, UserInputError
 
-__all__ = ["EARLIEST", "LATEST", "ensure_aware", "format_utc", "local_midnight", "parse_duration", "parse_instant",
-           "within_reach", "zone"]
+__all__ = ["EARLIEST", "LATEST", "ensure_aware", "format_duration", "format_utc", "local_midnight", "parse_duration",
+           "parse_instant", "within_reach", "zone"]
 
 # Instants the rules are asked about (status at, timelines, business time): the rules look
 # a year or more around them, which must stay inside what `datetime` can hold.
@@ -98,3 +98,13 @@ def parse_duration(text: str | int) -> timedelta:
         return timedelta(seconds=seconds)
     except OverflowError:
         raise bad from None
+
+
+def format_duration(value: timedelta) -> str:
+    """The duration as `parse_duration` reads it: ``"1d"``, ``"1h30m"``, ``"0s"``."""
+    seconds, parts = int(value.total_seconds()), []
+    for unit, size in _DURATION_UNITS.items():
+        if unit != "w" and seconds >= size:  # days read better than weeks ("14d", not "2w")
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"

@@ -2,14 +2,16 @@
 
 The choice itself is `syncd.core.rotation` (pure). Each operation here is one transaction. An
 assignment locks its rotation's row, so concurrent assigns are serialised per rotation and
-never choose on stale counts. SQLite serialises every writer anyway. The idempotency key is
-unique per rotation, so a retried request gets the same member back.
+never choose on stale counts, nor take a member past their cap. SQLite serialises every
+writer anyway. The idempotency key is unique per rotation, so a retried request gets the same
+member back.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -20,14 +22,18 @@ from store.db import Transaction
 from store.models import AssignmentRow, RotationRow
 from syncd.core import rotation as rot
 from syncd.core.errors import NotFoundInStore, UserInputError
-from syncd.core.time import ensure_aware, format_utc
+from syncd.core.time import ensure_aware, format_duration, format_utc
 from syncd.service import Syncd
 from syncd.service.seats import sync_seats, team_changed
 
-__all__ = ["Assignment", "NobodyEligible", "RotationEngine"]
+__all__ = ["MAX_CAP", "MAX_CAP_WINDOW", "MAX_WEIGHT", "Assignment", "NobodyEligible", "RotationEngine"]
 
 RECENT_WINDOW = timedelta(days=7)
 LOOKUP_CHUNK = 4  # members whose status is looked up at a time while picking
+MAX_WEIGHT = 1000.0  # a weight is relative; beyond this it is a typo
+MAX_CAP = 10_000  # per cap window
+MIN_CAP_WINDOW, MAX_CAP_WINDOW = timedelta(minutes=1), timedelta(days=90)
+SEAT_TERMS = ("available", "weight", "cap")  # what a member's PATCH may change
 
 
 class NobodyEligible(UserInputError):
@@ -64,15 +70,24 @@ class RotationEngine:
 
     # -- rotations and members -----------------------------------------------------------
     def create(self, name: str, *, members: Sequence[str] = (), teams: Sequence[str] = (),
-               policy: str = "reset") -> dict[str, Any]:
+               policy: str = "reset", cap_window: timedelta | None = None,
+               terms: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """A rotation; ``terms`` gives members their ``weight`` and ``cap`` (by user id)."""
         if policy not in ("reset", "calibrate"):
             raise UserInputError(f"policy must be 'reset' or 'calibrate', not {policy!r}")
         if not name.strip():
             raise UserInputError("a rotation needs a name")
+        _check_cap_window(cap_window)
+        terms = terms or {}
+        for user_id, given in terms.items():
+            if user_id not in members:
+                raise UserInputError(f"weight or cap given for {user_id}, who is not among the members")
+            _check_terms(given, cap_window, user_id)
 
         def work(session: Transaction) -> str:
             now = self.service.clock()
             row = stored.create(session, name.strip(), policy, now)
+            row.cap_window_s = int(cap_window.total_seconds()) if cap_window else None
             for user_id in dict.fromkeys(members):
                 self._need_user(session, user_id)
                 stored.add_direct(session, row.id, user_id=user_id)
@@ -81,8 +96,26 @@ class RotationEngine:
                     raise NotFoundInStore(f"no team {team_id!r}; create it with PUT /v1/teams/{team_id}")
                 stored.add_direct(session, row.id, team_id=team_id)
             self._sync_seats(session, row, now)
+            seats = stored.seats(session, row.id)
+            for user_id, given in terms.items():  # nobody is counted yet: no load to keep
+                seats[user_id].weight = float(given.get("weight", 1.0))
+                seats[user_id].cap = given.get("cap")
             return row.id
         return self.get(self.db.run(work))
+
+    def set_cap_window(self, rotation_id: str, cap_window: timedelta | None) -> dict[str, Any]:
+        """Change the window members' caps count in; None (no window) needs every cap removed first."""
+        _check_cap_window(cap_window)
+
+        def work(session: Transaction) -> None:
+            row = self._rotation(session, rotation_id, lock=True)
+            capped = sorted(u for u, seat in stored.seats(session, row.id).items() if seat.cap is not None)
+            if cap_window is None and capped:
+                raise UserInputError(f"members {', '.join(capped)} have a cap, which counts within the cap "
+                                     "window; remove their caps first (PATCH …/members/{user} {\"cap\": null})")
+            row.cap_window_s = int(cap_window.total_seconds()) if cap_window else None
+        self.db.run(work)
+        return self.get(rotation_id)
 
     def get(self, rotation_id: str, at: datetime | None = None) -> dict[str, Any]:
         def work(session: Transaction) -> dict[str, Any]:
@@ -92,6 +125,7 @@ class RotationEngine:
             direct = stored.direct_members(session, row.id)
             return {
                 "id": row.id, "name": row.name, "policy": row.policy,
+                "cap_window": format_duration(window) if (window := _window(row)) else None,
                 "counts_since": format_utc(row.counts_since),
                 "users": sorted(m.user_id for m in direct if m.user_id),
                 "teams": sorted(m.team_id for m in direct if m.team_id),
@@ -122,12 +156,34 @@ class RotationEngine:
         return self.get(rotation_id)
 
     def set_available(self, rotation_id: str, user_id: str, available: bool) -> dict[str, Any]:
+        return self.update_member(rotation_id, user_id, {"available": available})
+
+    def update_member(self, rotation_id: str, user_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change a member's ``available`` toggle, ``weight`` or ``cap`` (None removes it).
+
+        A new weight applies from now on: the member's count is rescaled so their load stays
+        where it is, and they are neither flooded nor starved while the others catch up.
+        """
+        unknown = sorted(set(changes) - set(SEAT_TERMS))
+        if unknown:
+            raise UserInputError(f"a member's {', '.join(unknown)} cannot be changed; only "
+                                 f"{', '.join(SEAT_TERMS)}")
+
         def work(session: Transaction) -> None:
+            row = self._rotation(session, rotation_id, lock=True)
             seat = stored.seat(session, rotation_id, user_id)
             if seat is None:
-                self._rotation(session, rotation_id)
                 raise NotFoundInStore(f"{user_id} is not a member of rotation {rotation_id}")
-            seat.available = available
+            _check_terms(changes, _window(row), user_id)
+            if "available" in changes:
+                seat.available = bool(changes["available"])
+            if "cap" in changes:
+                seat.cap = changes["cap"]
+            if "weight" in changes and float(changes["weight"]) != seat.weight:
+                handed = stored.handed(session, row).get(user_id, 0)
+                count = handed + seat.baseline + seat.credit
+                seat.baseline = rot.reweighed_count(count, seat.weight, float(changes["weight"])) - handed - seat.credit
+                seat.weight = float(changes["weight"])
         self.db.run(work)
         return self.get(rotation_id)
 
@@ -165,7 +221,8 @@ class RotationEngine:
             members, choice = self._pick(session, row, start)
             if choice.member is None:
                 raise NobodyEligible(_nobody_text(row, choice), choice)
-            credits = rot.away_credits(members, cast(rot.Policy, row.policy)).items()
+            credits = rot.away_credits(members, cast(rot.Policy, row.policy), self.service.clock(),
+                                       _window(row)).items()
             made = stored.add_assignment(session, row.id, choice.member, idempotency_key, start, end,
                                          self.service.clock(), credits)
             return _assignment(made, replayed=False)
@@ -208,15 +265,20 @@ class RotationEngine:
         if users.by_id(session, user_id) is None:
             raise NotFoundInStore(f"no user {user_id!r}; register them with PUT /v1/users/{user_id}")
 
-    def _stats(self, session: Transaction, row: RotationRow) -> list[rot.Member]:
-        """Every seat with its counts, status not yet known (taken as available)."""
-        per_user = stored.stats(session, row, self.service.clock() - self.recent_window)
+    def _stats(self, session: Transaction, row: RotationRow, now: datetime) -> list[rot.Member]:
+        """Every seat with its counts, weight and cap, status not yet known (taken as available)."""
+        per_user = stored.stats(session, row, now - self.recent_window)
+        seats = stored.seats(session, row.id).values()
+        window = _window(row)
+        in_window = stored.window_times(session, row.id, [s.user_id for s in seats if s.cap is not None],
+                                        now - window) if window else {}
         members = []
-        for seat in stored.seats(session, row.id).values():
+        for seat in seats:
             handed, recent, last = per_user.get(seat.user_id, (0, 0, None))
             members.append(rot.Member(user_id=seat.user_id, toggled_on=seat.available, status="available",
                                       count=handed + seat.baseline + seat.credit, recent=recent,
-                                      last_assigned_at=last))
+                                      last_assigned_at=last, weight=seat.weight, cap=seat.cap,
+                                      in_window=in_window.get(seat.user_id, ())))
         return members
 
     def _with_status(self, session: Transaction, members: Sequence[rot.Member], at: datetime | None
@@ -232,8 +294,9 @@ class RotationEngine:
 
     def _members(self, session: Transaction, row: RotationRow,
                  at: datetime | None) -> tuple[list[rot.Member], rot.Choice]:
-        members = self._with_status(session, self._stats(session, row), at)
-        return members, rot.choose(members, self.rng)
+        now = self.service.clock()
+        members = self._with_status(session, self._stats(session, row, now), at)
+        return members, rot.choose(members, self.rng, now, _window(row))
 
     def _pick(self, session: Transaction, row: RotationRow,
               at: datetime | None) -> tuple[list[rot.Member], rot.Choice]:
@@ -242,16 +305,46 @@ class RotationEngine:
         away members, or when nobody turns out to be eligible)."""
         if row.policy == "calibrate":
             return self._members(session, row, at)
-        ranked = [m for m in rot.preference_order(self._stats(session, row), self.rng) if m.toggled_on]
+        now, window = self.service.clock(), _window(row)
+        ranked = [m for m in rot.preference_order(self._stats(session, row, now), self.rng)
+                  if m.toggled_on and rot.slot_frees_at(m, now, window) is None]
         for first in range(0, len(ranked), LOOKUP_CHUNK):
             for member in self._with_status(session, ranked[first:first + LOOKUP_CHUNK], at):
-                if rot.ineligibility(member) is None:
+                if rot.ineligibility(member, now, window) is None:
                     return [], rot.Choice(member.user_id, (member.user_id,), (), None)
         return self._members(session, row, at)
 
 
+def _window(row: RotationRow) -> timedelta | None:
+    return timedelta(seconds=row.cap_window_s) if row.cap_window_s else None
+
+
+def _check_cap_window(window: timedelta | None) -> None:
+    if window is not None and not MIN_CAP_WINDOW <= window <= MAX_CAP_WINDOW:
+        raise UserInputError(f"cap_window must be from {format_duration(MIN_CAP_WINDOW)} to "
+                             f"{format_duration(MAX_CAP_WINDOW)}, not {format_duration(window)}")
+
+
+def _check_terms(terms: Mapping[str, Any], window: timedelta | None, user_id: str) -> None:
+    """A member's weight and cap: clear refusals, since they steer who gets work."""
+    weight = terms.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) \
+            or not 0 < weight <= MAX_WEIGHT:
+        raise UserInputError(f"{user_id}: weight must be a number above 0 and at most {MAX_WEIGHT:g}, "
+                             f"not {weight!r}")
+    cap = terms.get("cap")
+    if cap is None:
+        return
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CAP:
+        raise UserInputError(f"{user_id}: cap must be a whole number from 1 to {MAX_CAP}, not {cap!r}")
+    if window is None:
+        raise UserInputError(f"{user_id}: a cap counts assignments within the rotation's cap_window, and this "
+                             "rotation has none; give one (e.g. \"cap_window\": \"1d\")")
+
+
 def _member_json(m: rot.Member, why: rot.Ineligible | None) -> dict[str, Any]:
     return {"user": m.user_id, "available": m.toggled_on, "status": m.status, "assignments": round(m.count, 3),
+            "weight": m.weight, "cap": m.cap,
             "recent": m.recent, "last_assigned_at": format_utc(m.last_assigned_at), "eligible": why is None,
             "reason": why.reason if why else None, "available_at": format_utc(why.available_at) if why else None}
 

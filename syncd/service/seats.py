@@ -25,7 +25,8 @@ def team_changed(session: Transaction, team_id: str, now: datetime) -> None:
 
 def sync_seats(session: Transaction, rotation: RotationRow, now: datetime) -> None:
     """Make the rotation's seats match its members. Someone new joining resets every count
-    (policy ``reset``), or starts the newcomer at the average (``calibrate``)."""
+    (policy ``reset``), or starts the newcomer at the average assignments ÷ weight
+    (``calibrate``)."""
     wanted = stored.effective_users(session, rotation.id)
     seats = stored.seats(session, rotation.id)
     for gone in set(seats) - wanted:
@@ -45,7 +46,8 @@ def sync_seats(session: Transaction, rotation: RotationRow, now: datetime) -> No
     else:
         handed = stored.handed(session, rotation)
         current = {u: handed.get(u, 0) + s.baseline + s.credit for u, s in seats.items()}
-        start = rot.starting_count([rot.Member(u, True, "available", current[u]) for u in seats], policy)
+        start = rot.starting_count([rot.Member(u, True, "available", current[u], weight=s.weight)
+                                    for u, s in seats.items()], policy)  # a newcomer's weight is 1
     for user_id in sorted(joining):  # a returning member's earlier assignments are in `start` already
         stored.add_seat(session, rotation.id, user_id, start - handed.get(user_id, 0), now)
     session.flush()

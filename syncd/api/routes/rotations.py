@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -15,12 +15,14 @@ from syncd.api.schemas import (
     EligibleIn,
     EligibleOut,
     MemberIn,
-    MemberToggle,
+    MemberPatch,
     NextOut,
     RotationIn,
     RotationOut,
+    RotationPatch,
 )
-from syncd.core.time import ensure_aware, format_utc
+from syncd.core.errors import ConfigError, UserInputError
+from syncd.core.time import ensure_aware, format_utc, parse_duration
 
 __all__ = ["router"]
 
@@ -31,7 +33,14 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @r.post("/v1/rotations", dependencies=[ctx.write], response_model=RotationOut, status_code=201)
     def create_rotation(data: RotationIn) -> dict[str, Any]:
-        return rotations.create(data.name, members=data.members, teams=data.teams, policy=data.policy)
+        users = [m.user for m in data.members]
+        terms = {m.user: m.model_dump(include=m.model_fields_set & {"weight", "cap"}) for m in data.members}
+        return rotations.create(data.name, members=users, teams=data.teams, policy=data.policy,
+                                cap_window=_window(data.cap_window), terms=terms)
+
+    @r.patch("/v1/rotations/{rotation_id}", dependencies=[ctx.write], response_model=RotationOut)
+    def patch_rotation(rotation_id: str, data: RotationPatch) -> dict[str, Any]:
+        return rotations.set_cap_window(rotation_id, _window(data.cap_window))
 
     @r.get("/v1/rotations", dependencies=[ctx.read], response_model=list[RotationOut])
     def list_rotations() -> list[dict[str, Any]]:
@@ -50,8 +59,14 @@ def router(ctx: ApiContext) -> APIRouter:
         return rotations.remove_member(rotation_id, user_id)
 
     @r.patch("/v1/rotations/{rotation_id}/members/{user_id}", dependencies=[ctx.write], response_model=RotationOut)
-    def toggle_member(rotation_id: str, user_id: str, toggle: MemberToggle) -> dict[str, Any]:
-        return rotations.set_available(rotation_id, user_id, toggle.available)
+    def patch_member(rotation_id: str, user_id: str, patch: MemberPatch) -> dict[str, Any]:
+        changes = patch.model_dump(include=patch.model_fields_set)
+        for name in ("available", "weight"):
+            if name in changes and changes[name] is None:
+                raise UserInputError(f"{name} cannot be null; leave it out to keep it")
+        if not changes:
+            raise UserInputError("give at least one of available, weight, cap")
+        return rotations.update_member(rotation_id, user_id, changes)
 
     @r.get("/v1/rotations/{rotation_id}/next", dependencies=[ctx.read], response_model=NextOut)
     def preview(rotation_id: str, start: datetime | None = None) -> dict[str, Any]:
@@ -72,3 +87,12 @@ def router(ctx: ApiContext) -> APIRouter:
         return rotations.eligible(data.users, data.at)
 
     return r
+
+
+def _window(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise UserInputError(f"cap_window: {exc}") from None
