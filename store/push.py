@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import CalendarLinkRow, PushChannelRow, UserRow
@@ -94,14 +94,16 @@ def forget(session: Session, channel_id: str) -> None:
     session.execute(delete(PushChannelRow).where(PushChannelRow.id == channel_id))
 
 
-def mark_notified(session: Session, channel_id: str, now: datetime) -> None:
-    """A notification arrived: the channel's link is due now."""
+def mark_notified(session: Session, channel_id: str, at: datetime) -> None:
+    """A notification arrived: the channel's link is due at ``at`` (now, or the end of the
+    debounce window), or earlier if it already was."""
     row = session.get(PushChannelRow, channel_id)
     if row is None:
         return
-    row.notified_at = now
+    row.notified_at = at
+    due = CalendarLinkRow.next_poll_at
     session.execute(update(CalendarLinkRow).where(CalendarLinkRow.id == row.link_id, CalendarLinkRow.enabled.is_(True))
-                    .values(next_poll_at=now))
+                    .values(next_poll_at=case((or_(due.is_(None), due > at), at), else_=due)))
 
 
 def resync(session: Session, link_id: int, now: datetime) -> None:

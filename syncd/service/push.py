@@ -161,7 +161,8 @@ class PushChannels:
     def receive(self, notices: Sequence[PushNotice]) -> int:
         """Take a request's notices; returns how many were not ours (unknown channel, wrong
         token), which change nothing. The check is one read: a flood of forged notices writes
-        nothing. A channel's link is made due at most once a second, however many come."""
+        nothing. A channel's link is made due at most once a second, however many come: one that
+        comes sooner makes it due again at the end of that second, so no change is missed."""
         now = self.service.clock()
         known = self.db.read(lambda s: channels.get_many(s, {n.channel_id for n in notices if n.channel_id}),
                              what="checking push notifications")
@@ -175,21 +176,27 @@ class PushChannels:
             elif notice.resource_id and row.resource_id and not hmac.compare_digest(row.resource_id,
                                                                                     notice.resource_id):
                 refused += 1
-            elif notice.state != "sync" and (row.notified_at is None or now - row.notified_at >= DEBOUNCE):
-                changes.append(row.id)  # "sync" is the handshake after opening: nothing changed yet
+            elif notice.state != "sync":  # "sync" is the handshake after opening: nothing changed yet
+                if row.notified_at is None or now - row.notified_at >= DEBOUNCE:
+                    changes.append((row.id, now))
+                elif row.notified_at <= now:
+                    # Within the window: not dropped (the sync the last one started may have
+                    # listed the calendar before this change) but deferred to the window's end,
+                    # once; later ones in the window find that already pending.
+                    changes.append((row.id, row.notified_at + DEBOUNCE))
         if refused:
             log.debug("refused %d push notification(s): unknown channel or wrong token", refused)
         if changes or lifecycle:
-            self.db.run(lambda s: self._record(s, sorted(set(changes)), lifecycle, now),
+            self.db.run(lambda s: self._record(s, sorted(dict(changes).items()), lifecycle, now),
                         what="recording push notifications")
             if changes or any(event == "missed" for _row, event in lifecycle):
                 self.wake()
         return refused
 
-    def _record(self, session: Transaction, changed: list[str], lifecycle: list[tuple[OpenRow, str]],
-                now: datetime) -> None:
-        for channel_id in changed:
-            channels.mark_notified(session, channel_id, now)
+    def _record(self, session: Transaction, changed: list[tuple[str, datetime]],
+                lifecycle: list[tuple[OpenRow, str]], now: datetime) -> None:
+        for channel_id, due in changed:
+            channels.mark_notified(session, channel_id, due)
         for row, event in lifecycle:
             if event == "reauthorizationRequired":
                 channels.expire(session, row.id, now)  # renewed on the next pass (a new subscription replaces it)

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,13 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, select, update
 
 from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from store import push as channels
 from store.db import Database
+from store.models import CalendarLinkRow
 from syncd.api import create_app
 from syncd.config import AccountConfig, ApiConfig, ApiToken, Config, Options
 from syncd.core.errors import ConfigError
@@ -165,7 +167,37 @@ def test_a_forged_notification_writes_nothing_and_a_real_one_is_debounced(
                 "X-Goog-Channel-ID": channel, "X-Goog-Channel-Token": "the-channel-token",
                 "X-Goog-Resource-State": "exists", "X-Goog-Resource-ID": "res-1"})
             assert answer.status_code == 200 and answer.headers["x-content-type-options"] == "nosniff"
-    assert writes_during(database, real) == 2  # the clock stands still: one link made due (two rows), not twenty
+    # The clock stands still: the link made due now (two rows) and once more at the end of the
+    # second (two rows), so that a change after the first sync's listing is not lost; not twenty.
+    assert writes_during(database, real) == 4
+
+
+def test_a_change_notified_within_the_debounce_second_is_not_lost(
+        make_app: Callable[..., tuple[TestClient, Syncd]], clock: Clock) -> None:
+    client, service = make_app(push=True)
+    channel = open_channel(service, "the-channel-token")
+    headers = {"X-Goog-Channel-ID": channel, "X-Goog-Channel-Token": "the-channel-token",
+               "X-Goog-Resource-State": "exists", "X-Goog-Resource-ID": "res-1"}
+
+    def due() -> datetime | None:
+        return service.db.read(lambda s: s.scalars(select(CalendarLinkRow.next_poll_at)).one())
+
+    def synced() -> None:  # what a sync leaves: the next poll far ahead
+        service.db.run(lambda s: s.execute(update(CalendarLinkRow).values(next_poll_at=clock() + timedelta(hours=1))))
+    first = clock()
+    assert client.post("/v1/hooks/google", headers=headers).status_code == 200
+    assert due() == first
+    synced()  # the sync it started listed the calendar, then the person changed it again
+    clock.advance(timedelta(milliseconds=300))
+    assert client.post("/v1/hooks/google", headers=headers).status_code == 200
+    assert due() == first + timedelta(seconds=1)  # polled again at the end of the second
+    clock.advance(timedelta(milliseconds=300))
+    assert client.post("/v1/hooks/google", headers=headers).status_code == 200
+    assert due() == first + timedelta(seconds=1)  # already pending: nothing more
+    clock.advance(timedelta(seconds=2))
+    synced()
+    assert client.post("/v1/hooks/google", headers=headers).status_code == 200
+    assert due() == clock()  # after the window: due at once again
 
 
 # -- the event loop never waits for the database ---------------------------------------------------
