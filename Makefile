@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.example.toml
+# Test processes: the suite mostly waits (fake servers' latency, daemons' timers), so more
+# processes than cores still shortens it (18.6 min alone, 8.2 min with 3 on 2 cores).
+PYTEST_WORKERS ?= 3
 
 .PHONY: run test lint docs clean
 
@@ -20,7 +23,7 @@ test: $(BIN)/syncd
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(BIN)/syncd
 	$(BIN)/ruff check .
