@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from connectors.segments import segment_problem
 from syncd.core.errors import ConfigError
 from syncd.core.options import Option, OptionError
 from syncd.core.text import first_line
 
 __all__ = ["DEFAULT_API_ENDPOINT", "DEFAULT_AUTH_URI", "DEFAULT_BATCH_URI", "DEFAULT_CERTS_URI", "DEFAULT_TOKEN_URI",
-           "OPTIONS", "GoogleOptions", "check", "check_calendar", "google_options", "id_problem"]
+           "OPTIONS", "GoogleOptions", "check", "check_calendar", "google_options"]
 
 DEFAULT_API_ENDPOINT = "https://www.googleapis.com/calendar/v3/"
 DEFAULT_BATCH_URI = "https://www.googleapis.com/batch/calendar/v3"
@@ -56,24 +56,9 @@ def check(options: Mapping[str, Any]) -> None:
                                                   "or client_id and client_secret for per-user refresh tokens")
 
 
-def id_problem(value: str) -> str | None:
-    """Why ``value`` cannot be a calendar id in a request URL's path (one segment, nothing more),
-    or None."""
-    if not value:
-        return "empty"
-    if value in (".", ".."):
-        return "a dot segment (. or ..)"
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        return "it holds control characters"
-    bad = sorted({char for char in value if char in "/\\?#"})
-    if bad:
-        return f"it holds {' and '.join(repr(char) for char in bad)}: a calendar id is one path segment"
-    return None
-
-
 def check_calendar(options: Mapping[str, Any], calendar: str) -> None:
     """A link's calendar is ``primary`` or a calendar id: one segment of the API's URL paths."""
-    problem = id_problem(calendar)
+    problem = segment_problem(calendar)
     if problem is not None:
         raise OptionError("calendar", f"not a Google calendar id ({problem})")
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from connectors.segments import segment_problem
 from syncd.core.options import Option, OptionError
 
 __all__ = ["DEFAULT_GRAPH", "DEFAULT_SCOPE", "MAX_BATCH", "OPTIONS", "OutlookOptions", "check", "check_calendar",
-           "id_problem", "outlook_options"]
+           "outlook_options"]
 
 DEFAULT_GRAPH = "https://graph.microsoft.com/v1.0"
 DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
@@ -47,24 +47,9 @@ def check(options: Mapping[str, Any]) -> None:
                                            "for app-only sign-in, or set auth = \"delegated\"")
 
 
-def id_problem(value: str) -> str | None:
-    """Why ``value`` cannot be a calendar id in a Graph URL's path (one segment, nothing more),
-    or None."""
-    if not value:
-        return "empty"
-    if value in (".", ".."):
-        return "a dot segment (. or ..)"
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        return "it holds control characters"
-    bad = sorted({char for char in value if char in "/\\?#"})
-    if bad:
-        return f"it holds {' and '.join(repr(char) for char in bad)}: a calendar id is one path segment"
-    return None
-
-
 def check_calendar(options: Mapping[str, Any], calendar: str) -> None:
     """A link's calendar is ``primary`` or a Graph calendar id: one segment of Graph's URL paths."""
-    problem = id_problem(calendar)
+    problem = segment_problem(calendar)
     if problem is not None:
         raise OptionError("calendar", f"not a Microsoft Graph calendar id ({problem})")
 
