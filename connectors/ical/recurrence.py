@@ -28,7 +28,7 @@ import recurring_ical_events
 
 from connectors.ical.components import end_of, prop, start_of
 from connectors.ical.ids import instant_key
-from connectors.ical.walks import Budget, ExpansionLimits, WalkMeter, bounded_walk, plainly_bounded
+from connectors.ical.walks import Budget, ExpansionLimits, WalkMeter, bounded_walk
 from syncd.core.calendars import SyncWindow
 from syncd.core.errors import BadEventData
 
@@ -101,12 +101,11 @@ def expand(series: Series, budget: Budget, problems: list[str]) -> Iterator[tupl
     for component in series.group:
         sub.add_component(component)
     limit = budget.limits.max_occurrences
-    plain = _plain(series)
-    expansion = budget.meter(_EXPAND_STEPS + _STEPS_PER_OCCURRENCE * (limit + 1), "recurrence", plain=plain)
+    expansion = budget.meter(_EXPAND_STEPS + _STEPS_PER_OCCURRENCE * (limit + 1), "recurrence")
     with bounded_walk(expansion):
         query = recurring_ical_events.of(sub)
     seen: set[str] = set()
-    rule_bound = _rule_bound(series.master, budget.meter(_SCAN_STEPS, "recurrence", plain=plain))
+    rule_bound = _rule_bound(series.master, budget.meter(_SCAN_STEPS, "recurrence"))
     span, chunk_start = timedelta(minutes=15), series.lo
     stretch = _stretch_end(series, rule_bound, series.lo, limit + 1)
     while chunk_start < series.hi:
@@ -129,19 +128,6 @@ def expand(series: Series, budget: Budget, problems: list[str]) -> Iterator[tupl
             break
         span = _next_span(span, len(batch))
         chunk_start = chunk_end
-
-
-def _plain(series: Series) -> bool:
-    """Whether every rule of the series is `plainly_bounded` up to the end of its span."""
-    master = series.master
-    if master is None:
-        return True
-    if master.get("EXRULE") is not None:
-        return False
-    rules = master.get("RRULE")
-    start = start_of(master)
-    return all(plainly_bounded(rule, start, series.hi)
-               for rule in ([] if rules is None else rules if isinstance(rules, list) else [rules]))
 
 
 def _next_span(span: timedelta, found: int) -> timedelta:

@@ -30,13 +30,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
 from types import FrameType
 from typing import Any
 
 from syncd.core.errors import BadEventData
 
-__all__ = ["Budget", "ExpansionLimits", "WalkLimit", "WalkMeter", "bounded_walk", "plainly_bounded"]
+__all__ = ["Budget", "ExpansionLimits", "WalkLimit", "WalkMeter", "bounded_walk"]
 
 _CHECK_EVERY = 2048  # calls between two looks at the clock: about a millisecond of walking
 
@@ -65,18 +64,14 @@ class WalkLimit(BadEventData):
 class WalkMeter:
     """What one or more walks may still spend: steps left, and the deadline on ``clock``."""
 
-    __slots__ = ("clock", "deadline", "limit", "plain", "steps", "what")
+    __slots__ = ("clock", "deadline", "limit", "steps", "what")
 
-    def __init__(self, steps: int, deadline: float, clock: Callable[[], float], what: str, *,
-                 plain: bool = False) -> None:
+    def __init__(self, steps: int, deadline: float, clock: Callable[[], float], what: str) -> None:
         self.limit = steps
         self.steps = steps
         self.deadline = deadline
         self.clock = clock
         self.what = what
-        # Walks of rules `plainly_bounded` says are cheap: not counted from inside (the hook
-        # doubles the cost of every walk), only checked before each one.
-        self.plain = plain
 
     def check(self) -> None:
         """Raise `WalkLimit` if the steps or the time are used up (before a walk, say)."""
@@ -98,10 +93,9 @@ class Budget:
     def starting_now(cls, limits: ExpansionLimits) -> Budget:
         return cls(limits, limits.clock() + limits.expand_seconds)
 
-    def meter(self, steps: int, what: str, *, plain: bool = False) -> WalkMeter:
-        """A meter of ``steps`` for one walk (or several), up to this object's deadline;
-        ``plain``: the walks are of `plainly_bounded` rules and need no counting from inside."""
-        return WalkMeter(steps, self.deadline, self.limits.clock, what, plain=plain)
+    def meter(self, steps: int, what: str) -> WalkMeter:
+        """A meter of ``steps`` for one walk (or several), up to this object's deadline."""
+        return WalkMeter(steps, self.deadline, self.limits.clock, what)
 
     def reached(self, exc: WalkLimit) -> None:
         """Note a walk stopped by ``exc``: out of time means the whole object is."""
@@ -120,8 +114,8 @@ def bounded_walk(meter: WalkMeter) -> Iterator[WalkMeter]:
     one thread counts against the outer meter only.
     """
     meter.check()
-    if meter.plain or getattr(_active, "meter", None) is not None:
-        yield meter  # cheap by construction, or an outer walk already counts these calls
+    if getattr(_active, "meter", None) is not None:
+        yield meter  # an outer walk already counts these calls
         return
     previous = sys.getprofile()
     counter = 0
@@ -144,63 +138,3 @@ def bounded_walk(meter: WalkMeter) -> Iterator[WalkMeter]:
         sys.setprofile(previous)
         _active.meter = None
         meter.steps -= counter
-
-
-# -- rules whose walks are cheap by construction ---------------------------------------------------
-
-_PERIOD_DAYS = {"DAILY": 1, "WEEKLY": 7, "MONTHLY": 28, "YEARLY": 365}
-_PLAIN_KEYS = frozenset({"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTH", "BYMONTHDAY", "WKST"})
-_WEEKDAYS = frozenset({"MO", "TU", "WE", "TH", "FR", "SA", "SU"})
-_MAX_PLAIN_PERIODS = 100_000  # periods dateutil may walk for a plain rule: ~0.1 s at worst
-
-
-def _weekday_ordinal(text: str) -> int | None:
-    """``"MO"`` -> 0 (no ordinal), ``"-1SU"`` -> -1; ValueError if not a weekday."""
-    day = text[-2:].upper()
-    if day not in _WEEKDAYS:
-        raise ValueError(text)
-    return int(text[:-2]) if text[:-2] else 0
-
-
-def plainly_bounded(rule: Any, dtstart: date | datetime, horizon: date | datetime) -> bool:
-    """Whether walking ``rule`` (an icalendar ``vRecur``, keys upper case) from ``dtstart`` up
-    to ``horizon`` is cheap whatever else it says, so it needs no counting from inside.
-
-    Counting every call of a walk (`bounded_walk`) doubles the cost of expanding a series,
-    and almost every real rule cannot be costly: a daily, weekly, monthly or yearly rule whose
-    every period holds at least one match (or, with BYMONTH, every year does) costs dateutil
-    one small step per period, and the periods up to the horizon are few. Anything else (a
-    finer frequency, BYSETPOS, BYHOUR and the like, a filter that may never match such as
-    ``BYMONTH=2;BYMONTHDAY=30``, an INTERVAL that can step over every match, a DTSTART long
-    before the horizon) is not plain and is walked counted. No library says this; it is ours.
-    """
-    try:
-        freq = str(rule["FREQ"][0]).upper()
-        if freq not in _PERIOD_DAYS or not set(map(str.upper, rule)) <= _PLAIN_KEYS:
-            return False
-        interval = int(rule.get("INTERVAL", [1])[0])
-        days = [_weekday_ordinal(str(d)) for d in rule.get("BYDAY", [])]
-        monthdays = [int(d) for d in rule.get("BYMONTHDAY", [])]
-        months = [int(m) for m in rule.get("BYMONTH", [])]
-    except (KeyError, IndexError, TypeError, ValueError):
-        return False
-    if interval < 1 or len(days) > 7 or len(monthdays) > 31 or len(months) > 12:
-        return False
-    if any(not (1 <= abs(d) <= 28) for d in monthdays) or any(not 1 <= m <= 12 for m in months):
-        return False
-    ordinals = [o for o in days if o]
-    if days and monthdays:
-        return False  # "the first Monday that is the 20th" never comes
-    if ordinals and (freq not in ("MONTHLY", "YEARLY") or any(not 1 <= abs(o) <= 4 for o in ordinals)
-                     or (freq == "YEARLY" and not months)):
-        return False  # the 5th Monday of a month, the 20th Monday of a year: not in every period
-    if interval > 1 and freq in ("DAILY", "MONTHLY") and (days or months or (freq == "DAILY" and monthdays)):
-        return False  # every 7th day starting on a Monday is never a Tuesday
-    if interval > 1 and freq == "WEEKLY" and (months or monthdays):
-        return False
-    span_days = (_day_of(horizon) - _day_of(dtstart)).days
-    return max(span_days, 0) // (_PERIOD_DAYS[freq] * interval) <= _MAX_PLAIN_PERIODS
-
-
-def _day_of(value: date | datetime) -> date:
-    return value.date() if isinstance(value, datetime) else value

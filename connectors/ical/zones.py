@@ -33,7 +33,7 @@ import icalendar
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from connectors.ical.components import prop, short, single
-from connectors.ical.walks import Budget, ExpansionLimits, WalkLimit, WalkMeter, bounded_walk, plainly_bounded
+from connectors.ical.walks import Budget, ExpansionLimits, WalkLimit, WalkMeter, bounded_walk
 from syncd.core.errors import BadEventData
 
 __all__ = ["ObjectZones", "VtimezoneZone", "fix_times", "localize", "resolve_tzid"]
@@ -329,8 +329,6 @@ def read_vtimezone(component: icalendar.cal.Component, meter: WalkMeter) -> Vtim
     """A VTIMEZONE as a zone, its rules walked within ``meter``; `BadEventData` if it cannot be."""
     tzid = str(component.get("TZID", ""))
     observances: list[_Observance] = []
-    if not meter.plain and _plain(component):
-        meter.plain = True  # the usual VTIMEZONE: yearly rules since 1601 at most
     try:
         with bounded_walk(meter):
             for sub in component.subcomponents:
@@ -344,21 +342,6 @@ def read_vtimezone(component: icalendar.cal.Component, meter: WalkMeter) -> Vtim
     if not observances:
         raise BadEventData(f"VTIMEZONE {tzid!r} has no STANDARD or DAYLIGHT")
     return VtimezoneZone(tzid, observances)
-
-
-def _plain(component: icalendar.cal.Component) -> bool:
-    """Whether every STANDARD/DAYLIGHT rule is `plainly_bounded` up to `_ZONE_HORIZON`."""
-    for sub in component.subcomponents:
-        if sub.name not in ("STANDARD", "DAYLIGHT"):
-            continue
-        if sub.get("EXRULE") is not None or sub.get("DTSTART") is None:
-            return False
-        start = prop(sub, "DTSTART").dt
-        rules = sub.get("RRULE")
-        for rule in [] if rules is None else rules if isinstance(rules, list) else [rules]:
-            if not plainly_bounded(rule, start, _ZONE_HORIZON):
-                return False
-    return True
 
 
 class ObjectZones:
