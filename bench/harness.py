@@ -240,10 +240,10 @@ def _delay(port: int, upstream_port: int, latency: float, ready: Path) -> None:
                 writer.close()
 
     async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(latency)
         try:
+            await asyncio.sleep(latency)
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-        except OSError:
+        except (OSError, asyncio.CancelledError):  # cancelled: the proxy is stopping
             client_writer.close()
             return
         await asyncio.gather(pipe(client_reader, up_writer), pipe(up_reader, client_writer))

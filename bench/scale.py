@@ -1,6 +1,6 @@
 """A poll cycle over 10,000 users on three providers, with one and with two replicas.
 
-    python -m bench.scale [--quick] [--users N] [--events N] [--latency S] [--changed SHARE]
+    python -m bench.scale [--quick] [--users N] [--sizes N,N,...] [--events N] [--latency S] [--changed SHARE]
 
 Starts the fake Google Calendar and the fake Microsoft Graph in processes of their own, and a
 real Radicale behind a proxy that adds the same latency to each request. N users (default
@@ -17,8 +17,16 @@ PostgreSQL schema.
 4. One replica is stopped; after a warm-up cycle, step 3 again: ``cycle_s_1_replica``.
 
 Also ``peak_rss_mb`` (the larger replica's peak), ``blocks`` (in the store after the first
-sync), ``requests`` per provider in the 2-replica cycle. The last line printed is one JSON
-object with the figures.
+sync), ``requests`` per provider in the 2-replica cycle, ``database_mb`` (the schema's tables
+and indexes after the run).
+
+All of that is done for each size of a scaling table, each on fresh fakes and a fresh schema:
+powers of ten from 1,000 up to ``--users`` (``--quick``: 100 and 1,000; ``--sizes`` to choose).
+The JSON's top-level figures are the largest size's, and ``scaling`` holds one row per size
+and replica count (cycle s, cycle ms per user, peak RSS MB per replica, database MB), with
+``per_user_growth`` (cycle ms per user at the largest size ÷ at the size ten times smaller,
+1 replica) and ``replica_ratio`` (2 replicas ÷ 1 replica at the largest size). The last line
+printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from subprocess import Popen
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from bench.harness import LatencyProxy, log_tail, pg_schema, process_stats, replica, stop, wait_for
 from bench.outlook_poll import Remote as RemoteGraph
@@ -222,6 +230,13 @@ class Links:
     def total(self) -> int:
         return int(self.db.read(lambda s: s.scalar(select(func.count()).select_from(CalendarLinkRow))) or 0)
 
+    def database_mb(self) -> float:
+        """The schema's tables, with their indexes and TOAST, in MB."""
+        return round(int(self.db.read(lambda s: s.scalar(text(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+        )))) / 2**20, 1)
+
     def blocks(self) -> int:
         return int(self.db.read(lambda s: s.scalar(
             select(func.count()).select_from(BlockRow).where(BlockRow.deleted_at.is_(None)))) or 0)
@@ -247,22 +262,23 @@ def start_replicas(dep: Deployment, names: list[str], **config: str) -> list[Pop
 def measure(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
     links = Links(dep.url)
     processes = start_replicas(dep, ["replica-a", "replica-b"])
+    room = max(1.0, dep.users / 10_000)  # the waits below were sized for 10,000 users
     try:
-        wait_for(lambda: links.total() >= dep.users, 120, "the replicas to load the config")
+        wait_for(lambda: links.total() >= dep.users, 120 * room, "the replicas to load the config")
         started = time.monotonic()
-        wait_for(lambda: links.synced_since(datetime.fromtimestamp(0, UTC)) >= dep.users, 1800,
+        wait_for(lambda: links.synced_since(datetime.fromtimestamp(0, UTC)) >= dep.users, 1800 * room,
                  "the first sync", step=0.5)
         first_sync = time.monotonic() - started
         blocks = links.blocks()
         print(f"first sync, 2 replicas, no latency: {first_sync:.1f} s; {blocks:,} blocks", flush=True)
         for n in range(2):
-            print(f"warm-up cycle {n + 1}: {timed_cycle(links, dep.users, 600):.1f} s", flush=True)
+            print(f"warm-up cycle {n + 1}: {timed_cycle(links, dep.users, 600 * room):.1f} s", flush=True)
 
         dep.set_latency(args.latency)
         changed = dep.edit(args.changed, 0)
         dep.google.control("reset_counts")
         dep.graph.control("reset_counts")
-        two = timed_cycle(links, dep.users, 600)
+        two = timed_cycle(links, dep.users, 600 * room)
         counts = {"google": dep.google.control("request_counts")["requests"],
                   "graph": dep.graph.control("request_counts")["graph_requests"]}
         print(f"cycle, 2 replicas, {changed} users changed, {args.latency * 1000:.0f} ms latency: {two:.2f} s "
@@ -271,12 +287,13 @@ def measure(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
 
         stop(processes[1])
         dep.set_latency(0.0)
-        print(f"warm-up cycle, 1 replica: {timed_cycle(links, dep.users, 600):.1f} s", flush=True)
+        print(f"warm-up cycle, 1 replica: {timed_cycle(links, dep.users, 600 * room):.1f} s", flush=True)
         dep.set_latency(args.latency)
         dep.edit(args.changed, 1)
-        one = timed_cycle(links, dep.users, 900)
+        one = timed_cycle(links, dep.users, 900 * room)
         print(f"cycle, 1 replica: {one:.2f} s", flush=True)
         stats[0] = process_stats(processes[0].pid)
+        database_mb = links.database_mb()
         failing = links.failing()
         if failing:
             print(f"links with errors, e.g.: {failing[0]}", file=sys.stderr)
@@ -287,7 +304,7 @@ def measure(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
                       f"{log_tail(dep.root / f'{name}.log')}", file=sys.stderr)
             stop(process)
     peaks = [s.peak_rss_mb for s in stats]
-    print(f"peak RSS per replica: {', '.join(f'{p:.0f} MB' for p in peaks)}")
+    print(f"peak RSS per replica: {', '.join(f'{p:.0f} MB' for p in peaks)}; database {database_mb:.0f} MB")
     return {
         "users": dep.users,
         "blocks": blocks,
@@ -299,7 +316,38 @@ def measure(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
         "google_requests": counts["google"],
         "graph_requests": counts["graph"],
         "peak_rss_mb": round(max(peaks), 1),
+        "peak_rss_mb_1_replica": round(peaks[0], 1),
+        "database_mb": database_mb,
     }
+
+
+def sizes_for(args: argparse.Namespace) -> list[int]:
+    """The scaling table's sizes: ``--sizes``, else powers of ten from 1,000 (100 with
+    ``--quick``) up to ``--users``, which is always the last."""
+    if args.sizes:
+        return sorted({int(n) for n in args.sizes.split(",")})
+    sizes, n = [], (100 if args.quick else 1000)
+    while n < args.users:
+        sizes.append(n)
+        n *= 10
+    return [*sizes, args.users]
+
+
+def scaling(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The table (one row per size and replica count) and its two ratios."""
+    rows = []
+    for r in results:
+        for replicas, cycle, peak in ((1, r["cycle_s_1_replica"], r["peak_rss_mb_1_replica"]),
+                                      (2, r["cycle_s_2_replicas"], r["peak_rss_mb"])):
+            rows.append({"users": r["users"], "replicas": replicas, "cycle_s": cycle,
+                         "cycle_ms_per_user": round(cycle * 1000 / r["users"], 3), "peak_rss_mb": peak,
+                         "database_mb": r["database_mb"]})
+    largest = results[-1]
+    per_user = {r["users"]: r["cycle_s_1_replica"] / r["users"] for r in results}
+    below = [n for n in per_user if n < largest["users"]]
+    growth = round(per_user[largest["users"]] / per_user[max(below)], 2) if below else None
+    return {"scaling": rows, "per_user_growth": growth,
+            "replica_ratio": round(largest["cycle_s_2_replicas"] / largest["cycle_s_1_replica"], 2)}
 
 
 def _port(url: str) -> int:
@@ -310,6 +358,8 @@ def arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 users")
     parser.add_argument("--users", type=int)
+    parser.add_argument("--sizes", help="the scaling table's sizes, comma-separated (default: powers of ten "
+                                        "from 1,000 up to --users)")
     parser.add_argument("--events", type=int, default=10, help="OOO events per user")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every request")
     parser.add_argument("--changed", type=float, default=0.01, help="share of users who edit an event per cycle")
@@ -320,10 +370,19 @@ def arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__ or "", argv)
-    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, pg_schema() as url, \
-            deployment(Path(tmp), url, args.users, args.events) as dep:
-        figures = measure(dep, args)
-    print(json.dumps(figures))
+    results = []
+    for users in sizes_for(args):
+        print(f"== {users:,} users", flush=True)
+        with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, pg_schema() as url, \
+                deployment(Path(tmp), url, users, args.events) as dep:
+            results.append(measure(dep, args))
+    table = scaling(results)
+    print("users    replicas  cycle s  ms/user  peak RSS MB  database MB")
+    for row in table["scaling"]:
+        print(f"{row['users']:>7,}  {row['replicas']:>8}  {row['cycle_s']:>7.2f}  {row['cycle_ms_per_user']:>7.3f}"
+              f"  {row['peak_rss_mb']:>11.1f}  {row['database_mb']:>11.1f}")
+    print(f"per-user growth {table['per_user_growth']}, 2 replicas / 1 replica {table['replica_ratio']}")
+    print(json.dumps({**results[-1], **table}))
     return 0
 
 
