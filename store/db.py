@@ -7,7 +7,6 @@ multi-replica setting. Migrations (Alembic, in ``store/migrations``) run at star
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -29,7 +28,11 @@ __all__ = ["Database", "Transaction"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-STARTUP_LOCK = 0x73796E6364  # "syncd": the PostgreSQL advisory lock replicas take while starting
+# PostgreSQL's advisory locks are per database, not per schema: the schema is part of every
+# lock's name, so deployments (or test runs) in other schemas of one database never wait for
+# each other's start-up or hold each other's claims.
+_LOCK_KEY = "hashtextextended('syncd:' || coalesce(current_schema(), '') || ':' || :name, 0)"
+STARTUP_LOCK = "startup"  # the lock replicas take while starting
 T = TypeVar("T")
 # What the layers above are handed for one transaction; they pass it on to the store's functions.
 Transaction = Session
@@ -86,9 +89,9 @@ class Database:
         if self.dialect != "postgresql":
             yield True
             return
-        key = int.from_bytes(hashlib.sha256(f"syncd:{name}".encode()).digest()[:8], "big", signed=True)
         try:
             conn = self.engine.connect()
+            key = conn.execute(text(f"SELECT {_LOCK_KEY}"), {"name": name}).scalar()
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
             conn.commit()
         except OperationalError as exc:
@@ -111,7 +114,7 @@ class Database:
         """On PostgreSQL, hold the start-up lock until ``session``'s transaction ends: replicas
         starting together then write the config's users and links one after another."""
         if self.dialect == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STARTUP_LOCK})
+            session.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"), {"name": STARTUP_LOCK})
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent, safe on every start)."""
@@ -124,7 +127,7 @@ class Database:
             if self.dialect == "postgresql":
                 # Replicas starting together would race to create the same tables; the lock
                 # lasts until this transaction ends, and the second finds the schema current.
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STARTUP_LOCK})
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"), {"name": STARTUP_LOCK})
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
 

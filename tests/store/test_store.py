@@ -226,3 +226,33 @@ def test_migrations_match_the_models(database: Database) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": False})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
+
+
+@pytest.mark.postgres
+def test_claims_are_per_schema_one_holder_within_a_schema(database: Database) -> None:
+    """Advisory locks are per database: a claim names its schema, so a deployment in another
+    schema of the same database is never held back by this one's, while two replicas of one
+    deployment (one schema) still exclude each other."""
+    if database.dialect != "postgresql":
+        pytest.skip("claims are advisory locks on PostgreSQL only")
+    schema = database.read(lambda s: s.scalar(text("SELECT current_schema()")))
+    other_schema = f"{schema}_other"
+    with database.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {other_schema}")
+    url = database.engine.url.render_as_string(hide_password=False)
+    replica = Database(url, connect_args={"options": f"-csearch_path={schema}"})
+    elsewhere = Database(url, connect_args={"options": f"-csearch_path={other_schema}"})
+    try:
+        with database.claim("sink:hooks") as ours:
+            assert ours
+            with replica.claim("sink:hooks") as theirs:
+                assert not theirs
+            with elsewhere.claim("sink:hooks") as unrelated:
+                assert unrelated
+        with replica.claim("sink:hooks") as theirs:
+            assert theirs  # released with the block
+    finally:
+        replica.dispose()
+        elsewhere.dispose()
+        with database.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {other_schema} CASCADE")
