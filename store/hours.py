@@ -8,7 +8,7 @@ again by clearing ``hours_read_at``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from store.models import CalendarLinkRow, UserRow
 from syncd.core.hours import CalendarHours, hours_from_json, hours_to_json
 
 __all__ = ["ERROR", "FOUND", "INVALID", "NONE", "UNSUPPORTED", "DueReading", "LinkHours", "due",
-           "read_again", "readings_of", "save_reading", "set_effective"]
+           "read_again", "readings_from", "readings_of", "save_reading", "set_effective"]
 
 # found: hours read; none: the calendar keeps none; unsupported: the provider has none to give;
 # invalid: unreadable hours (the fallback applies); error: could not ask (the last hours stay).
@@ -86,12 +86,15 @@ def save_reading(session: Session, link_id: int, state: str, hours: CalendarHour
 
 def readings_of(session: Session, user_id: str) -> list[LinkHours]:
     """The user's enabled links, in link order, with the hours each calendar last provided."""
-    rows = session.scalars(select(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id,
-                                                         CalendarLinkRow.enabled.is_(True))
-                           .order_by(CalendarLinkRow.id))
+    return readings_from(session.scalars(select(CalendarLinkRow).where(
+        CalendarLinkRow.user_id == user_id, CalendarLinkRow.enabled.is_(True)).order_by(CalendarLinkRow.id)))
+
+
+def readings_from(links: Iterable[CalendarLinkRow]) -> list[LinkHours]:
+    """`readings_of`, from the user's links already read (in link order; disabled ones are left out)."""
     return [LinkHours(r.id, r.account, r.calendar, r.hours_state,
                       CalendarHours(hours_from_json(r.hours), r.hours_zone) if r.hours and r.hours_zone else None,
-                      r.hours_problem, r.hours_read_at) for r in rows]
+                      r.hours_problem, r.hours_read_at) for r in links if r.enabled]
 
 
 def set_effective(user: UserRow, hours: dict[str, Any] | None, zone: str | None, source: str) -> bool:

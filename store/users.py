@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from store.models import CalendarLinkRow, TeamMemberRow, TeamRow, UserRow, UserStatusRow
 
 __all__ = [
-    "LinkSpec", "all_users", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in",
+    "Known", "LinkSpec", "all_users", "by_email", "by_id", "by_id_or_email", "delete_user", "disable_links_not_in",
     "enabled_links", "ids", "ids_with_email", "put_team",
     "summaries", "team", "team_exists", "TeamSchedule", "team_members", "teams_of", "touch_links", "upsert",
 ]
@@ -27,6 +27,41 @@ class LinkSpec:
     calendar: str
     sync_ooo: bool = True
     direction: str = "two-way"
+
+
+@dataclass
+class Known:
+    """What the store holds of a group of users, read in three queries: their rows, their
+    links (in link order) and their status rows, locked for the transaction. Writing the
+    config's users at start from this costs a few statements per thousand users instead of
+    ten round trips per user (100,000 users took over ten minutes)."""
+
+    users: dict[str, UserRow]
+    links: dict[str, list[CalendarLinkRow]]
+    statuses: dict[str, UserStatusRow]
+    # links made by `upsert`, added to the session by `add_new_links` once their users are
+    # written (the unit of work does not order tables it knows no relationship between)
+    new_links: list[CalendarLinkRow] = field(default_factory=list)
+
+    def add_new_links(self, session: Session) -> None:
+        session.flush()
+        session.add_all(self.new_links)
+        self.new_links.clear()
+
+
+def known(session: Session, user_ids: Sequence[str]) -> Known:
+    """`Known` of ``user_ids``. Status rows are locked in user id order, as the sweep locks
+    them, so that two transactions never wait for each other in a circle."""
+    ids = sorted(user_ids)
+    users = {row.id: row for row in session.scalars(select(UserRow).where(UserRow.id.in_(ids)))}
+    links: dict[str, list[CalendarLinkRow]] = {}
+    for link in session.scalars(select(CalendarLinkRow).where(CalendarLinkRow.user_id.in_(ids))
+                                .order_by(CalendarLinkRow.id)):
+        links.setdefault(link.user_id, []).append(link)
+    statuses = {row.user_id: row for row in session.scalars(
+        select(UserStatusRow).where(UserStatusRow.user_id.in_(ids)).order_by(UserStatusRow.user_id)
+        .with_for_update())}
+    return Known(users, links, statuses)
 
 
 def by_id(session: Session, user_id: str) -> UserRow | None:
@@ -57,13 +92,14 @@ def ids(session: Session) -> list[str]:
 def upsert(session: Session, *, user_id: str, email: str, timezone: str | None, hours: dict[str, Any],
            links: Sequence[LinkSpec], origin: str, now: datetime,
            days_off: dict[str, Any] | None = None, replacement: str | None = None,
-           hours_from: str = "config") -> tuple[UserRow, bool]:
+           hours_from: str = "config", known: Known | None = None) -> tuple[UserRow, bool]:
     """Create or update a user and their calendar links. Returns the row, and whether what
     decides their status besides their blocks (zone, working hours, days off) is unchanged. A
     ``timezone`` of None is the zone of the hours the user's calendar keeps: the one read
     last (UTC until then). From the API the whole list of links is sent: links left out are
-    switched off (kept, with their event links, in case they come back)."""
-    row = session.get(UserRow, user_id)
+    switched off (kept, with their event links, in case they come back). With ``known`` (which
+    holds this user), nothing is read or flushed, and new links wait in ``known.new_links``."""
+    row = known.users.get(user_id) if known is not None else session.get(UserRow, user_id)
     days_off = days_off or None
     zone_from_calendar = timezone is None
     if timezone is None:
@@ -81,21 +117,32 @@ def upsert(session: Session, *, user_id: str, email: str, timezone: str | None, 
         session.execute(update(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id).values(
             hours_state=None, hours=None, hours_zone=None, hours_problem=None, hours_read_at=None))
     row.working_hours_from, row.timezone_from_calendar = hours_from, zone_from_calendar
-    session.flush()
+    if known is None:
+        session.flush()
+    theirs = {(link.account, link.calendar): link for link in known.links.get(user_id, ())} if known else {}
     for spec in links:
-        link = session.scalars(select(CalendarLinkRow).where(
-            CalendarLinkRow.user_id == user_id, CalendarLinkRow.account == spec.account,
-            CalendarLinkRow.calendar == spec.calendar)).one_or_none()
+        if known is not None:
+            link = theirs.get((spec.account, spec.calendar))
+        else:
+            link = session.scalars(select(CalendarLinkRow).where(
+                CalendarLinkRow.user_id == user_id, CalendarLinkRow.account == spec.account,
+                CalendarLinkRow.calendar == spec.calendar)).one_or_none()
         if link is None:
             link = CalendarLinkRow(user_id=user_id, account=spec.account, calendar=spec.calendar, next_poll_at=now,
                                    state="ok", failures=0, held_deletions=0, release_deletions=False)
-            session.add(link)
+            if known is None:
+                session.add(link)
+            else:
+                known.links.setdefault(user_id, []).append(link)
+                known.new_links.append(link)
         if not link.enabled:
             link.next_poll_at = now
         link.sync_ooo, link.direction, link.enabled = spec.sync_ooo, spec.direction, True
     if origin != "config":
         wanted = {(spec.account, spec.calendar) for spec in links}
-        for link in session.scalars(select(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id)):
+        theirs_now = known.links.get(user_id, []) if known is not None else session.scalars(
+            select(CalendarLinkRow).where(CalendarLinkRow.user_id == user_id))
+        for link in theirs_now:
             if (link.account, link.calendar) not in wanted:
                 link.enabled = False
     return row, same_rules
@@ -104,11 +151,13 @@ def upsert(session: Session, *, user_id: str, email: str, timezone: str | None, 
 def disable_links_not_in(session: Session, configured: set[tuple[str, str, str]]) -> None:
     """Links of config-file users that the file no longer lists are switched off, not deleted,
     so they return (with their event links) if the calendar is added again."""
-    for link in session.scalars(select(CalendarLinkRow)):
-        owner = session.get(UserRow, link.user_id)
-        if owner is not None and owner.origin == "config" and (link.user_id, link.account, link.calendar) \
-                not in configured:
-            link.enabled = False
+    rows = session.execute(select(CalendarLinkRow.id, CalendarLinkRow.user_id, CalendarLinkRow.account,
+                                  CalendarLinkRow.calendar).join(UserRow, UserRow.id == CalendarLinkRow.user_id)
+                           .where(UserRow.origin == "config", CalendarLinkRow.enabled.is_(True)))
+    gone = [link_id for link_id, *key in rows if tuple(key) not in configured]
+    for start in range(0, len(gone), 1000):
+        session.execute(update(CalendarLinkRow).where(CalendarLinkRow.id.in_(gone[start:start + 1000]))
+                        .values(enabled=False))
 
 
 def delete_user(session: Session, row: UserRow) -> None:

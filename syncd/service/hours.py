@@ -18,7 +18,7 @@ from typing import Any
 from store import hours as stored
 from store import users
 from store.db import Transaction
-from store.models import UserRow
+from store.models import CalendarLinkRow, UserRow
 from syncd.core.errors import BadEventData
 from syncd.core.hours import CONFIG_SOURCE, CalendarHours, choose_hours, hours_from_json, hours_to_json
 from syncd.service.base import ServiceBase
@@ -39,10 +39,12 @@ class HoursOperations(ServiceBase):
         found = self.config.accounts.get(account)
         return f"{found.provider if found else 'unknown'}:{account}"
 
-    def choose_hours(self, session: Transaction, user: UserRow) -> bool:
-        """Set the hours ``user``'s status follows from what their links last read; whether
-        they (or the zone taken from the calendar) changed."""
-        readings = [(self.source_name(r.account), r.hours) for r in stored.readings_of(session, user.id)]
+    def choose_hours(self, session: Transaction, user: UserRow,
+                     links: Sequence[CalendarLinkRow] | None = None) -> bool:
+        """Set the hours ``user``'s status follows from what their links last read (``links``:
+        all of theirs, already read); whether they (or the zone taken from the calendar) changed."""
+        found = stored.readings_of(session, user.id) if links is None else stored.readings_from(links)
+        readings = [(self.source_name(r.account), r.hours) for r in found]
         chosen = choose_hours(hours_from_json(user.working_hours), user.timezone,
                               user.working_hours_from == "calendar", readings)
         zone_changed = False

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from store import blocks, outbox, status
+from store import blocks, outbox, status, users
 from store.db import Transaction
 from store.models import UserRow, UserStatusRow
 from syncd.core import availability as av
@@ -63,23 +63,26 @@ class StatusRecorder:
         return policy_of(user, self.away_outside_working_hours, self.days_off)
 
     # -- one user -----------------------------------------------------------------------------
-    def load(self, session: Transaction, user: UserRow, now: datetime, *,
-             keep_staged: bool = False) -> tuple[UserStatusRow, av.StatusState]:
+    def load(self, session: Transaction, user: UserRow, now: datetime, *, keep_staged: bool = False,
+             known: users.Known | None = None) -> tuple[UserStatusRow, av.StatusState]:
         """The user's status row, locked for this transaction (created on first use). A staged
         transition whose instant has come becomes the state; one still ahead is undone (the
-        caller is about to change something), unless ``keep_staged``."""
-        row = status.lock(session, user.id)
+        caller is about to change something), unless ``keep_staged``. With ``known`` (read and
+        locked for a group holding this user), the row is not read again and a new one is
+        flushed with the group."""
+        row = known.statuses.get(user.id) if known is not None else status.lock(session, user.id)
         if row is not None and row.staged_for is not None and not (keep_staged and row.staged_for > now):
             self._settle_staged(session, row, now)
         if row is None:
-            periods = blocks.live_periods(session, user.id)
+            periods = [] if known is not None and user.id not in known.users else blocks.live_periods(session, user.id)
             policy = self.policy(user)
             state = av.initial_state(periods, policy, now)
             row = status.create(session, user.id)
             status.store(row, state, av.next_boundary(periods, policy, state.evaluated_at))
             if state.effective == av.AWAY:  # the helpdesk assumes available until told otherwise
                 self._publish(session, [(user.id, user.email, av.first_seen_away(state, policy))], now, {})
-            session.flush()
+            if known is None:
+                session.flush()
         return row, status.state_of(row)
 
     def _settle_staged(self, session: Transaction, row: UserStatusRow, now: datetime) -> None:

@@ -17,7 +17,11 @@ from syncd.core.time import format_utc
 from syncd.service import seats
 from syncd.service.hours import HoursOperations
 
-__all__ = ["UserOperations"]
+__all__ = ["CONFIG_GROUP", "UserOperations"]
+
+# The config's users are written at start this many at a time: each group's rows, links and
+# status rows are read in three queries and its writes flushed together.
+CONFIG_GROUP = 1000
 
 
 class UserOperations(HoursOperations):
@@ -29,8 +33,15 @@ class UserOperations(HoursOperations):
     def _apply_config(self, session: Transaction) -> None:
         self.db.startup_lock(session)  # replicas starting together: one after the other
         now = self.clock()
-        for user in self.config.users:
-            self.upsert_user(session, user, now)
+        ordered = sorted(self.config.users, key=lambda u: u.id)  # status rows are locked in id order
+        for start in range(0, len(ordered), CONFIG_GROUP):
+            group = ordered[start:start + CONFIG_GROUP]
+            known = users.known(session, [u.id for u in group])
+            rows = [self._upsert_row(session, user, now, "config", known) for user in group]
+            known.add_new_links(session)
+            for row, same_rules in rows:
+                self._follow_rules(session, row, now, same_rules, known)
+            session.flush()
         for team in self.config.teams:
             self._apply_team(session, team, now)
         users.disable_links_not_in(session, {(u.id, c.account, c.calendar) for u in self.config.users
@@ -50,17 +61,30 @@ class UserOperations(HoursOperations):
 
     def upsert_user(self, session: Transaction, user: UserConfig, now: datetime, origin: str = "config") -> UserRow:
         """Create or update a user and their calendar links (from the config file or the API)."""
-        row, same_rules = users.upsert(
+        row, same_rules = self._upsert_row(session, user, now, origin)
+        self._follow_rules(session, row, now, same_rules)
+        return row
+
+    def _upsert_row(self, session: Transaction, user: UserConfig, now: datetime, origin: str,
+                    known: users.Known | None = None) -> tuple[UserRow, bool]:
+        """The user's row and links; whether what decides their status besides their blocks is
+        unchanged. ``known``: what the store holds of a group with this user (see `users.known`)."""
+        return users.upsert(
             session, user_id=user.id, email=user.email,
             timezone=None if user.timezone == CALENDAR_ZONE else user.timezone,
             hours=hours_to_json(user.working_hours), origin=origin, now=now, days_off=spec_to_json(user.days_off),
             replacement=user.replacement,
             hours_from=user.working_hours_from,
-            links=[users.LinkSpec(c.account, c.calendar, c.sync_ooo, c.direction) for c in user.calendars])
-        same_rules = not self.choose_hours(session, row) and same_rules
+            links=[users.LinkSpec(c.account, c.calendar, c.sync_ooo, c.direction) for c in user.calendars],
+            known=known)
+
+    def _follow_rules(self, session: Transaction, row: UserRow, now: datetime, same_rules: bool,
+                      known: users.Known | None = None) -> None:
+        """The hours the user's status follows, and their status row, after ``_upsert_row``."""
+        theirs = None if known is None else known.links.get(row.id, [])
+        same_rules = not self.choose_hours(session, row, theirs) and same_rules
         # A staged transition stays unless what decides the status changed (zone, hours, days off).
-        self.recorder.load(session, row, now, keep_staged=same_rules)
-        return row
+        self.recorder.load(session, row, now, keep_staged=same_rules, known=known)
 
     def user_timezone(self, user_id: str) -> str:
         return self.db.run(lambda s: self._user(s, user_id).timezone)

@@ -671,3 +671,28 @@ def test_purge_tombstones_removes_only_old_unlinked_deletions(h: Harness) -> Non
         remaining = set(s.scalars(select(BlockRow.id)))
     assert remaining == {old_linked.id, live.id, recent.id}
     assert h.service.purge_tombstones(timedelta(days=30)) == 0
+
+
+def test_the_config_is_written_group_by_group_as_one_user_at_a_time_would(
+        harness_factory: Callable[..., Harness], database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up writes the config's users a group at a time (three reads per group): across
+    group boundaries, new users get their links and status, a user's new calendar is linked,
+    a calendar dropped from the file is switched off, and an away user is published once."""
+    from syncd.service import Syncd, users as user_ops
+
+    monkeypatch.setattr(user_ops, "CONFIG_GROUP", 2)
+    h = harness_factory([user("alice", "work", "old"), user("bob", "work")])
+    h.service.add_block("bob", timed_content(at(-1), at(3)))
+    published = len(outbox(database))
+    config = h.service.config
+    wider = (user("alice", "work", "new"), user("bob", "work"), user("carol", "cal"), user("dave"),
+             user("erin", "x", "y"))
+    Syncd(type(config)(path=config.path, daemon=config.daemon, accounts=config.accounts, users=wider,
+                       sinks=config.sinks), database, clock=h.clock).prepare()
+    with database.session() as s:
+        links = {(r.user_id, r.calendar): r.enabled for r in s.scalars(select(CalendarLinkRow))}
+    assert links == {("alice", "work"): True, ("alice", "old"): False, ("alice", "new"): True,
+                     ("bob", "work"): True, ("carol", "cal"): True, ("erin", "x"): True, ("erin", "y"): True}
+    assert {u: h.service.status(u).status for u in ("alice", "bob", "carol", "dave", "erin")} == {
+        "alice": "available", "bob": "away", "carol": "available", "dave": "available", "erin": "available"}
+    assert len(outbox(database)) == published  # bob's away was published before; nothing new
