@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from datetime import date, time
@@ -63,6 +64,10 @@ from syncd.core.hours import DAYS, parse_day
 __all__ = ["find_config_path", "load_config"]
 
 MIN_TOKEN = 24  # characters of an API token
+# Shared by every user who sets none (immutable both): a file of 100,000 users held 25 MB of
+# empty copies. Zone and account names repeat across users and are interned for the same reason.
+_NO_HOURS: Mapping[int, tuple[tuple[time, time], ...]] = MappingProxyType({})
+_NO_DAYS_OFF = DaysOffSpec()
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -317,8 +322,8 @@ class Loader(AccountsReader, SinksReader):
                                             f"is already linked (also {seen[pair]})")
             seen[pair] = link_table.path
             links.append(link)
-        return UserConfig(id=user_id, email=email, timezone=zone, working_hours=hours, calendars=tuple(links),
-                          days_off=self.days_off(t), replacement=t.string("replacement", None),
+        return UserConfig(id=user_id, email=email, timezone=sys.intern(zone), working_hours=hours,
+                          calendars=tuple(links), days_off=self.days_off(t), replacement=t.string("replacement", None),
                           working_hours_from=hours_from)
 
     def team(self, t: Table, users: Mapping[str, str]) -> TeamConfig:
@@ -363,7 +368,7 @@ class Loader(AccountsReader, SinksReader):
                 if exc.key:
                     Table(t.file, t.key(key), {}).fail(exc.key, exc.message)
                 t.fail(key, exc.message)
-        return DaysOffSpec(holidays, dates)
+        return DaysOffSpec(holidays, dates) if holidays is not None or dates else _NO_DAYS_OFF
 
     def working_hours(self, t: Table) -> Mapping[int, tuple[tuple[time, time], ...]]:
         hours: dict[int, tuple[tuple[time, time], ...]] = {}
@@ -378,7 +383,7 @@ class Loader(AccountsReader, SinksReader):
                 t.fail(key, str(exc))
             if ranges:
                 hours[DAYS.index(key)] = ranges
-        return MappingProxyType(dict(sorted(hours.items())))
+        return MappingProxyType(dict(sorted(hours.items()))) if hours else _NO_HOURS
 
     def calendar_link(self, t: Table, accounts: Mapping[str, AccountConfig]) -> CalendarLinkConfig:
         t.allow(("account", "calendar", "sync_ooo", "direction"))
@@ -388,7 +393,7 @@ class Loader(AccountsReader, SinksReader):
             t.fail("account", f"unknown account {account!r} (known: {known})")
         default = PROVIDERS[accounts[account].provider].default_calendar or MISSING
         return CalendarLinkConfig(
-            account=account,
+            account=sys.intern(account),
             calendar=t.string("calendar", default),
             sync_ooo=t.boolean("sync_ooo", True),
             direction=t.choice("direction", DIRECTIONS, "two-way"),
