@@ -21,7 +21,8 @@ sync), ``requests`` per provider in the 2-replica cycle, ``database_mb`` (the sc
 and indexes after the run).
 
 All of that is done for each size of a scaling table, each on fresh fakes and a fresh schema:
-powers of ten from 1,000 up to ``--users`` (``--quick``: 100 and 1,000; ``--sizes`` to choose).
+powers of ten from 1,000 up to ``--users`` (``--quick``: 100 and 1,000; ``--sizes`` to choose;
+``--earlier FILE`` adds the sizes an earlier run's output measured and this one does not).
 The JSON's top-level figures are the largest size's, and ``scaling`` holds one row per size
 and replica count (cycle s, cycle ms per user, peak RSS MB per replica, database MB), with
 ``per_user_growth`` (cycle ms per user at the largest size ÷ at the size ten times smaller,
@@ -341,7 +342,7 @@ def scaling(results: list[dict[str, Any]]) -> dict[str, Any]:
                                       (2, r["cycle_s_2_replicas"], r["peak_rss_mb"])):
             rows.append({"users": r["users"], "replicas": replicas, "cycle_s": cycle,
                          "cycle_ms_per_user": round(cycle * 1000 / r["users"], 3), "peak_rss_mb": peak,
-                         "database_mb": r["database_mb"]})
+                         "database_mb": r["database_mb"], **({"earlier_run": True} if r.get("earlier_run") else {})})
     largest = results[-1]
     per_user = {r["users"]: r["cycle_s_1_replica"] / r["users"] for r in results}
     below = [n for n in per_user if n < largest["users"]]
@@ -360,6 +361,8 @@ def arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int)
     parser.add_argument("--sizes", help="the scaling table's sizes, comma-separated (default: powers of ten "
                                         "from 1,000 up to --users)")
+    parser.add_argument("--earlier", type=Path, help="the output of an earlier run: its sizes' figures join the "
+                                                     "table (marked earlier_run) unless measured again here")
     parser.add_argument("--events", type=int, default=10, help="OOO events per user")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every request")
     parser.add_argument("--changed", type=float, default=0.01, help="share of users who edit an event per cycle")
@@ -376,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp, pg_schema() as url, \
                 deployment(Path(tmp), url, users, args.events) as dep:
             results.append(measure(dep, args))
+        print(f"figures for {users:,} users: {json.dumps(results[-1])}", flush=True)
+    for line in args.earlier.read_text().splitlines() if args.earlier else ():
+        if line.startswith("figures for "):  # rows of sizes measured by an earlier run
+            earlier = json.loads(line.partition(": ")[2])
+            if earlier["users"] not in {r["users"] for r in results}:
+                results.append({**earlier, "earlier_run": True})
+    results.sort(key=lambda r: r["users"])
     table = scaling(results)
     print("users    replicas  cycle s  ms/user  peak RSS MB  database MB")
     for row in table["scaling"]:
