@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from connectors.base import PushNotice
 from connectors.memory.connector import MemoryConnector
 from connectors.registry import Connectors
 from store.db import Database
-from store.models import CalendarLinkRow
+from store.models import CalendarLinkRow, PushChannelRow
 from syncd.core.calendars import ChangeSet, SyncWindow
 from syncd.core.ooo import timed_content
+from syncd.service.push import PushChannels, digest
 from syncd.sync import LinkSyncer
 from syncd.sync.replica import ProcessIdentity, holder_is_dead, this_process
 from tests.conftest import Clock, Harness, make_config, pg_url_for, user
@@ -120,6 +122,31 @@ def test_a_notification_during_a_sync_is_not_lost(harness_factory: HarnessFactor
     with h.service.db.session() as session:
         due = session.scalars(select(CalendarLinkRow.next_poll_at)).one()
     assert due is not None and due <= clock()  # polled again at once, not in five minutes
+
+
+def test_a_notification_for_a_link_being_synced_is_not_lost(harness_factory: HarnessFactory, clock: Clock) -> None:
+    """The same through `PushChannels.receive`: the link was due before its sync began, which
+    a notification arriving during the sync must not leave as it is."""
+    h = harness_factory([user("alice", "work")])
+    everyone_due(h)
+    clock.advance(timedelta(minutes=1))  # the link has been due for a minute when it is claimed
+    with h.service.db.session() as session:
+        link_id = session.scalars(select(CalendarLinkRow.id)).one()
+        session.add(PushChannelRow(id="ch-1", link_id=link_id, token_digest=digest("secret"), resource_id="r",
+                                   expires_at=clock() + timedelta(days=1), created_at=clock()))
+    connectors = Connectors(h.service.config.accounts)
+    push = PushChannels(h.service, connectors)
+
+    def notified() -> None:  # a change arrives a moment after the listing began
+        clock.advance(timedelta(seconds=1))
+        assert push.receive([PushNotice("ch-1", "secret", "exists")]) == 0
+    calendar = _Notified(notified, clock=clock)
+    syncer = LinkSyncer(h.service, Connectors(h.service.config.accounts, overrides={"mem": calendar}), replica="a")
+    [link] = syncer.claim_due()
+    syncer.sync_many([link])
+    with h.service.db.session() as session:
+        due = session.scalars(select(CalendarLinkRow.next_poll_at)).one()
+    assert due is not None and due <= clock()  # polled again at once, not at push_poll_interval
 
 
 def test_replicas_racing_on_postgresql_never_share_a_link(harness_factory: HarnessFactory, database: Database) -> None:
