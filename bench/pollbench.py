@@ -48,6 +48,9 @@ class Provider:
     write_config: Callable[[Path, int], Path]  # folder, users -> config file
     counts_detail: Callable[[dict[str, int]], str]  # "(N batch parts)" after the request count
     batch_size: Callable[[Any], int]  # connector -> parts per batch request it sends
+    # Measured last, after the unbatched cycle (batching restored): runtime, link ids, what
+    # ``edit`` needs, arguments, now -> more figures
+    more: Callable[[Runtime, list[int], list[Any], argparse.Namespace, datetime], dict[str, Any]] | None = None
 
 
 def arguments(doc: str, argv: list[str] | None, what: str) -> argparse.Namespace:
@@ -130,10 +133,13 @@ def measure(provider: Provider, root: Path, args: argparse.Namespace) -> dict[st
               flush=True)
 
         connector: Any = rt.connectors.for_account(provider.account)
-        connector.options = replace(connector.options, batch_size=1)
+        batched = connector.options
+        connector.options = replace(batched, batch_size=1)
         provider.edit(ids, args.changed, 1, now)
         unbatched_s, unbatched, _ = cycle(rt, fake, link_ids)
         print(f"unbatched cycle: {unbatched_s:.2f} s, {unbatched[key]} HTTP requests", flush=True)
+        connector.options = batched
+        more = provider.more(rt, link_ids, ids, args, now) if provider.more is not None else {}
     finally:
         rt.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -154,6 +160,7 @@ def measure(provider: Provider, root: Path, args: argparse.Namespace) -> dict[st
         "floor_requests": floor_counts[key],
         "floor_ratio": round(cycle_s / floor_s, 2),
         "first_sync_per_user_ms": round(first_sync * 1000 / users, 2),
+        **more,
     }
 
 

@@ -96,14 +96,18 @@ def forget(session: Session, channel_id: str) -> None:
 
 def mark_notified(session: Session, channel_id: str, at: datetime) -> None:
     """A notification arrived: the channel's link is due at ``at`` (now, or the end of the
-    debounce window), or earlier if it already was."""
+    debounce window), or earlier if it already was. While the link is being synced (leased),
+    it is due at ``at`` even if it was due earlier: that sync may have listed the calendar
+    before this change, and it keeps a due time set after it began (`schedule.next_poll`),
+    not one from before."""
     row = session.get(PushChannelRow, channel_id)
     if row is None:
         return
     row.notified_at = at
     due = CalendarLinkRow.next_poll_at
+    leased = CalendarLinkRow.lease_expires.is_not(None) & (CalendarLinkRow.lease_expires > at)
     session.execute(update(CalendarLinkRow).where(CalendarLinkRow.id == row.link_id, CalendarLinkRow.enabled.is_(True))
-                    .values(next_poll_at=case((or_(due.is_(None), due > at), at), else_=due)))
+                    .values(next_poll_at=case((or_(due.is_(None), due > at, leased), at), else_=due)))
 
 
 def resync(session: Session, link_id: int, now: datetime) -> None:

@@ -6,6 +6,8 @@ random token; only its SHA-256 digest is stored, and a notification whose channe
 unknown, or whose token does not match, is refused (the API answers 403) and syncs
 nothing. A valid notification only marks the link due: the poll job, which runs every
 second, picks it up, so the HTTP answer is immediate and the provider never waits on a sync.
+A notification for a link being synced makes it due again, since that sync may have listed
+the calendar before the change (`store.push.mark_notified`).
 
 Channels are renewed when a quarter of their lifetime is left, and stopped when their link
 is disabled. Polling continues at ``push_poll_interval`` (default 1 h) as the fallback.
