@@ -53,8 +53,9 @@ class Database:
         self._stamp_connection: sqlite3.Connection | None = None
         self._stamp_lock = threading.Lock()
         # The API's worker threads (up to 40) and the sync workers each hold a connection while
-        # they work: a pool smaller than that opened and closed an overflow connection per
-        # request, which cost more than the queries (bench.api's profile).
+        # they work: on SQLite a pool of 5 opened and closed an overflow connection per request,
+        # which cost more than the queries (bench.api's profile). A PostgreSQL server allows
+        # 100 connections by default, shared by every replica: 10 kept, 30 at most each.
         pool: dict[str, Any] = {"pool_size": 20, "max_overflow": 40}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""  # "sqlite://": in memory
@@ -67,7 +68,7 @@ class Database:
             pool["pool_pre_ping"] = False
         else:
             args.setdefault("connect_timeout", 10)
-            pool["pool_pre_ping"] = True
+            pool = {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
         if url.startswith("sqlite") and not self._stamp_path:
             pool = {"pool_pre_ping": False}  # in memory: SQLAlchemy picks a pool that shares one connection
         self.engine: Engine = create_engine(url, echo=echo, connect_args=args, **pool)
