@@ -93,7 +93,8 @@ _LIVE_PERIODS = select(BlockRow.id, BlockRow.user_id, BlockRow.start, BlockRow.e
 def live_periods_of(session: Session, user_ids: Sequence[str]) -> dict[str, list[Period]]:
     """The periods of many users' live blocks, in one query."""
     periods: dict[str, list[Period]] = {u: [] for u in user_ids}
-    for b in session.execute(_LIVE_PERIODS, {"ids": list(user_ids)}):
+    session.flush()  # then the connection's plain rows, as in `status.users_with_state`
+    for b in session.connection().execute(_LIVE_PERIODS, {"ids": list(user_ids)}):
         periods[b.user_id].append(Period(b.id, b.start, b.end, b.title))
     return periods
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,21 +52,35 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, connect_args: dict[str, Any] | None = None) -> None:
         self.url = url
         args = dict(connect_args or {})
+        self._stamp_path: str | None = None  # the SQLite file whose changes `change_stamp` tells
+        self._stamp_connection: sqlite3.Connection | None = None
+        self._stamp_lock = threading.Lock()
+        # The API's worker threads (up to 40) and the sync workers each hold a connection while
+        # they work: on SQLite a pool of 5 opened and closed an overflow connection per request,
+        # which cost more than the queries (bench.api's profile). A PostgreSQL server allows
+        # 100 connections by default, shared by every replica: 10 kept, 30 at most each.
+        pool: dict[str, Any] = {"pool_size": 20, "max_overflow": 40}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""  # "sqlite://": in memory
             if path and path != ":memory:" and not path.startswith("file:"):
                 _private_files(Path(path))
+                self._stamp_path = path
             args.setdefault("timeout", 10)
             args.setdefault("check_same_thread", False)
+            # A file on this machine: no connection goes stale, and a ping per checkout only costs.
+            pool["pool_pre_ping"] = False
         else:
             args.setdefault("connect_timeout", 10)
-        self.engine: Engine = create_engine(url, echo=echo, connect_args=args, pool_pre_ping=True)
+            pool = {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+        if url.startswith("sqlite") and not self._stamp_path:
+            pool = {"pool_pre_ping": False}  # in memory: SQLAlchemy picks a pool that shares one connection
+        self.engine: Engine = create_engine(url, echo=echo, connect_args=args, **pool)
         self.read_engine = self.engine
         if self.engine.dialect.name == "sqlite":
             # SQLite's deferred BEGIN lets two writers deadlock on upgrade: writers take the write
             # lock up front. Readers get an engine of their own with a plain BEGIN, so that under
             # WAL they never wait for a writer (and never make one wait).
-            self.read_engine = create_engine(url, echo=echo, connect_args=args, pool_pre_ping=True)
+            self.read_engine = create_engine(url, echo=echo, connect_args=args, **pool)
             for engine, begin in ((self.engine, "BEGIN IMMEDIATE"), (self.read_engine, "BEGIN")):
                 event.listen(engine, "connect", _sqlite_pragmas)
                 event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
@@ -131,6 +146,24 @@ class Database:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
 
+    def change_stamp(self) -> int | None:
+        """A number that grows once any connection, of this process or another, has committed
+        a change to the database since the last call; None where that cannot be known cheaply
+        (PostgreSQL, an in-memory SQLite). Cheap enough for the event loop: SQLite's
+        ``PRAGMA data_version`` on a connection of its own that never writes, which reads the
+        WAL index in shared memory and does no I/O when nothing changed.
+
+        A caller that keeps what it read must take the stamp *before* its read transaction
+        begins: then anything committed after the stamp shows as a larger one."""
+        if self._stamp_path is None:
+            return None
+        with self._stamp_lock:
+            if self._stamp_connection is None:
+                self._stamp_connection = sqlite3.connect(self._stamp_path, timeout=10, isolation_level=None,
+                                                         check_same_thread=False)
+            version = self._stamp_connection.execute("PRAGMA data_version").fetchone()[0]
+            return int(version)
+
     def ping(self) -> None:
         """Raises unless the database answers a query now."""
         self.read(lambda s: s.execute(text("SELECT 1")))
@@ -181,6 +214,10 @@ class Database:
             log.debug("%s: database still busy or unreachable (%s)", what, _one_line(exc))
 
     def dispose(self) -> None:
+        with self._stamp_lock:
+            if self._stamp_connection is not None:
+                self._stamp_connection.close()
+                self._stamp_connection = None
         self.engine.dispose()
         self.read_engine.dispose()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Table, case, func, insert, select
 from sqlalchemy.orm import Session
 
 from store.models import AssignmentRow, RotationMemberRow, RotationRow, RotationSeatRow, TeamMemberRow
@@ -16,6 +16,9 @@ __all__ = [
     "add_assignment", "add_direct", "add_seat", "assignment_by_key", "create", "direct_members", "drop_direct",
     "effective_users", "get", "handed", "ids", "seat", "seats", "stats", "window_times", "with_team",
 ]
+
+
+_ASSIGNMENTS = cast(Table, AssignmentRow.__table__)
 
 
 def create(session: Session, name: str, policy: str, now: datetime) -> RotationRow:
@@ -129,16 +132,18 @@ def assignment_by_key(session: Session, rotation_id: str, key: str) -> Assignmen
 
 def add_assignment(session: Session, rotation_id: str, user_id: str, key: str, start: datetime | None,
                    end: datetime | None, now: datetime, credits: Iterable[tuple[str, float]] = ()) -> AssignmentRow:
-    """Record an assignment, and the shares credited to members who were away (``calibrate``)."""
-    made = AssignmentRow(id=uuid.uuid4().hex, rotation_id=rotation_id, user_id=user_id, idempotency_key=key,
-                         start=start, end=end, created_at=now)
-    session.add(made)
+    """Record an assignment, and the shares credited to members who were away (``calibrate``).
+    The row returned is not in the session: one Core INSERT costs a third of the ORM's flush,
+    inside the rotation's lock (bench.api's profile)."""
+    values = {"id": uuid.uuid4().hex, "rotation_id": rotation_id, "user_id": user_id, "idempotency_key": key,
+              "start": start, "end": end, "created_at": now}
+    session.execute(insert(_ASSIGNMENTS), values)
     for member, share in credits:
         row = session.get(RotationSeatRow, (rotation_id, member))
         if row is not None:
             row.credit += share
     session.flush()
-    return made
+    return AssignmentRow(**values)
 
 
 def _aware(value: Any) -> datetime | None:

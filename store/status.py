@@ -132,7 +132,10 @@ _USERS_WITH_STATE = (
 
 def users_with_state(session: Session, user_ids: Sequence[str]) -> dict[str, Row[Any]]:
     """Users with their zone, hours and state (None columns for a user never evaluated)."""
-    rows: list[Row[Any]] = list(session.execute(_USERS_WITH_STATE, {"ids": list(user_ids)}))
+    # On the session's connection: plain rows, without the ORM's statement handling (half the
+    # cost of a status read). Pending changes are flushed first, as the session would.
+    session.flush()
+    rows: list[Row[Any]] = list(session.connection().execute(_USERS_WITH_STATE, {"ids": list(user_ids)}))
     return {r.id: r for r in rows}
 
 

@@ -17,6 +17,7 @@ from syncd.core.errors import NotFoundInStore, UserInputError
 from syncd.core.ooo import OooContent
 from syncd.core.time import format_utc
 from syncd.service.recorder import StatusRecorder
+from syncd.service.status_cache import StatusCache
 
 __all__ = ["BlockInfo", "ServiceBase", "StatusInfo", "utc_now"]
 
@@ -79,6 +80,8 @@ class ServiceBase:
         # Called after each committed batch of status changes while more are waiting: the
         # daemon starts delivering the first batch while it evaluates the next.
         self.on_published = on_published
+        # Status answers for now, kept until the database or the clock may change them.
+        self.status_answers: StatusCache[StatusInfo] = StatusCache()
 
     def user_ids(self) -> list[str]:
         return self.db.read(users.ids)

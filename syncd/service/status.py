@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from store import blocks, outbox, status, users
 from store.db import Transaction
@@ -16,6 +16,23 @@ from syncd.service.blocks import confirmation_text
 from syncd.service.recorder import LOOKAHEAD
 
 __all__ = ["StatusOperations"]
+
+KEEP_AT_MOST = timedelta(hours=1)  # an answer with no boundary ahead is still read again hourly
+
+
+def _holds_until(periods: Sequence[av.Period], policy: av.StatusPolicy, now: datetime, has_next: bool
+                 ) -> datetime | None:
+    """Until when a status answered at ``now`` stays right if the database does not change:
+    the next instant where ``auto`` may change (a block's start or end, which also changes
+    the covering blocks; an hours or day-off boundary), which is also the earliest the next
+    change can fall. With working hours or days off and no change found ahead, ``until``
+    depends on how far `next_change` looks from ``now``: not kept."""
+    if policy.recurs and not has_next:
+        return None
+    boundary = av.next_boundary(periods, policy, now)
+    if boundary is None and policy.recurs:
+        return None
+    return min(boundary, now + KEEP_AT_MOST) if boundary is not None else now + KEEP_AT_MOST
 
 
 class StatusOperations(ServiceBase):
@@ -47,7 +64,17 @@ class StatusOperations(ServiceBase):
         """Status now or at ``at``: past instants come from the log, future ones from the rules."""
         if at is not None:
             at = within_reach(ensure_aware(at, "at"), "at")
-        return self.db.read(lambda session: self.status_in(session, user_id, at))
+            return self.db.read(lambda session: self.status_in(session, user_id, at))
+        stamp = self.db.change_stamp()  # before the read begins: see `StatusCache.put`
+        now, info, valid_until = self.db.read(lambda session: self._status_now(session, user_id))
+        if valid_until is not None:
+            self.status_answers.put(user_id, stamp, now, valid_until, info)
+        return info
+
+    def kept_status(self, user_id: str) -> StatusInfo | None:
+        """`status(user_id)` for now if it is known without reading the database (see
+        `syncd.service.status_cache`), else None. Cheap enough for the event loop."""
+        return self.status_answers.get(user_id, self.db.change_stamp(), self.clock())
 
     def status_in(self, session: Transaction, user_id: str, at: datetime | None = None) -> StatusInfo:
         """`status` inside the caller's transaction."""
@@ -57,7 +84,18 @@ class StatusOperations(ServiceBase):
                     ) -> dict[str, StatusInfo]:
         """Status of many users in two queries (a hot path: the helpdesk polls it, and the
         rotation engine asks for whole rotations), on plain rows rather than ORM objects."""
+        return self._statuses(session, user_ids, self.clock(), at)
+
+    def _status_now(self, session: Transaction, user_id: str) -> tuple[datetime, StatusInfo, datetime | None]:
+        """The status now, the instant it was read at, and until when it holds while the
+        database does not change (None: do not keep it)."""
         now = self.clock()
+        until: dict[str, datetime | None] = {}
+        info = self._statuses(session, [user_id], now, None, until)[user_id]
+        return now, info, until.get(user_id)
+
+    def _statuses(self, session: Transaction, user_ids: Sequence[str], now: datetime, at: datetime | None,
+                  holds_until: dict[str, datetime | None] | None = None) -> dict[str, StatusInfo]:
         wanted = list(dict.fromkeys(user_ids))
         found = status.users_with_state(session, wanted)
         for user_id in wanted:
@@ -80,6 +118,8 @@ class StatusOperations(ServiceBase):
             out[user_id] = StatusInfo(user_id, state.effective, state.reason, state.since,
                                       upcoming.effective_at if upcoming else None,
                                       [p.block_id for p in av.covering(user_periods, when)])
+            if holds_until is not None:
+                holds_until[user_id] = _holds_until(user_periods, policy, when, upcoming is not None)
         return out
 
     def availability(self, user_id: str, start: datetime, end: datetime) -> list[Interval]:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from syncd.api.auth import Caller
@@ -21,10 +22,17 @@ def router(ctx: ApiContext) -> APIRouter:
     service = ctx.service
 
     @r.get("/v1/users/{user_id}/status", dependencies=[ctx.read], response_model=StatusOut)
-    def get_status(user_id: str, at: datetime | None = None) -> JSONResponse:
+    async def get_status(user_id: str, at: datetime | None = None) -> JSONResponse:
         # The hottest endpoint: a ready response (no second validation of what StatusInfo
-        # already guarantees). A worker thread, never the event loop: the database may be slow.
-        return JSONResponse(service.status(user_id, ensure_aware(at, "at") if at else None).as_json())
+        # already guarantees). An answer still known to be right comes from the event loop
+        # (`StatusCache`: no I/O); anything else from a worker thread, never the event loop:
+        # the database may be slow.
+        if at is None:
+            kept = service.kept_status(user_id)
+            if kept is not None:
+                return JSONResponse(kept.as_json())
+        return await run_in_threadpool(
+            lambda: JSONResponse(service.status(user_id, ensure_aware(at, "at") if at else None).as_json()))
 
     @r.get("/v1/users/{user_id}/availability", dependencies=[ctx.read], response_model=TimelineOut)
     def get_availability(user_id: str, start: Annotated[datetime, Query(alias="from")],
