@@ -678,7 +678,8 @@ def test_the_config_is_written_group_by_group_as_one_user_at_a_time_would(
     """Start-up writes the config's users a group at a time (three reads per group): across
     group boundaries, new users get their links and status, a user's new calendar is linked,
     a calendar dropped from the file is switched off, and an away user is published once."""
-    from syncd.service import Syncd, users as user_ops
+    from syncd.service import Syncd
+    from syncd.service import users as user_ops
 
     monkeypatch.setattr(user_ops, "CONFIG_GROUP", 2)
     h = harness_factory([user("alice", "work", "old"), user("bob", "work")])
