@@ -149,44 +149,6 @@ def test_a_notification_for_a_link_being_synced_is_not_lost(harness_factory: Har
     assert due is not None and due <= clock()  # polled again at once, not at push_poll_interval
 
 
-class _WrittenMeanwhile(MemoryConnector):
-    """A calendar that another sync writes to just before this one lists it."""
-
-    def __init__(self, hook: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.hook: Callable[[], None] | None = hook
-
-    def changes(self, calendar: str, cursor: str | None, window: SyncWindow) -> ChangeSet:
-        hook, self.hook = self.hook, None
-        if hook is not None:
-            hook()
-        return super().changes(calendar, cursor, window)
-
-
-def test_a_write_of_ours_made_while_the_plan_inputs_are_read_makes_no_duplicate(
-        harness_factory: HarnessFactory, clock: Clock) -> None:
-    """The plans' store read runs before the listing comes back. Another sync (a push pass)
-    writing this calendar in between leaves an event the listing shows but that read has no
-    pair for: no second block may come of it. (`Listing.sort` sends such a link the
-    link-by-link way; the plan would also adopt the event by the block id it carries.)"""
-    h = harness_factory([user("alice", "work")])
-    everyone_due(h)
-    block = h.service.add_block("alice", timed_content(clock() + timedelta(days=2), clock() + timedelta(days=3)))
-    other: list[LinkSyncer] = []
-
-    def pushed_meanwhile() -> None:
-        [link_id] = other[0].link_ids()
-        assert other[0].sync_link(link_id, pull=False).ok  # writes the block's event, unconfirmed
-    calendar = _WrittenMeanwhile(pushed_meanwhile, clock=clock)
-    connectors = Connectors(h.service.config.accounts, overrides={"mem": calendar})
-    other.append(LinkSyncer(h.service, connectors, replica="b"))
-    syncer = LinkSyncer(h.service, connectors, replica="a")
-    [link] = syncer.claim_due()
-    assert all(o.ok for o in syncer.sync_many([link]))
-    assert [b.id for b in h.service.list_blocks("alice")] == [block.id]
-    assert len(calendar.calendar("work").events) == 1
-
-
 def test_replicas_racing_on_postgresql_never_share_a_link(harness_factory: HarnessFactory, database: Database) -> None:
     h = harness_factory([user(f"u{n}", "work") for n in range(40)])
     everyone_due(h)
