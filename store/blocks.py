@@ -26,7 +26,7 @@ __all__ = [
     "insert_from_calendar", "link_event", "linked_in_window", "live", "live_between", "live_periods",
     "live_periods_of", "live_rows",
     "mark_deleted", "pairs", "pairs_of_links", "period", "purge_tombstones", "revise", "set_content",
-    "unconfirmed_links", "unconfirmed_writes", "unlink_block", "unlink_event", "views_of", "views_of_users",
+    "unconfirmed_writes", "unlink_block", "unlink_event", "views_of", "views_of_users",
 ]
 
 _PAIRS = cast(Table, EventLinkRow.__table__)
@@ -200,12 +200,6 @@ def pairs_of_links(session: Session, link_ids: Sequence[int]) -> tuple[dict[int,
         if p.unconfirmed:
             unconfirmed.add(p.link_id)
     return found, unconfirmed
-
-
-def unconfirmed_links(session: Session, link_ids: Sequence[int]) -> set[int]:
-    """Which of these links have writes of ours not yet seen listed."""
-    return set(session.scalars(select(EventLinkRow.link_id).distinct().where(
-        EventLinkRow.link_id.in_(list(link_ids)), EventLinkRow.unconfirmed.is_(True))))
 
 
 def link_event(session: Session, link_id: int, block_id: str, event_id: str, etag: str | None, base: str,

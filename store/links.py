@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from store.models import CalendarLinkRow, PushChannelRow, UserRow
 
 __all__ = [
-    "DueState", "LinkState", "all_links", "calendars_of", "claim_due", "dead_holders_free", "due_soon",
-    "enabled_ids", "get",
+    "LinkState", "all_links", "calendars_of", "claim_due", "dead_holders_free", "due_soon", "enabled_ids", "get",
     "holders", "lock_many", "overdue", "record_failure", "record_success", "release", "release_deletions", "renew",
     "save_many", "snapshot_rows", "users_of",
 ]
@@ -185,22 +184,12 @@ def record_failure(session: Session, link_id: int, now: datetime, state: str, me
     return before
 
 
-@dataclass(frozen=True, slots=True)
-class DueState:
-    """What settling a link must not overwrite: its state, and its due time as it stands."""
-
-    state: str
-    next_poll_at: datetime | None
-
-
-def lock_many(session: Session, link_ids: Sequence[int]) -> dict[int, DueState]:
-    """The links' due state, locked on PostgreSQL: a notification arriving now must not be
-    overwritten. Columns, not ORM objects: thousands are settled at a time."""
-    query = select(CalendarLinkRow.id, CalendarLinkRow.state, CalendarLinkRow.next_poll_at).where(
-        CalendarLinkRow.id.in_(list(link_ids)))
+def lock_many(session: Session, link_ids: Sequence[int]) -> dict[int, CalendarLinkRow]:
+    """The links, locked on PostgreSQL: a notification arriving now must not be overwritten."""
+    query = select(CalendarLinkRow).where(CalendarLinkRow.id.in_(list(link_ids)))
     if _dialect(session) == "postgresql":
         query = query.with_for_update()
-    return {i: DueState(state, due) for i, state, due in session.execute(query)}
+    return {row.id: row for row in session.scalars(query)}
 
 
 def save_many(session: Session, rows: list[dict[str, Any]]) -> None:

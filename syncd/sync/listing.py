@@ -10,8 +10,7 @@ out with hundreds of others in one transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from connectors.registry import Connectors
@@ -23,7 +22,7 @@ from syncd.core.errors import Bug, SyncdError
 from syncd.sync.schedule import Schedule, next_poll
 from syncd.sync.snapshot import Snapshot, snapshot_of
 
-__all__ = ["BATCH", "LOCAL_ACTIONS", "Listing", "PlanInputs"]
+__all__ = ["BATCH", "LOCAL_ACTIONS", "Listing"]
 
 log = logging.getLogger(__name__)
 BATCH = 2000  # links read, planned or settled per transaction
@@ -33,16 +32,6 @@ LOCAL_ACTIONS = (rc.CreateBlock, rc.UpdateBlock, rc.DeleteBlock, rc.Relink, rc.A
 
 def chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-@dataclass(slots=True)
-class PlanInputs:
-    """What the plans of some links start from in the store: their users' blocks, their
-    pairs, and which of them have writes of ours not yet seen listed."""
-
-    views: dict[str, dict[str, rc.BlockView]]
-    pairs: dict[int, list[rc.Pair]]
-    unconfirmed: set[int]
 
 
 class Listing:
@@ -89,26 +78,14 @@ class Listing:
                 listed[snap.link.id] = result
         return listed
 
-    def inputs(self, snaps: Mapping[int, Snapshot]) -> PlanInputs:
-        """The plan inputs of these links, read in one transaction. `sort` takes them read
-        before the listing came back, so the store is read while the calendars are listed."""
-        def load(session: Transaction) -> PlanInputs:
-            views = blocks.views_of_users(session, {snap.user_id for snap in snaps.values()})
-            return PlanInputs(views, *blocks.pairs_of_links(session, list(snaps)))
-        return self.db.read(load)
-
-    def sort(self, snaps: dict[int, Snapshot], listed: dict[int, ChangeSet | Exception],
-             early: PlanInputs | None = None) -> tuple[dict[int, Snapshot], dict[int, rc.Plan]]:
+    def sort(self, snaps: dict[int, Snapshot], listed: dict[int, ChangeSet | Exception]
+             ) -> tuple[dict[int, Snapshot], dict[int, rc.Plan]]:
         """The links that need no calendar call and no link-by-link care: ``idle`` (nothing new,
         nothing to write: only the cursor to save) and ``local`` (their plan only touches the
         store, as on a first sync or after an edit in the calendar: the plan, to be carried out
         together with others by `settle`). Neither has a write of ours left to confirm, and
         none is held by the safety valve. At most one link per user is ``local``: the plan of a
-        user's second link must see the blocks the first one changes.
-
-        ``early``: the inputs, read (by `inputs`) before the listing came back. A write of ours
-        made since, which the listing may already show, is looked for again here: such a link
-        goes the link-by-link way, as one with a write not yet confirmed always does."""
+        user's second link must see the blocks the first one changes."""
         candidates = {
             link_id: snap for link_id, snap in snaps.items()
             if isinstance(listed.get(link_id), ChangeSet) and snap.state != "held" and not snap.release_deletions
@@ -117,12 +94,11 @@ class Listing:
         local: dict[int, rc.Plan] = {}
         local_users: set[str] = set()
         for chunk in chunks(list(candidates), BATCH):  # a chunk at a time: memory stays flat
-            if early is None:
-                views, pairs, unconfirmed = self._read_inputs({i: candidates[i] for i in chunk})
-            else:
-                views, pairs = early.views, early.pairs
-                unconfirmed = early.unconfirmed | self.db.read(
-                    lambda s, c=chunk: blocks.unconfirmed_links(s, c))  # type: ignore[misc]
+            def load(session: Transaction, chunk: Sequence[int] = chunk) -> tuple[
+                    dict[str, dict[str, rc.BlockView]], dict[int, list[rc.Pair]], set[int]]:
+                views = blocks.views_of_users(session, {candidates[i].user_id for i in chunk})
+                return views, *blocks.pairs_of_links(session, chunk)
+            views, pairs, unconfirmed = self.db.read(load)
             for link_id in chunk:
                 if link_id in unconfirmed:
                     continue
@@ -146,11 +122,6 @@ class Listing:
                 local[link_id] = result
                 local_users.add(snap.user_id)
         return idle, local
-
-    def _read_inputs(self, snaps: Mapping[int, Snapshot]) -> tuple[
-            dict[str, dict[str, rc.BlockView]], dict[int, list[rc.Pair]], set[int]]:
-        found = self.inputs(snaps)
-        return found.views, found.pairs, found.unconfirmed
 
     def settle(self, settled: dict[int, Snapshot], listed: dict[int, ChangeSet | Exception],
                apply: Callable[[Transaction, Snapshot], None] | None = None, size: int = BATCH * 4) -> None:

@@ -31,7 +31,7 @@ from syncd.service.notices import LinkNotices
 from syncd.sync.execute import BLOCK_ACTIONS, PlanExecutor
 from syncd.sync.hours import WorkingHoursReader
 from syncd.sync.leases import LEASE_TTL, Leases
-from syncd.sync.listing import Listing, PlanInputs
+from syncd.sync.listing import Listing
 from syncd.sync.replica import ProcessIdentity, this_process
 from syncd.sync.schedule import Schedule
 from syncd.sync.snapshot import LinkOutcome, Snapshot, snapshot_of
@@ -142,9 +142,7 @@ class LinkSyncer:
                 if n + 1 < len(chunks):
                     upcoming = self._list_ahead(ahead, chunks[n + 1])
                 started = time.monotonic()
-                # The store is read for the plans while the calendars are still being listed.
-                early = self.listing.inputs(snaps)
-                outcomes += self._sync_chunk(chunk, snaps, listing.result(), stopping, started, early)
+                outcomes += self._sync_chunk(chunk, snaps, listing.result(), stopping, started)
             if upcoming is not None:  # stopped: what was listed ahead is not used
                 upcoming[1].cancel()
         return outcomes
@@ -157,8 +155,8 @@ class LinkSyncer:
 
     def _sync_chunk(self, link_ids: Sequence[int], snaps: dict[int, Snapshot],
                     listed: dict[int, ChangeSet | Exception], stopping: Callable[[], bool],
-                    started: float, early: PlanInputs | None = None) -> list[LinkOutcome]:
-        idle, local = self.listing.sort(snaps, listed, early)
+                    started: float) -> list[LinkOutcome]:
+        idle, local = self.listing.sort(snaps, listed)
         if idle:
             self.listing.settle(idle, listed)
         settled = self._settle_local(snaps, local, listed)
