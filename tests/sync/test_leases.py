@@ -107,6 +107,15 @@ class _Notified(MemoryConnector):
         return listed
 
 
+def _sync_with(h: Harness, calendar: MemoryConnector) -> datetime | None:
+    """Claim and sync the one link through ``calendar``; when it is due next."""
+    syncer = LinkSyncer(h.service, Connectors(h.service.config.accounts, overrides={"mem": calendar}), replica="a")
+    [link] = syncer.claim_due()
+    syncer.sync_many([link])
+    with h.service.db.session() as session:
+        return session.scalars(select(CalendarLinkRow.next_poll_at)).one()
+
+
 def test_a_notification_during_a_sync_is_not_lost(harness_factory: HarnessFactory, clock: Clock) -> None:
     h = harness_factory([user("alice", "work")])
     everyone_due(h)
@@ -115,12 +124,7 @@ def test_a_notification_during_a_sync_is_not_lost(harness_factory: HarnessFactor
         clock.advance(timedelta(seconds=1))
         with h.service.db.session() as session:
             session.execute(update(CalendarLinkRow).values(next_poll_at=clock()))
-    calendar = _Notified(notified, clock=clock)
-    syncer = LinkSyncer(h.service, Connectors(h.service.config.accounts, overrides={"mem": calendar}), replica="a")
-    [link] = syncer.claim_due()
-    syncer.sync_many([link])
-    with h.service.db.session() as session:
-        due = session.scalars(select(CalendarLinkRow.next_poll_at)).one()
+    due = _sync_with(h, _Notified(notified, clock=clock))
     assert due is not None and due <= clock()  # polled again at once, not in five minutes
 
 
@@ -140,12 +144,7 @@ def test_a_notification_for_a_link_being_synced_is_not_lost(harness_factory: Har
     def notified() -> None:  # a change arrives a moment after the listing began
         clock.advance(timedelta(seconds=1))
         assert push.receive([PushNotice("ch-1", "secret", "exists")]) == 0
-    calendar = _Notified(notified, clock=clock)
-    syncer = LinkSyncer(h.service, Connectors(h.service.config.accounts, overrides={"mem": calendar}), replica="a")
-    [link] = syncer.claim_due()
-    syncer.sync_many([link])
-    with h.service.db.session() as session:
-        due = session.scalars(select(CalendarLinkRow.next_poll_at)).one()
+    due = _sync_with(h, _Notified(notified, clock=clock))
     assert due is not None and due <= clock()  # polled again at once, not at push_poll_interval
 
 
