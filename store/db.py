@@ -12,20 +12,21 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncd.core.errors import TransientError
 from syncd.core.text import first_line
 
-__all__ = ["Database", "Transaction"]
+__all__ = ["Database", "Leases", "Transaction"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -90,6 +91,7 @@ class Database:
         self._write_gate: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
         self._trouble: str | None = None  # the database is away: logged once, not per retry
+        self._leases: weakref.WeakSet[Leases] = weakref.WeakSet()
 
     @property
     def dialect(self) -> str:
@@ -124,6 +126,12 @@ class Database:
                 pass  # the session is gone, and its lock with it
             finally:
                 conn.close()
+
+    def leases(self) -> Leases:
+        """Claims this process keeps between passes (see `Leases`); let go at `dispose` at the latest."""
+        leases = Leases(self)
+        self._leases.add(leases)
+        return leases
 
     def startup_lock(self, session: Session) -> None:
         """On PostgreSQL, hold the start-up lock until ``session``'s transaction ends: replicas
@@ -214,12 +222,91 @@ class Database:
             log.debug("%s: database still busy or unreachable (%s)", what, _one_line(exc))
 
     def dispose(self) -> None:
+        for leases in list(self._leases):
+            leases.close()
         with self._stamp_lock:
             if self._stamp_connection is not None:
                 self._stamp_connection.close()
                 self._stamp_connection = None
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+class Leases:
+    """Named claims that this process keeps until it lets them go or dies, for work shared out
+    among replicas (a sink's partitions). On PostgreSQL, session advisory locks on a connection
+    of their own: a replica that dies loses that connection, and its leases with it, at once.
+    Elsewhere (one process) every lease asked for is granted.
+
+    Not thread-safe: one user at a time (the publisher, within its pass)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: Connection | None = None
+        self._held: dict[str, int] = {}  # name -> lock key
+        self.held: frozenset[str] = frozenset()  # replaced whole, so other threads may read it
+
+    def take(self, names: Collection[str]) -> set[str]:
+        """Take those of ``names`` that no other process holds, without waiting; returns the
+        ones taken now. The same round trip confirms the ones already held: if the connection
+        was lost (the database restarted), they went with it and are all let go here."""
+        wanted = [name for name in names if name not in self._held]
+        if self.db.dialect != "postgresql":
+            self._held.update(dict.fromkeys(wanted, 0))
+            self.held = frozenset(self._held)
+            return set(wanted)
+        try:
+            conn = self._connection()
+            rows = conn.execute(text(
+                f"SELECT n, k, pg_try_advisory_lock(k) FROM (SELECT n, {_LOCK_KEY.replace(':name', 'n')} AS k "
+                "FROM unnest(CAST(:names AS text[])) AS n) AS w"), {"names": wanted}).all()
+            conn.commit()
+        except (OperationalError, DBAPIError) as exc:
+            self._lost(exc)
+            return set()
+        taken = {str(name): int(key) for name, key, got in rows if got}
+        self._held.update(taken)
+        self.held = frozenset(self._held)
+        return set(taken)
+
+    def release(self, names: Collection[str]) -> None:
+        """Let ``names`` go (those held), for another replica to take."""
+        keys = [self._held.pop(name) for name in names if name in self._held]
+        self.held = frozenset(self._held)
+        if not keys or self.db.dialect != "postgresql" or self._conn is None:
+            return
+        try:
+            self._conn.execute(text("SELECT pg_advisory_unlock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                               {"keys": keys})
+            self._conn.commit()
+        except (OperationalError, DBAPIError) as exc:
+            self._lost(exc)
+
+    def close(self) -> None:
+        """Let every lease go (closing the connection ends its locks)."""
+        self._held.clear()
+        self.held = frozenset()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # gone already: so are its locks
+                self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.db.engine.connect()
+        return self._conn
+
+    def _lost(self, exc: DBAPIError) -> None:
+        if self._held:
+            log.warning("%d lease(s) lost with their database connection (%s); taking them again where free",
+                        len(self._held), _one_line(exc))
+        self._held.clear()
+        self.held = frozenset()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
 
 
 def _private_files(path: Path) -> None:

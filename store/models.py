@@ -249,6 +249,9 @@ class DeliveryRow(Base):
     outbox_seq: Mapped[int] = mapped_column(ForeignKey("outbox.seq", ondelete="CASCADE"), primary_key=True)
     sink: Mapped[str] = mapped_column(String(200), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(200))
+    # Which of the sink's partitions the user's deliveries are in (store.outbox.partition_of):
+    # each partition is delivered by one replica at a time, so a user's events keep their order.
+    partition: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]

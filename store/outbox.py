@@ -4,11 +4,16 @@ Entries are written in the transaction that changed the status; their sequence n
 the delivery order per user. A delivery is pending until sent, retried at
 ``next_attempt_at``, and dead after the configured age. A staged delivery (prepared ahead
 of its transition) is due at the transition's instant and has never been tried.
+
+Each sink's deliveries are split into `PARTITIONS` partitions by a hash of the user id, so
+that replicas can deliver a sink side by side, each its own partitions, while each user's
+events stay in one partition and so in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zlib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -18,10 +23,20 @@ from sqlalchemy.orm import Session, aliased
 
 from store.models import DeliveryRow, OutboxRow
 
-__all__ = ["Due", "dead_count", "due", "mark", "mark_delivered", "queue", "staged_for", "still_due", "withdraw"]
+__all__ = ["PARTITIONS", "Due", "dead_count", "due", "mark", "mark_delivered", "partition_of", "queue", "staged_for",
+           "still_due", "withdraw"]
 
 _OUTBOX = cast(Table, OutboxRow.__table__)
 _DELIVERIES = cast(Table, DeliveryRow.__table__)
+# Partitions per sink: the most replicas that can share one sink's delivery. Stored in every
+# pending row, so changing it needs a migration that recomputes them (as 0013 did).
+PARTITIONS = 16
+
+
+def partition_of(user_id: str) -> int:
+    """The partition of a user's deliveries: the same in every process (CRC-32, not `hash`,
+    which differs per process)."""
+    return zlib.crc32(user_id.encode()) % PARTITIONS
 
 
 @dataclass
@@ -47,8 +62,8 @@ def queue(session: Session, entries: Sequence[tuple[str, str, dict[str, Any], da
               for event_id, user_id, payload, _at in entries]
     seqs = list(conn.execute(insert(_OUTBOX).returning(_OUTBOX.c.seq, sort_by_parameter_order=True),
                              outbox).scalars())
-    deliveries = [{"outbox_seq": seq, "sink": sink, "user_id": user_id, "state": "pending", "attempts": 0,
-                   "next_attempt_at": at, "created_at": now}
+    deliveries = [{"outbox_seq": seq, "sink": sink, "user_id": user_id, "partition": partition_of(user_id),
+                   "state": "pending", "attempts": 0, "next_attempt_at": at, "created_at": now}
                   for seq, (_e, user_id, _p, at) in zip(seqs, entries, strict=True) for sink in sinks]
     if deliveries:
         conn.execute(insert(_DELIVERIES), deliveries)
@@ -71,10 +86,16 @@ _COLUMNS = (DeliveryRow.outbox_seq, DeliveryRow.user_id, DeliveryRow.attempts, D
             OutboxRow.payload)
 
 
-def due(session: Session, sink: str, after: int, now: datetime, limit: int) -> list[Due]:
-    """Pending deliveries due now, in outbox order after ``after``. A user whose head is
-    waiting for a retry is skipped whole (order per user); a staged event not yet due holds
-    nothing back, being its user's latest."""
+def _in(partitions: Collection[int] | None) -> tuple[Any, ...]:
+    """The condition for deliveries in ``partitions`` (None: all of them)."""
+    return () if partitions is None else (DeliveryRow.partition.in_(sorted(partitions)),)
+
+
+def due(session: Session, sink: str, after: int, now: datetime, limit: int,
+        partitions: Collection[int] | None = None) -> list[Due]:
+    """Pending deliveries due now in ``partitions`` (None: all), in outbox order after
+    ``after``. A user whose head is waiting for a retry is skipped whole (order per user); a
+    staged event not yet due holds nothing back, being its user's latest."""
     # Users waiting for a retry are left out in the query, not after it: otherwise one user's
     # backlog could fill whole pages and hold back everybody else.
     later = aliased(DeliveryRow)
@@ -83,7 +104,7 @@ def due(session: Session, sink: str, after: int, now: datetime, limit: int) -> l
     rows = session.execute(
         select(*_COLUMNS).join(OutboxRow, OutboxRow.seq == DeliveryRow.outbox_seq)
         .where(DeliveryRow.sink == sink, DeliveryRow.state == "pending", DeliveryRow.next_attempt_at <= now,
-               DeliveryRow.outbox_seq > after, DeliveryRow.user_id.not_in(waiting_users))
+               DeliveryRow.outbox_seq > after, *_in(partitions), DeliveryRow.user_id.not_in(waiting_users))
         .order_by(DeliveryRow.outbox_seq).limit(limit)).all()
     return _dues(rows, sink)
 
@@ -94,23 +115,25 @@ def _staged(sink: str, at: datetime) -> tuple[Any, ...]:
             DeliveryRow.next_attempt_at == at)
 
 
-def staged_for(session: Session, sink: str, at: datetime) -> list[Due]:
+def staged_for(session: Session, sink: str, at: datetime, partitions: Collection[int] | None = None) -> list[Due]:
     rows = session.execute(select(*_COLUMNS).join(OutboxRow, OutboxRow.seq == DeliveryRow.outbox_seq)
-                           .where(*_staged(sink, at)).order_by(DeliveryRow.outbox_seq)).all()
+                           .where(*_staged(sink, at), *_in(partitions)).order_by(DeliveryRow.outbox_seq)).all()
     return _dues(rows, sink)
 
 
-def still_due(session: Session, sink: str, at: datetime, prepared: Sequence[Due]) -> list[Due]:
+def still_due(session: Session, sink: str, at: datetime, prepared: Sequence[Due],
+              partitions: Collection[int] | None = None) -> list[Due]:
     """Of the events prepared for ``at``, those to send now: not withdrawn (an edit deletes
     them), not sent or tried by another replica, and not behind an earlier event of the same
     user still pending (left to the page pass, which keeps the order)."""
     # Plain queries, put together here: joined in SQL, PostgreSQL picked a nested loop while
     # its statistics did not know the burst yet (25 s for 10,000 rows).
-    staged = set(session.scalars(select(DeliveryRow.outbox_seq).where(*_staged(sink, at))))
+    staged = set(session.scalars(select(DeliveryRow.outbox_seq).where(*_staged(sink, at), *_in(partitions))))
     earliest: dict[str, int] = {}
     for user_id, seq in session.execute(
             select(DeliveryRow.user_id, DeliveryRow.outbox_seq)
-            .where(DeliveryRow.sink == sink, DeliveryRow.state == "pending", ~(and_(*_staged(sink, at))))):
+            .where(DeliveryRow.sink == sink, DeliveryRow.state == "pending", *_in(partitions),
+                   ~(and_(*_staged(sink, at))))):
         earliest[user_id] = min(seq, earliest.get(user_id, seq))
     return [item for item in prepared if item.seq in staged and earliest.get(item.user_id, item.seq) >= item.seq]
 

@@ -130,9 +130,10 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
     sinks = sinks if sinks is not None else {s.name: build_sink(s) for s in config.sinks}
     metrics = Metrics(db, clock)
     metrics.expect(providers=sorted({a.provider for a in config.accounts.values()}), sinks=list(sinks))
-    publisher = Publisher(db, {name: CountedSink(sink, metrics) for name, sink in sinks.items()},
-                          dead_letter_after=config.daemon.dead_letter_after, clock=clock)
     identity = this_process()
+    agreement = ConfigAgreement(db, config, identity.name, clock)
+    publisher = Publisher(db, {name: CountedSink(sink, metrics) for name, sink in sinks.items()},
+                          dead_letter_after=config.daemon.dead_letter_after, clock=clock, replicas=agreement.live)
     onboarding = Onboarding(config, db, vault, clock, wake=lambda: wakeups.ring("poll"))
     notices = LinkNotices(config, service.recorder.sinks, clock, onboarding)
     syncer = LinkSyncer(service, connectors, observe=metrics.observe_sync, lease_ttl=config.daemon.lease_ttl,
@@ -142,6 +143,5 @@ def build_runtime(config: Config, *, clock: Callable[[], datetime] = utc_now,
         metrics.push_wakeups.inc()
         wakeups.ring("poll")
     push = PushChannels(service, connectors, wake=pushed)
-    agreement = ConfigAgreement(db, config, identity.name, clock)
     return Runtime(config, db, service, syncer, publisher, connectors, metrics, vault, push, agreement, sinks,
                    wakeups, onboarding, CoverageWatch(service))

@@ -5,6 +5,10 @@ Here each sink's pending deliveries are sent oldest first; a user whose oldest p
 delivery is waiting for a retry holds back that user's later ones (order per user), but not
 other users'. A delivery still failing after ``dead_letter_after`` becomes ``dead`` — kept,
 reported by ``syncd status`` — and the user's queue moves on.
+
+Replicas share each sink: its outbox is split into partitions by user, and each replica
+delivers the partitions it holds (`SinkPartitions`), so delivery grows with replicas and
+each user's events still go out in order, from one replica at a time.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from store import outbox
 from store.db import Database
-from store.outbox import Due
+from store.outbox import Due, partition_of
 from syncd.core.errors import RateLimited, SyncdError
 from syncd.core.text import first_line
+from syncd.publish.partitions import SinkPartitions
 from syncd.publish.sink import Sink, retry_delay
 
 __all__ = ["DeliveryReport", "Publisher"]
@@ -48,7 +53,8 @@ class DeliveryReport:
 
 class Publisher:
     def __init__(self, db: Database, sinks: Mapping[str, Sink], *, dead_letter_after: timedelta,
-                 clock: Callable[[], datetime], rng: random.Random | None = None, page: int = PAGE) -> None:
+                 clock: Callable[[], datetime], rng: random.Random | None = None, page: int = PAGE,
+                 replicas: Callable[[], int] = lambda: 1) -> None:
         self.db = db
         self.sinks = dict(sinks)
         self.dead_letter_after = dead_letter_after
@@ -62,20 +68,31 @@ class Publisher:
         # (sink, instant) -> the staged deliveries read ahead of that instant (see `prepare`)
         self._prepared: dict[tuple[str, datetime], list[Due]] = {}
         self._prepared_lock = threading.Lock()
+        # On PostgreSQL, where replicas share the sinks: this replica's partitions of each, and
+        # how many replicas are alive to share them (a read of their heartbeats).
+        self.replicas = replicas
+        self._leases = db.leases()
+        self._shares = ({name: SinkPartitions(name, self._leases) for name in self.sinks}
+                        if db.dialect == "postgresql" else {})
+        self._share_seen: dict[str, frozenset[int]] = {}  # each sink's partitions at the last pass
+
+    def partitions(self, name: str) -> frozenset[int] | None:
+        """The partitions of sink ``name`` this replica delivers now; None: all (one process)."""
+        share = self._shares.get(name)
+        return None if share is None else share.mine()
 
     def deliver_due(self) -> DeliveryReport:
         # One pass at a time in this process: the status timer and the delivery job both call
         # this, and two passes reading the same pending rows would send each event twice.
         with self._pass:
             report = DeliveryReport()
+            replicas = self.replicas() if self._shares else 1
             for name, sink in self.sinks.items():
-                # On PostgreSQL one replica at a time delivers a sink: events go out once, and in
-                # order per user. The others skip the sink for this pass.
-                with self.db.claim(f"sink:{name}") as ours:
-                    if ours:
-                        report += self._deliver_sink(name, sink)
-                    else:
-                        self._forget_prepared(name)
+                share = self._shares.get(name)
+                partitions = None if share is None else share.balance(replicas, self.clock())
+                self._forget_prepared(name, partitions)
+                if partitions is None or partitions:
+                    report += self._deliver_sink(name, sink, partitions)
             return report
 
     def drain(self, rounds: int = 20) -> DeliveryReport:
@@ -94,8 +111,11 @@ class Publisher:
         of a read of them all. Returns how many were read."""
         total = 0
         for name, sink in self.sinks.items():
-            items = self.db.run(lambda s, name=name: outbox.staged_for(s, name, at),  # type: ignore[misc]
-                                what=f"outbox for sink {name}")
+            partitions = self.partitions(name)
+            if partitions is not None and not partitions:
+                continue
+            items = self.db.run(lambda s, name=name, partitions=partitions: outbox.staged_for(  # type: ignore[misc]
+                s, name, at, partitions), what=f"outbox for sink {name}")
             if items:
                 sink.prepare([item.payload for item in items], at.timestamp())
                 with self._prepared_lock:
@@ -108,14 +128,20 @@ class Publisher:
         with self._prepared_lock:
             return sum(len(items) for items in self._prepared.values())
 
-    def _forget_prepared(self, name: str) -> None:
-        """Another replica delivers this sink now: what was prepared here for past instants is its."""
-        now = self.clock()
+    def _forget_prepared(self, name: str, partitions: frozenset[int] | None) -> None:
+        """What was prepared here in partitions that another replica delivers now is its."""
+        if partitions is None or self._share_seen.get(name) == partitions:
+            return
+        self._share_seen[name] = partitions
         with self._prepared_lock:
-            for key in [key for key in self._prepared if key[0] == name and key[1] <= now]:
-                del self._prepared[key]
+            for key in [key for key in self._prepared if key[0] == name]:
+                kept = [item for item in self._prepared[key] if partition_of(item.user_id) in partitions]
+                if kept:
+                    self._prepared[key] = kept
+                else:
+                    del self._prepared[key]
 
-    def _deliver_sink(self, name: str, sink: Sink) -> DeliveryReport:
+    def _deliver_sink(self, name: str, sink: Sink, partitions: Collection[int] | None) -> DeliveryReport:
         """One pass: first the events prepared for an instant that has come, then what is due, a
         page at a time in outbox order. What was sent is recorded on another thread while the
         next page is read and sent, and all of it before the pass ends. A user whose event
@@ -128,7 +154,7 @@ class Publisher:
                      if sink_name == name and at <= now]
         for at, prepared in ready:
             items = self.db.run(lambda s, at=at, prepared=prepared: outbox.still_due(  # type: ignore[misc]
-                s, name, at, prepared), what=f"outbox for sink {name}")
+                s, name, at, prepared, partitions), what=f"outbox for sink {name}")
             recording: list[Future[DeliveryReport]] = []
             for start in range(0, len(items), self.page):
                 outcomes = _send_page(sink, items[start:start + self.page], held)
@@ -140,7 +166,7 @@ class Publisher:
         after = 0
         while True:
             page = self.db.run(lambda s, after=after: outbox.due(  # type: ignore[misc]
-                s, name, after, self.clock(), self.page), what=f"outbox for sink {name}")
+                s, name, after, self.clock(), self.page, partitions), what=f"outbox for sink {name}")
             if page:
                 recording.append(self._recorder.submit(self._record, name, _send_page(sink, page, held)))
                 after = page[-1].seq  # in outbox order: no row is read twice in a pass, recorded or not
@@ -191,6 +217,7 @@ class Publisher:
 
     def close(self) -> None:
         self._recorder.shutdown(wait=True)
+        self._leases.close()
         for sink in self.sinks.values():
             sink.close()
 

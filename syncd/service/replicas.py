@@ -103,5 +103,11 @@ class ConfigAgreement:
             return agreed is None or agreed.get("fingerprint") == self.fingerprint
         return self.db.run(work, what="replica heartbeat")
 
+    def live(self) -> int:
+        """How many daemons are alive now (by their heartbeats), to share the sinks' partitions."""
+        def work(session: Transaction) -> int:
+            return len(replicas.alive(session, self._now(session) - ALIVE_FOR))
+        return self.db.read(work, what="replica heartbeats")
+
     def leave(self) -> None:
         self.db.run(lambda s: replicas.leave(s, self.name), what="leaving the replicas")

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from store.models import DeliveryRow, OutboxRow
+from store.outbox import PARTITIONS
 from syncd.config import SinkConfig
 from syncd.core.errors import SyncdError, TransientError
 from syncd.core.ooo import timed_content
@@ -493,8 +494,9 @@ def test_replicas_deliver_each_event_once_and_in_order(harness_factory: HarnessF
         pytest.skip("SQLite serves one replica; several share a PostgreSQL outbox")
     lock = threading.Lock()
     shared = _SlowSink("a", clock, lock)  # what the helpdesk receives, from whichever replica
-    replicas = [Publisher(h.service.db, {"a": shared}, dead_letter_after=timedelta(hours=1), clock=clock)
-                for _ in range(3)]
+    # Three live replicas: each takes its share of the sink's partitions (6, 6 and 4 of 16).
+    replicas = [Publisher(h.service.db, {"a": shared}, dead_letter_after=timedelta(hours=1), clock=clock,
+                          replicas=lambda: 3) for _ in range(3)]
     for round_ in range(6):
         for n in range(8):
             clock.advance(timedelta(seconds=1))
@@ -504,6 +506,10 @@ def test_replicas_deliver_each_event_once_and_in_order(harness_factory: HarnessF
         thread.start()
     for thread in threads:
         thread.join()
+    shares = [p.partitions("a") or frozenset() for p in replicas]
+    for p in replicas:
+        p.close()
+    assert all(shares) and sum(map(len, shares)) == len(frozenset().union(*shares)) == PARTITIONS
     ids = [e["id"] for e in shared.events]
     written = h.service.db.run(lambda session: list(session.scalars(select(OutboxRow.event_id))))
     assert len(ids) == len(set(ids))  # nothing sent twice

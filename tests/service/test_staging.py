@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from store.models import DeliveryRow, OutboxRow, StatusLogRow, UserStatusRow
+from store.outbox import partition_of
 from syncd.core.errors import TransientError
 from syncd.core.ooo import timed_content
 from syncd.publish.publisher import Publisher
@@ -304,18 +305,25 @@ def test_a_prepared_event_goes_after_an_earlier_one_not_yet_sent(
     assert sink.seen("bob") == [("bob", "away"), ("bob", "available")]
 
 
-def test_what_was_prepared_for_another_replica_is_let_go(
-        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher], sink: FakeSink,
-        publisher: Publisher) -> None:
+def test_what_was_prepared_in_partitions_another_replica_takes_is_let_go(
+        h: Harness, clock: Clock, preparing: tuple[PreparingSink, Publisher], sink: FakeSink) -> None:
+    if h.service.db.dialect != "postgresql":
+        pytest.skip("SQLite serves one replica: it delivers every partition")
     ours, prepared_here = preparing
-    publisher.drain()
+    prepared_here.drain()  # alone, it takes every partition (and sends the "away"s)
     stage_and_prepare(h, clock, prepared_here, timedelta(seconds=5))
     assert prepared_here.held_prepared() == 2
+    # Three more replicas come alive: this one keeps its fair share, 4 partitions (bob's among
+    # them, not alice's), and another replica takes the next 4.
+    assert (partition_of("bob"), partition_of("alice")) == (0, 7)
+    prepared_here.replicas = lambda: 4
+    other = Publisher(h.service.db, {"stdout": sink}, dead_letter_after=timedelta(days=1), clock=clock,
+                      replicas=lambda: 4)
     clock.set(END)
-    with h.service.db.claim("sink:stdout") as granted:  # the other replica delivers the sink now
-        if h.service.db.dialect != "postgresql":
-            pytest.skip("SQLite serves one replica: every claim is granted")
-        assert granted
-        assert prepared_here.deliver_due().delivered == 0
-    assert prepared_here.held_prepared() == 0  # not kept for an instant that has passed
-    assert ours.events == []
+    assert prepared_here.deliver_due().delivered == 1
+    assert prepared_here.held_prepared() == 0  # alice's was let go, not kept for an instant past
+    assert other.deliver_due().delivered == 1
+    assert ours.seen()[-1] == ("bob", "available") and ours.sent_prepared
+    assert sink.seen() == [("alice", "available")]
+    assert prepared_here.partitions("stdout") == frozenset(range(4))
+    assert other.partitions("stdout") == frozenset(range(4, 8))
