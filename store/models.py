@@ -340,6 +340,8 @@ class AssignmentRow(Base):
     __table_args__ = (
         UniqueConstraint("rotation_id", "idempotency_key"),
         Index("ix_assignments_rotation_time", "rotation_id", "created_at"),
+        # A rotation's counts per member (stats, the least-assigned policy) read only this.
+        Index("ix_assignments_rotation_user_time", "rotation_id", "user_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
