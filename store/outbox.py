@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, select, text, update
+from sqlalchemy import BigInteger, Table, and_, any_, delete, func, insert, select, text, update
+from sqlalchemy import cast as cast_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from store.models import DeliveryRow, OutboxRow
@@ -28,6 +30,7 @@ __all__ = ["PARTITIONS", "Due", "dead_count", "due", "mark", "mark_delivered", "
 
 _OUTBOX = cast(Table, OutboxRow.__table__)
 _DELIVERIES = cast(Table, DeliveryRow.__table__)
+_SEQS = ARRAY(BigInteger)  # a page of outbox seqs as one PostgreSQL parameter
 # Partitions per sink: the most replicas that can share one sink's delivery. Stored in every
 # pending row, so changing it needs a migration that recomputes them (as 0013 did).
 PARTITIONS = 16
@@ -143,6 +146,14 @@ def mark_delivered(session: Session, sink: str, seqs: Sequence[int], now: dateti
         # Losing this to a database crash only sends these events again (at least once),
         # and waiting for the disk here would halve the delivery rate in a burst.
         session.execute(text("SET LOCAL synchronous_commit = off"))
+        # One array parameter, not an IN list of a page's seqs: the statement is compiled once
+        # and the driver has no long query to rewrite. In a burst this runs beside the sending,
+        # on the same interpreter, and the IN list's cost slowed the sending to a third.
+        session.execute(update(_DELIVERIES).where(_DELIVERIES.c.sink == sink,
+                                                  _DELIVERIES.c.outbox_seq == any_(cast_(list(seqs), _SEQS)))
+                        .values(state="delivered", attempts=_DELIVERIES.c.attempts + 1, last_error=None,
+                                delivered_at=now))
+        return
     for start in range(0, len(seqs), 1000):
         chunk = list(seqs[start:start + 1000])
         session.execute(update(DeliveryRow).where(DeliveryRow.sink == sink, DeliveryRow.outbox_seq.in_(chunk))

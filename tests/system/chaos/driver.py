@@ -27,13 +27,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from connectors import ical
 from connectors.google.connector import event_content as google_content
 from connectors.outlook.connector import event_content as outlook_content
 from store.db import Database
-from store.models import OutboxRow
+from store.models import CalendarLinkRow, OutboxRow
 from syncd.config import load_config
 from syncd.core.calendars import OooRules, SyncWindow
 from syncd.core.ooo import OooContent, timed_content
@@ -265,8 +265,11 @@ def _key(content: OooContent) -> tuple[datetime, datetime, str]:
 
 
 def check(world: World, settle_s: float = 90.0) -> None:
-    """Let the daemon settle, then check both sides and the deliveries (raises AssertionError)."""
-    deadline = time.monotonic() + settle_s
+    """Let the daemon settle, then check both sides and the deliveries (raises AssertionError).
+
+    A link that failed many times in a row is retried only when its backoff ends (minutes, after a
+    run of faults), so the settling lasts until then as well."""
+    deadline = time.monotonic() + settle_s + _backoff_left_s(world)
     problems: list[str] = []
     while True:
         service = world.service()
@@ -279,6 +282,19 @@ def check(world: World, settle_s: float = 90.0) -> None:
         time.sleep(1.0)
     assert not problems, "after settling:\n" + "\n".join(problems[:20])
     _check_deliveries(world)
+
+
+def _backoff_left_s(world: World) -> float:
+    """Seconds until the last link that is backing off after failures is tried again."""
+    service = world.service()
+    try:
+        due = service.db.run(lambda s: s.scalar(select(func.max(CalendarLinkRow.next_poll_at))
+                                                .where(CalendarLinkRow.failures > 0)))
+    finally:
+        service.db.dispose()
+    if due is None:
+        return 0.0
+    return max(0.0, (due.replace(tzinfo=due.tzinfo or UTC) - datetime.now(UTC)).total_seconds())
 
 
 def _differences(world: World, service: Syncd) -> list[str]:
