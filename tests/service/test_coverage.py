@@ -17,6 +17,7 @@ from syncd.core.ooo import timed_content
 from syncd.service import Syncd
 from syncd.service.coverage import CoverageWatch
 from syncd.service.directory import Directory
+from syncd.service.recorder import LOOKAHEAD
 from syncd.service.rotations import RotationEngine
 from tests.conftest import Harness, user
 
@@ -121,7 +122,7 @@ def test_coverage_events_are_staged_for_their_instant_and_withdrawn_by_an_edit(h
     assert watch.check_due() == 0 and coverage_events(h) == []
     block = away(h, "ada", 1, 3)
     assert watch.check_due() == 0  # an hour away: only looked at again shortly before
-    h.clock.set(at(1) - timedelta(minutes=2))
+    h.clock.set(at(1) - LOOKAHEAD - timedelta(minutes=1))
     assert watch.check_due() == 0
     h.clock.set(at(1) - timedelta(seconds=25))
     assert watch.check_due() == 1
