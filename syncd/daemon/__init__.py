@@ -53,7 +53,10 @@ __all__ = ["Daemon"]
 log = logging.getLogger(__name__)
 STOP_WITHIN = 9.0  # seconds; the contract is 10
 MAX_DELIVERY_ALARMS = 100  # instants of staged events woken for per tick; the delivery job finds the rest
-PREPARE_AHEAD = timedelta(seconds=5)  # staged events are read and encoded this long before their instant
+# Staged events are read and encoded this long before their instant. One replica takes
+# several seconds for 100,000; a pass that starts at the instant before they are ready sends
+# them page by page from the outbox, about 2,000 a second.
+PREPARE_AHEAD = timedelta(seconds=30)
 POLL_CLAIM = 100  # links per poll job run: listed together, in batch requests where the provider has them
 PUSH_REFRESH = 60  # seconds between passes that open and renew push channels
 HOURS_TICK = 30  # seconds between looks for working hours due to be read from calendars
