@@ -66,6 +66,16 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 
 @pytest.fixture
+def postgresql_url() -> str:
+    """The PostgreSQL server's URL, for what makes schemas of its own (the benchmarks)."""
+    if _PG_PROBLEM:
+        if os.environ.get("CI"):
+            pytest.fail(f"{_PG_PROBLEM}; CI must run the PostgreSQL tests")
+        pytest.skip(f"{_PG_PROBLEM}; set SYNCD_TEST_DATABASE_URL to run these")
+    return PG_URL
+
+
+@pytest.fixture
 def pg_schema() -> Iterator[str]:
     """A PostgreSQL schema of its own, for daemons that connect by URL (other processes too)."""
     if _PG_PROBLEM:
