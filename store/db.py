@@ -33,7 +33,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL's advisory locks are per database, not per schema: the schema is part of every
 # lock's name, so deployments (or test runs) in other schemas of one database never wait for
 # each other's start-up or hold each other's claims.
-_LOCK_KEY = "hashtextextended('syncd:' || coalesce(current_schema(), '') || ':' || :name, 0)"
+def _lock_key(name: str) -> str:
+    """SQL for the advisory lock key of the lock named by the SQL expression ``name``."""
+    return f"hashtextextended('syncd:' || coalesce(current_schema(), '') || ':' || {name}, 0)"
+
+
+_LOCK_KEY = _lock_key(":name")
 STARTUP_LOCK = "startup"  # the lock replicas take while starting
 T = TypeVar("T")
 # What the layers above are handed for one transaction; they pass it on to the store's functions.
@@ -258,7 +263,7 @@ class Leases:
         try:
             conn = self._connection()
             rows = conn.execute(text(
-                f"SELECT n, k, pg_try_advisory_lock(k) FROM (SELECT n, {_LOCK_KEY.replace(':name', 'n')} AS k "
+                f"SELECT n, k, pg_try_advisory_lock(k) FROM (SELECT n, {_lock_key('n')} AS k "
                 "FROM unnest(CAST(:names AS text[])) AS n) AS w"), {"names": wanted}).all()
             conn.commit()
         except (OperationalError, DBAPIError) as exc:
