@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.changes import ChangeFeed
 from syncd.core.errors import TransientError
 from syncd.core.text import first_line
 
@@ -97,6 +98,8 @@ class Database:
             threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
         self._trouble: str | None = None  # the database is away: logged once, not per retry
         self._leases: weakref.WeakSet[Leases] = weakref.WeakSet()
+        # PostgreSQL's way of telling `change_stamp`: notices, heard by a thread started on first use.
+        self._changes = ChangeFeed(self.engine) if self.dialect == "postgresql" else None
 
     @property
     def dialect(self) -> str:
@@ -162,12 +165,16 @@ class Database:
     def change_stamp(self) -> int | None:
         """A number that grows once any connection, of this process or another, has committed
         a change to the database since the last call; None where that cannot be known cheaply
-        (PostgreSQL, an in-memory SQLite). Cheap enough for the event loop: SQLite's
-        ``PRAGMA data_version`` on a connection of its own that never writes, which reads the
-        WAL index in shared memory and does no I/O when nothing changed.
+        (an in-memory SQLite; PostgreSQL while its notices are not heard). Cheap enough for the
+        event loop: SQLite's ``PRAGMA data_version`` on a connection of its own that never
+        writes, which reads the WAL index in shared memory and does no I/O when nothing
+        changed; on PostgreSQL a counter that `store.changes.ChangeFeed` moves, which covers
+        only what a status is read from (users, their status and blocks).
 
         A caller that keeps what it read must take the stamp *before* its read transaction
         begins: then anything committed after the stamp shows as a larger one."""
+        if self._changes is not None:
+            return self._changes.stamp()
         if self._stamp_path is None:
             return None
         with self._stamp_lock:
@@ -184,8 +191,12 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error."""
+        if self._changes is not None:
+            self._changes.beginning()
         with self._sessions() as session, session.begin():
             yield session
+        if self._changes is not None:
+            self._changes.committed()
 
     def read(self, work: Callable[[Session], T], *, attempts: int = 5, what: str = "database") -> T:
         """Like `run`, for work that only reads: it does not queue behind SQLite writers."""
@@ -199,7 +210,10 @@ class Database:
         # SQLite has one writer at a time; queueing this process's writers on a lock is fair
         # and immediate, where SQLite's busy handler sleeps and retries.
         gate = self._write_gate if not readonly else contextlib.nullcontext()
+        changes = self._changes if not readonly else None
         for attempt in range(1, attempts + 1):
+            if changes is not None:
+                changes.beginning()
             try:
                 with gate, sessions() as session, session.begin():
                     result = work(session)
@@ -215,6 +229,8 @@ class Database:
             if self._trouble is not None:
                 self._trouble = None
                 log.info("database reachable again")
+            if changes is not None:
+                changes.committed()  # at once for this process; others hear the notice
             return result
         raise AssertionError("unreachable")
 
@@ -229,6 +245,8 @@ class Database:
     def dispose(self) -> None:
         for leases in list(self._leases):
             leases.close()
+        if self._changes is not None:
+            self._changes.close()
         with self._stamp_lock:
             if self._stamp_connection is not None:
                 self._stamp_connection.close()

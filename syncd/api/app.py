@@ -16,6 +16,7 @@ from syncd import __version__
 from syncd.api.auth import TokenBook, caller_of, scope_check
 from syncd.api.context import ApiContext
 from syncd.api.errors import install_error_handlers
+from syncd.api.kept_status import KeptStatusMiddleware
 from syncd.api.routes import (
     connect,
     documents,
@@ -63,4 +64,5 @@ def create_app(service: Syncd, *, metrics: Metrics | None = None,
     app.include_router(operations.router(ctx, public=config.api.public_health))
     for module in (users, status, route, ooo, rotations, links, hooks, schema, connect, feeds):
         app.include_router(module.router(ctx))
+    app.add_middleware(KeptStatusMiddleware, service=service, tokens=tokens)
     return app

@@ -42,6 +42,15 @@ class TokenBook:
     def __bool__(self) -> bool:
         return bool(self._tokens)
 
+    def caller(self, authorization: str | None) -> Caller | None:
+        """Who sent ``authorization`` (the header's value), if it is a known bearer token."""
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return None
+        found = self.lookup(authorization[7:].strip())
+        if found is None:
+            return None
+        return Caller(found[0], max((SCOPE_RANK.get(s, -1) for s in found[1]), default=-1))
+
     def lookup(self, presented: str) -> tuple[str, tuple[str, ...]] | None:
         digest = hashlib.sha256(presented.encode()).digest()
         found = None
@@ -54,12 +63,7 @@ class TokenBook:
 def caller_of(tokens: TokenBook) -> Callable[..., Awaitable[Caller | None]]:
     """A dependency that tells who the caller is, if they sent a known token, and refuses nobody."""
     async def who(authorization: Annotated[str | None, Header()] = None) -> Caller | None:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            return None
-        found = tokens.lookup(authorization[7:].strip())
-        if found is None:
-            return None
-        return Caller(found[0], max((SCOPE_RANK.get(s, -1) for s in found[1]), default=-1))
+        return tokens.caller(authorization)
     return who
 
 
@@ -71,12 +75,10 @@ def scope_check(tokens: TokenBook, needed: str) -> Callable[..., Awaitable[Calle
             raise ApiError(401, "unauthorized", "no API tokens are configured; add [api].tokens to the config")
         if not authorization or not authorization.lower().startswith("bearer "):
             raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'")
-        found = tokens.lookup(authorization[7:].strip())
-        if found is None:
+        caller = tokens.caller(authorization)
+        if caller is None:
             raise ApiError(401, "unauthorized", "unknown token")
-        name, scopes = found
-        rank = max((SCOPE_RANK.get(s, -1) for s in scopes), default=-1)
-        if rank < SCOPE_RANK[needed]:
-            raise ApiError(403, "forbidden", f"token {name!r} lacks the {needed!r} scope")
-        return Caller(name, rank)
+        if not caller.may(needed):
+            raise ApiError(403, "forbidden", f"token {caller.name!r} lacks the {needed!r} scope")
+        return caller
     return check
