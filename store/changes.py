@@ -39,6 +39,7 @@ WAIT = 1.0  # seconds one wait for notifications lasts: how long `close` may wai
 CHECK_EVERY = 10.0  # seconds without a notification after which the connection is asked if it lives
 RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 WATCHED = frozenset({"users", "user_status", "ooo_blocks"})  # what migration 0015's triggers watch
+MAX_OWED = 256
 _WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "MERGE", "WITH")
 
 
@@ -54,7 +55,9 @@ class ChangeFeed:
         self._listening = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._wrote = threading.local()  # per thread: a statement of its transaction wrote to WATCHED
+        self._wrote = threading.local()  # per thread: its transaction wrote to WATCHED, on which backend
+        # Per backend of this process: its notices heard minus its commits counted.
+        self._owed: dict[int, int] = {}
         event.listen(engine, "before_execute", self._executing)
 
     def stamp(self) -> int | None:
@@ -67,22 +70,45 @@ class ChangeFeed:
 
     def beginning(self) -> None:
         """This thread begins a write transaction: what came before it is not its writing."""
-        self._wrote.flag = False
+        self._wrote.pid, self._wrote.text = None, False
 
     def committed(self) -> None:
         """This thread's transaction committed: if it wrote to what a status is read from,
-        move the stamp now, not when the notice comes back."""
-        if getattr(self._wrote, "flag", False):
-            self._wrote.flag = False
-            with self._lock:
-                self._count += 1
+        move the stamp now, not when the notice comes back (then that notice moves nothing)."""
+        pid, text = getattr(self._wrote, "pid", None), getattr(self._wrote, "text", False)
+        self._wrote.pid, self._wrote.text = None, False
+        with self._lock:
+            if pid is not None:
+                # One notice per such transaction (the triggers are per statement, and
+                # PostgreSQL folds a transaction's identical notices). It may have come first.
+                heard = self._owed.get(pid, 0)
+                self._owed[pid] = heard - 1
+                if heard <= 0:
+                    self._count += 1
+            elif text:
+                self._count += 1  # written SQL: counted here, and again if a notice comes
 
-    def _executing(self, _conn: Any, clause: Any, *_args: Any) -> None:
+    def _heard(self, pid: int) -> None:
+        with self._lock:
+            owed = self._owed.get(pid)
+            if owed is not None:
+                self._owed[pid] = owed + 1
+                if owed < 0:
+                    return  # this process's commit, counted when it committed
+            self._count += 1
+
+    def _executing(self, conn: Any, clause: Any, *_args: Any) -> None:
         if isinstance(clause, (Insert, Update, Delete)):
             if getattr(clause.table, "name", None) in WATCHED:
-                self._wrote.flag = True
+                pid = _backend_pid(conn)
+                self._wrote.pid = pid
+                if pid is not None:
+                    with self._lock:
+                        if len(self._owed) > MAX_OWED:  # connections come and go; settled ones are forgotten
+                            self._owed = {p: n for p, n in self._owed.items() if n}
+                        self._owed.setdefault(pid, 0)
         elif isinstance(clause, TextClause) and clause.text.lstrip().upper().startswith(_WRITES):
-            self._wrote.flag = True  # written SQL is not parsed: any write may be one
+            self._wrote.text = True  # written SQL is not parsed: any write may be one
 
     def close(self) -> None:
         self._stopping.set()
@@ -129,17 +155,25 @@ class ChangeFeed:
     def _listen(self, conn: Any, schema: str) -> None:
         with self._lock:
             self._count += 1  # anything may have changed while nobody listened
+            self._owed.clear()  # notices owed from then are lost
             self._listening = True
         quiet_since = time.monotonic()
         while not self._stopping.is_set():
             seen = False
             for note in conn.notifies(timeout=WAIT):  # yields each notice as it comes
                 if note.payload == schema:  # the channel is per database; other schemas' news is not ours
-                    with self._lock:
-                        self._count += 1
+                    self._heard(note.pid)
                     seen = True
             if seen:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > CHECK_EVERY:
                 conn.execute("SELECT 1")  # raises if the connection died unnoticed
                 quiet_since = time.monotonic()
+
+
+def _backend_pid(conn: Any) -> int | None:
+    """The server process of a SQLAlchemy connection (psycopg knows it: no round trip)."""
+    try:
+        return int(conn.connection.driver_connection.info.backend_pid)
+    except (AttributeError, TypeError, ValueError):
+        return None

@@ -62,6 +62,8 @@ class Database:
         self._stamp_path: str | None = None  # the SQLite file whose changes `change_stamp` tells
         self._stamp_connection: sqlite3.Connection | None = None
         self._stamp_lock = threading.Lock()
+        self._stamp_version: int | None = None  # SQLite's data_version when the counter was last read
+        self._stamp_count: int | None = None
         # The API's worker threads (up to 40) and the sync workers each hold a connection while
         # they work: on SQLite a pool of 5 opened and closed an overflow connection per request,
         # which cost more than the queries (bench.api's profile). A PostgreSQL server allows
@@ -164,12 +166,13 @@ class Database:
 
     def change_stamp(self) -> int | None:
         """A number that grows once any connection, of this process or another, has committed
-        a change to the database since the last call; None where that cannot be known cheaply
+        a change to what a status is read from (users, their status and their blocks: the
+        tables migration 0015 watches) since the last call; None where that cannot be known
         (an in-memory SQLite; PostgreSQL while its notices are not heard). Cheap enough for the
-        event loop: SQLite's ``PRAGMA data_version`` on a connection of its own that never
-        writes, which reads the WAL index in shared memory and does no I/O when nothing
-        changed; on PostgreSQL a counter that `store.changes.ChangeFeed` moves, which covers
-        only what a status is read from (users, their status and blocks).
+        event loop. On SQLite, ``PRAGMA data_version`` on a connection of its own that never
+        writes (it reads the WAL index in shared memory, no I/O) tells whether anything was
+        committed, and only then is the triggers' counter read. On PostgreSQL, a counter that
+        `store.changes.ChangeFeed` moves.
 
         A caller that keeps what it read must take the stamp *before* its read transaction
         begins: then anything committed after the stamp shows as a larger one."""
@@ -178,11 +181,18 @@ class Database:
         if self._stamp_path is None:
             return None
         with self._stamp_lock:
-            if self._stamp_connection is None:
-                self._stamp_connection = sqlite3.connect(self._stamp_path, timeout=10, isolation_level=None,
-                                                         check_same_thread=False)
-            version = self._stamp_connection.execute("PRAGMA data_version").fetchone()[0]
-            return int(version)
+            try:
+                if self._stamp_connection is None:
+                    self._stamp_connection = sqlite3.connect(self._stamp_path, timeout=10, isolation_level=None,
+                                                             check_same_thread=False)
+                version = self._stamp_connection.execute("PRAGMA data_version").fetchone()[0]
+                if version != self._stamp_version:  # something was committed: was it what a status reads?
+                    self._stamp_version = version
+                    self._stamp_count = int(self._stamp_connection.execute(
+                        "SELECT n FROM status_changes WHERE id = 1").fetchone()[0])
+            except (sqlite3.Error, TypeError):  # not migrated yet: nothing can be known
+                self._stamp_version = self._stamp_count = None
+            return self._stamp_count
 
     def ping(self) -> None:
         """Raises unless the database answers a query now."""

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from store.db import Database
+from store.models import UserRow
 from syncd.core.ooo import timed_content
 from syncd.service import Syncd
 from syncd.service.base import StatusInfo
@@ -166,7 +167,7 @@ def test_other_users_answers_go_too_when_anything_is_written(h: Harness) -> None
 # -- the store's change stamp and the cache alone -----------------------------------------------
 
 
-def test_change_stamp_moves_on_commits_by_any_connection(tmp_path: Path) -> None:
+def test_change_stamp_moves_on_commits_by_any_connection_to_what_a_status_reads(tmp_path: Path) -> None:
     path = f"sqlite:///{tmp_path}/s.db"
     db, other = Database(path), Database(path)
     try:
@@ -175,18 +176,23 @@ def test_change_stamp_moves_on_commits_by_any_connection(tmp_path: Path) -> None
         assert first is not None and db.change_stamp() == first
         db.ping()
         assert db.change_stamp() == first  # reads change nothing
-        with other.session() as s:
+        with other.session() as s:  # another connection's writes elsewhere: a heartbeat, a delivery
+            s.execute(text("DELETE FROM replicas"))
             s.execute(text("CREATE TABLE t (x INTEGER)"))
+        assert db.change_stamp() == first
+        with other.session() as s:
+            s.add(UserRow(id="alice", email="alice@example.com", timezone="UTC", created_at=T0))
         second = db.change_stamp()
         assert second is not None and second > first
         with db.session() as s:  # this process's own writes too
-            s.execute(text("INSERT INTO t VALUES (1)"))
+            s.execute(text("UPDATE users SET timezone = 'Europe/Oslo'"))
         third = db.change_stamp()
         assert third is not None and third > second
     finally:
         db.dispose()
         other.dispose()
     assert Database("sqlite://").change_stamp() is None  # in memory: nothing to watch
+    assert Database(f"sqlite:///{tmp_path}/new.db").change_stamp() is None  # not migrated: nothing known
 
 
 def test_cache_drops_answers_read_before_a_change_it_has_seen() -> None:

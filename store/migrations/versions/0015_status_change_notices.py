@@ -1,4 +1,4 @@
-"""on PostgreSQL, a notice on channel syncd_changes when users, user_status or ooo_blocks change
+"""a change count for what a status is read from (users, user_status, ooo_blocks): notices on PostgreSQL, a counter on SQLite
 
 Revision ID: 0015
 Revises: 0014
@@ -11,24 +11,31 @@ down_revision = '0014'
 branch_labels = None
 depends_on = None
 
-# What a status is read from (`store.changes`); statement-level, and PostgreSQL folds a
-# transaction's identical notices into one, sent at commit.
+# What a status is read from (`store.changes`, `Database.change_stamp`).
 TABLES = ('users', 'user_status', 'ooo_blocks')
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != 'postgresql':
-        return  # SQLite tells the same by PRAGMA data_version
-    op.execute("""
-        CREATE OR REPLACE FUNCTION syncd_note_change() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            PERFORM pg_notify('syncd_changes', TG_TABLE_SCHEMA);
-            RETURN NULL;
-        END
-        $$""")
+    if op.get_bind().dialect.name == 'postgresql':
+        # Statement-level; PostgreSQL folds a transaction's identical notices into one, sent at commit.
+        op.execute("""
+            CREATE OR REPLACE FUNCTION syncd_note_change() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('syncd_changes', TG_TABLE_SCHEMA);
+                RETURN NULL;
+            END
+            $$""")
+        for table in TABLES:
+            op.execute(f"CREATE TRIGGER syncd_note_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION syncd_note_change()")
+        return
+    # SQLite has row-level triggers only: one counter, moved in the writing transaction.
+    op.execute("CREATE TABLE status_changes (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)")
+    op.execute("INSERT INTO status_changes (id, n) VALUES (1, 0)")
     for table in TABLES:
-        op.execute(f"CREATE TRIGGER syncd_note_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION syncd_note_change()")
+        for action in ('INSERT', 'UPDATE', 'DELETE'):
+            op.execute(f"CREATE TRIGGER syncd_note_{table}_{action.lower()} AFTER {action} ON {table} "
+                       "BEGIN UPDATE status_changes SET n = n + 1 WHERE id = 1; END")
 
 
 def downgrade() -> None:
