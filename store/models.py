@@ -391,6 +391,17 @@ class ReplicaRow(Base):
     seen_at: Mapped[datetime]
 
 
+class StatusChangesRow(Base):
+    """One row: how many changes to users, their status and their blocks were committed. On
+    SQLite, triggers move it in the writing transaction (migration 0015) and
+    `Database.change_stamp` reads it; PostgreSQL sends notices instead and leaves it at 0."""
+
+    __tablename__ = "status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(Integer)
+
+
 class SettingRow(Base):
     """A value the replicas share, such as the config they agreed on."""
 

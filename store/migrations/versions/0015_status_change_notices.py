@@ -4,6 +4,7 @@ Revision ID: 0015
 Revises: 0014
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = '0015'
@@ -16,6 +17,11 @@ TABLES = ('users', 'user_status', 'ooo_blocks')
 
 
 def upgrade() -> None:
+    # The counter SQLite's triggers move; on PostgreSQL it stays at 0 (notices tell instead),
+    # and exists so that both databases hold the same tables.
+    changes = op.create_table('status_changes', sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+                              sa.Column('n', sa.Integer(), nullable=False), sa.PrimaryKeyConstraint('id'))
+    op.bulk_insert(changes, [{'id': 1, 'n': 0}])
     if op.get_bind().dialect.name == 'postgresql':
         # Statement-level; PostgreSQL folds a transaction's identical notices into one, sent at commit.
         op.execute("""
@@ -30,8 +36,6 @@ def upgrade() -> None:
                        "FOR EACH STATEMENT EXECUTE FUNCTION syncd_note_change()")
         return
     # SQLite has row-level triggers only: one counter, moved in the writing transaction.
-    op.execute("CREATE TABLE status_changes (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)")
-    op.execute("INSERT INTO status_changes (id, n) VALUES (1, 0)")
     for table in TABLES:
         for action in ('INSERT', 'UPDATE', 'DELETE'):
             op.execute(f"CREATE TRIGGER syncd_note_{table}_{action.lower()} AFTER {action} ON {table} "
