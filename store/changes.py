@@ -1,8 +1,9 @@
 """PostgreSQL telling this process that what a status is read from has changed.
 
 SQLite answers "has anything been committed since?" from shared memory (``PRAGMA
-data_version``), cheaply enough to ask on every request. PostgreSQL has nothing that cheap
-to ask, so it is told instead: triggers (migration 0015) notify channel ``syncd_changes``,
+data_version``), cheaply enough to ask on every request, and a counter its triggers move
+says whether it was such a change. PostgreSQL has nothing that cheap to ask, so it is told
+instead: triggers (migration 0015) notify channel ``syncd_changes``,
 with the schema as payload, whenever a statement changes ``users``, ``user_status`` or
 ``ooo_blocks``, and one connection per process listens (`ChangeFeed`). The notification is
 sent when the writing transaction commits, so once it has arrived the change is visible to
@@ -39,7 +40,7 @@ WAIT = 1.0  # seconds one wait for notifications lasts: how long `close` may wai
 CHECK_EVERY = 10.0  # seconds without a notification after which the connection is asked if it lives
 RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 WATCHED = frozenset({"users", "user_status", "ooo_blocks"})  # what migration 0015's triggers watch
-MAX_OWED = 256
+MAX_OWED = 256  # backends remembered before the settled ones are forgotten
 _WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "MERGE", "WITH")
 
 
@@ -104,7 +105,7 @@ class ChangeFeed:
                 self._wrote.pid = pid
                 if pid is not None:
                     with self._lock:
-                        if len(self._owed) > MAX_OWED:  # connections come and go; settled ones are forgotten
+                        if len(self._owed) > MAX_OWED:  # connections come and go
                             self._owed = {p: n for p, n in self._owed.items() if n}
                         self._owed.setdefault(pid, 0)
         elif isinstance(clause, TextClause) and clause.text.lstrip().upper().startswith(_WRITES):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,14 @@ def _postgres_reachable() -> str | None:
 _PG_PROBLEM = _postgres_reachable()
 
 
+def need_postgresql() -> None:
+    """Skip the test when the PostgreSQL server is away; fail it instead under CI."""
+    if _PG_PROBLEM:
+        if os.environ.get("CI"):
+            pytest.fail(f"{_PG_PROBLEM}; CI must run the PostgreSQL tests")
+        pytest.skip(f"{_PG_PROBLEM}; set SYNCD_TEST_DATABASE_URL to run these")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty database. PostgreSQL tests use a schema of their own."""
@@ -48,10 +57,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield db
         db.dispose()
         return
-    if _PG_PROBLEM:
-        if os.environ.get("CI"):
-            pytest.fail(f"{_PG_PROBLEM}; CI must run the PostgreSQL tests")
-        pytest.skip(f"{_PG_PROBLEM}; set SYNCD_TEST_DATABASE_URL to run these")
+    need_postgresql()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = Database(PG_URL)
     with admin.engine.begin() as conn:
@@ -68,20 +74,14 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 @pytest.fixture
 def postgresql_url() -> str:
     """The PostgreSQL server's URL, for what makes schemas of its own (the benchmarks)."""
-    if _PG_PROBLEM:
-        if os.environ.get("CI"):
-            pytest.fail(f"{_PG_PROBLEM}; CI must run the PostgreSQL tests")
-        pytest.skip(f"{_PG_PROBLEM}; set SYNCD_TEST_DATABASE_URL to run these")
+    need_postgresql()
     return PG_URL
 
 
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
     """A PostgreSQL schema of its own, for daemons that connect by URL (other processes too)."""
-    if _PG_PROBLEM:
-        if os.environ.get("CI"):
-            pytest.fail(f"{_PG_PROBLEM}; CI must run the PostgreSQL tests")
-        pytest.skip(f"{_PG_PROBLEM}; set SYNCD_TEST_DATABASE_URL to run these")
+    need_postgresql()
     schema = f"s_{uuid.uuid4().hex[:12]}"
     admin = Database(PG_URL)
     with admin.engine.begin() as conn:
@@ -92,6 +92,23 @@ def pg_schema() -> Iterator[str]:
         with admin.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+def stamp_when(db: Database, done: Callable[[int | None], bool], why: str) -> int | None:
+    """``db.change_stamp()`` once ``done`` says so: PostgreSQL's notices arrive from a thread,
+    soon after a commit. Fails after 10 s (a deadline for a hang, not a measure of speed)."""
+    deadline = time.monotonic() + 10
+    while not done(stamp := db.change_stamp()):
+        assert time.monotonic() < deadline, f"{why} (the change stamp stayed at {stamp})"
+        time.sleep(0.005)
+    return stamp
+
+
+def listening(db: Database) -> int:
+    """The change stamp, once there is one (PostgreSQL's listener connects in the background)."""
+    stamp = stamp_when(db, lambda s: s is not None, "the change feed never started listening")
+    assert stamp is not None
+    return stamp
 
 
 def pg_url_for(schema: str, url: str | None = None) -> str:

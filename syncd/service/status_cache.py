@@ -5,9 +5,9 @@ right while (1) nothing has been committed to the database since the read began,
 instant at which the user's status may change by time alone (a block's start or end, a
 working-hours or day-off boundary: `availability.next_boundary`) lies in ``(t, now]``. The
 first is told by the database's change stamp (`Database.change_stamp`), which moves on any
-commit by any connection or process (SQLite), or on any commit to what a status is read from
-(PostgreSQL's notices, `store.changes`); the second by the instant kept with each answer.
-While the database gives no stamp nothing is kept.
+commit, by any connection or process, to what a status is read from (users, their status and
+blocks); the second by the instant kept with each answer. While the database gives no stamp
+nothing is kept.
 """
 
 from __future__ import annotations

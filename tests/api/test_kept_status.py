@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -20,7 +19,7 @@ from syncd.api.kept_status import KeptStatusMiddleware
 from syncd.config import ApiConfig, ApiToken
 from syncd.core.ooo import timed_content
 from syncd.service import Syncd
-from tests.conftest import Clock, make_config, user
+from tests.conftest import Clock, listening, make_config, user
 
 TOKENS = (ApiToken("ro", "r-token-r-token-r-token-1", ("read",)),
           ApiToken("hd", "w-token-w-token-w-token-1", ("write",)),
@@ -36,10 +35,7 @@ def service(database: Database, clock: Clock) -> Syncd:
                                  api=ApiConfig(tokens=TOKENS))
     svc = Syncd(config, database, clock=clock)
     svc.prepare()
-    deadline = time.monotonic() + 10  # PostgreSQL's change feed starts listening in the background
-    while database.change_stamp() is None:
-        assert time.monotonic() < deadline, "the database never gave a change stamp"
-        time.sleep(0.005)
+    listening(database)
     return svc
 
 

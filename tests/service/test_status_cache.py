@@ -7,7 +7,6 @@ keeps it). Without the invalidation the kept answers would be stale and these te
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from syncd.core.ooo import timed_content
 from syncd.service import Syncd
 from syncd.service.base import StatusInfo
 from syncd.service.status_cache import StatusCache
-from tests.conftest import Harness, make_config, user
+from tests.conftest import Harness, listening, make_config, stamp_when, user
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the clock fixture's start: a Monday
 
@@ -45,23 +44,6 @@ def h(harness_factory: Callable[..., Harness]) -> Harness:
     return harness_factory([user("alice", "work"), user("bob", "work")])
 
 
-def waited(stamp_now: Callable[[], int | None], done: Callable[[int | None], bool]) -> int | None:
-    """The stamp once ``done`` says so; PostgreSQL's notices arrive from a thread, soon after a
-    commit. Fails after 10 s (a deadline for a hang, not a measure of speed)."""
-    deadline = time.monotonic() + 10
-    while not done(stamp := stamp_now()):
-        assert time.monotonic() < deadline, f"the change stamp stayed at {stamp}"
-        time.sleep(0.005)
-    return stamp
-
-
-def listening(db: Database) -> int:
-    """The stamp, once there is one (PostgreSQL's listener connects in the background)."""
-    stamp = waited(db.change_stamp, lambda s: s is not None)
-    assert stamp is not None
-    return stamp
-
-
 @contextmanager
 def another_process(h: Harness, database: Database) -> Iterator[Syncd]:
     """A service on a connection pool of its own, as a CLI command or another replica has; on
@@ -72,7 +54,7 @@ def another_process(h: Harness, database: Database) -> Iterator[Syncd]:
         yield Syncd(h.service.config, other_db, clock=h.clock)
     finally:
         other_db.dispose()
-    waited(database.change_stamp, lambda s: s is not None and s > before)
+    stamp_when(database, lambda s: s is not None and s > before, "this process never heard of the other's commit")
 
 
 def schema_of(db: Database) -> dict[str, str]:

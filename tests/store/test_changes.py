@@ -4,8 +4,7 @@ listener is down there is no stamp (so nothing is kept on trust)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -14,17 +13,10 @@ from sqlalchemy import delete, text, update
 from store.changes import APPLICATION
 from store.db import Database
 from store.models import ReplicaRow, UserRow
-from tests.conftest import pg_url_for
+from tests.conftest import listening, pg_url_for, stamp_when
 
 pytestmark = pytest.mark.postgres
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def until(what: Callable[[], bool], why: str) -> None:
-    deadline = time.monotonic() + 10  # a deadline for a hang, not a measure of speed
-    while not what():
-        assert time.monotonic() < deadline, why
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -38,13 +30,6 @@ def dbs(pg_schema: str) -> Iterator[tuple[Database, Database]]:
     db.dispose()
 
 
-def listening(db: Database) -> int:
-    until(lambda: db.change_stamp() is not None, "the change feed never started listening")
-    stamp = db.change_stamp()
-    assert stamp is not None
-    return stamp
-
-
 def insert_user(db: Database, user_id: str) -> None:
     db.run(lambda s: s.add(UserRow(id=user_id, email=f"{user_id}@example.com", timezone="UTC", created_at=NOW)))
 
@@ -53,11 +38,11 @@ def test_a_commit_elsewhere_to_what_a_status_reads_moves_the_stamp(dbs: tuple[Da
     db, other = dbs
     first = listening(db)
     insert_user(other, "alice")
-    until(lambda: (db.change_stamp() or 0) > first, "another replica's new user went unheard")
+    stamp_when(db, lambda s: (s or 0) > first, "another replica's new user went unheard")
     second = db.change_stamp()
     assert second is not None
     other.run(lambda s: s.execute(text("UPDATE users SET timezone = 'Europe/Oslo' WHERE id = 'alice'")))
-    until(lambda: (db.change_stamp() or 0) > second, "another replica's change of a user went unheard")
+    stamp_when(db, lambda s: (s or 0) > second, "another replica's change of a user went unheard")
 
 
 def test_own_commits_move_it_at_once_and_reads_and_other_writes_do_not(dbs: tuple[Database, Database]) -> None:
@@ -76,7 +61,7 @@ def test_own_commits_move_it_at_once_and_reads_and_other_writes_do_not(dbs: tupl
     # Notices come in commit order: once a later one from elsewhere is heard, so are this
     # process's own two, and they moved nothing more (their commits were counted).
     other.run(lambda s: s.execute(update(UserRow).where(UserRow.id == "bob").values(timezone="UTC")))
-    until(lambda: (db.change_stamp() or 0) > third, "the other replica's change went unheard")
+    stamp_when(db, lambda s: (s or 0) > third, "the other replica's change went unheard")
     assert db.change_stamp() == third + 1
 
 
@@ -89,7 +74,7 @@ def test_what_no_status_reads_and_other_schemas_do_not_move_it(dbs: tuple[Databa
     other.run(lambda s: s.execute(text("DELETE FROM replicas")))
     other.run(lambda s: s.execute(text("SELECT pg_notify('syncd_changes', 'some_other_schema')")))
     other.run(lambda s: s.execute(text("UPDATE users SET email = 'c@example.com' WHERE id = 'carol'")))
-    until(lambda: (db.change_stamp() or 0) > first, "the counted change went unheard")
+    stamp_when(db, lambda s: (s or 0) > first, "the counted change went unheard")
     assert db.change_stamp() == first + 1
 
 
@@ -102,5 +87,5 @@ def test_a_listener_cut_off_gives_no_stamp_then_a_larger_one(dbs: tuple[Database
         {"name": f"{APPLICATION}:{pg_schema}"}).scalars().all())
     assert ended == [True]
     insert_user(other, "dave")  # committed while nobody listens
-    until(lambda: (db.change_stamp() or 0) > first, "the listener did not come back")
+    stamp_when(db, lambda s: (s or 0) > first, "the listener did not come back")
     # Whether or not the gap was seen as None, the stamp after it is not one a read before it had.

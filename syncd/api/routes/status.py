@@ -24,13 +24,9 @@ def router(ctx: ApiContext) -> APIRouter:
     @r.get("/v1/users/{user_id}/status", dependencies=[ctx.read], response_model=StatusOut)
     async def get_status(user_id: str, at: datetime | None = None) -> JSONResponse:
         # The hottest endpoint: a ready response (no second validation of what StatusInfo
-        # already guarantees). An answer still known to be right comes from the event loop
-        # (`StatusCache`: no I/O); anything else from a worker thread, never the event loop:
-        # the database may be slow.
-        if at is None:
-            kept = service.kept_status(user_id)
-            if kept is not None:
-                return JSONResponse(kept.as_json())
+        # already guarantees). An answer still known to be right never gets here: it is sent
+        # before routing (`syncd.api.kept_status`). This reads, from a worker thread, never
+        # the event loop: the database may be slow.
         return await run_in_threadpool(
             lambda: JSONResponse(service.status(user_id, ensure_aware(at, "at") if at else None).as_json()))
 
