@@ -306,6 +306,9 @@ class RotationRow(Base):
     counts_since: Mapped[datetime]  # assignments before this instant no longer count (reset)
     created_at: Mapped[datetime]
     cap_window_s: Mapped[int | None] = mapped_column(Integer, default=None)  # members' caps count within it
+    # Moved by triggers (migration 0016) on any change to the rotation's seats or assignments:
+    # what the rotation engine keeps of them is right while it has not moved.
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RotationMemberRow(Base):

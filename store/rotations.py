@@ -7,18 +7,29 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, insert, select
+from sqlalchemy import Table, bindparam, case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.models import AssignmentRow, RotationMemberRow, RotationRow, RotationSeatRow, TeamMemberRow
 
 __all__ = [
     "add_assignment", "add_direct", "add_seat", "assignment_by_key", "create", "direct_members", "drop_direct",
-    "effective_users", "get", "handed", "ids", "seat", "seats", "stats", "window_times", "with_team",
+    "counts", "effective_users", "get", "handed", "ids", "revision", "seat", "seats", "times_since", "with_team",
 ]
 
 
 _ASSIGNMENTS = cast(Table, AssignmentRow.__table__)
+# An assignment's statements, built once: building them per call cost as much as running
+# them, inside the rotation's lock (bench.api's profile).
+_ROTATION = select(RotationRow).where(RotationRow.id == bindparam("id"))
+_ROTATION_LOCKED = _ROTATION.with_for_update()
+_REVISION = select(RotationRow.revision).where(RotationRow.id == bindparam("id"))
+_BY_KEY = select(AssignmentRow).where(AssignmentRow.rotation_id == bindparam("rotation"),
+                                      AssignmentRow.idempotency_key == bindparam("key"))
+_ADD = {dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(_ASSIGNMENTS)
+        .on_conflict_do_nothing(index_elements=["rotation_id", "idempotency_key"]).returning(_ASSIGNMENTS.c.id)
+        for dialect in (postgresql, sqlite)}
 
 
 def create(session: Session, name: str, policy: str, now: datetime) -> RotationRow:
@@ -30,10 +41,8 @@ def create(session: Session, name: str, policy: str, now: datetime) -> RotationR
 
 def get(session: Session, rotation_id: str, *, lock: bool = False) -> RotationRow | None:
     """The rotation; ``lock`` holds it for this transaction (assignments are serialised per rotation)."""
-    query = select(RotationRow).where(RotationRow.id == rotation_id)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return session.scalars(query).one_or_none()
+    query = _ROTATION_LOCKED if lock and session.get_bind().dialect.name == "postgresql" else _ROTATION
+    return session.scalars(query, {"id": rotation_id}).one_or_none()
 
 
 def ids(session: Session) -> list[str]:
@@ -113,31 +122,45 @@ def handed(session: Session, rotation: RotationRow) -> dict[str, int]:
         .group_by(AssignmentRow.user_id)).all()}
 
 
-def stats(session: Session, rotation: RotationRow,
-          recent_from: datetime) -> dict[str, tuple[int, int, datetime | None]]:
-    """Per user: (assignments since the counts were reset, assignments since ``recent_from``, the last one)."""
+def counts(session: Session, rotation: RotationRow) -> dict[str, tuple[int, datetime | None]]:
+    """Per user: (assignments since the counts were reset, the last assignment ever)."""
     created = AssignmentRow.created_at
-    return {r.user_id: (int(r.handed or 0), int(r.recent or 0), _aware(r.last)) for r in session.execute(
-        select(AssignmentRow.user_id,
-               func.sum(case((created >= rotation.counts_since, 1), else_=0)).label("handed"),
-               func.sum(case((created >= recent_from, 1), else_=0)).label("recent"),
+    return {r.user_id: (int(r.handed or 0), _aware(r.last)) for r in session.execute(
+        select(AssignmentRow.user_id, func.sum(case((created >= rotation.counts_since, 1), else_=0)).label("handed"),
                func.max(created).label("last"))
         .where(AssignmentRow.rotation_id == rotation.id).group_by(AssignmentRow.user_id))}
 
 
+def times_since(session: Session, rotation_id: str, since: datetime) -> dict[str, list[datetime]]:
+    """Per user: when their assignments from ``since`` on were made, in order."""
+    found: dict[str, list[datetime]] = {}
+    for user_id, created in session.execute(select(AssignmentRow.user_id, AssignmentRow.created_at).where(
+            AssignmentRow.rotation_id == rotation_id, AssignmentRow.created_at >= since)
+            .order_by(AssignmentRow.created_at)):
+        found.setdefault(user_id, []).append(created)
+    return found
+
+
+def revision(session: Session, rotation_id: str) -> int:
+    """The rotation's revision as this transaction's own writes left it (the triggers move it)."""
+    return int(session.execute(_REVISION, {"id": rotation_id}).scalar_one())
+
+
 def assignment_by_key(session: Session, rotation_id: str, key: str) -> AssignmentRow | None:
-    return session.scalars(select(AssignmentRow).where(AssignmentRow.rotation_id == rotation_id,
-                                                       AssignmentRow.idempotency_key == key)).first()
+    return session.scalars(_BY_KEY, {"rotation": rotation_id, "key": key}).first()
 
 
 def add_assignment(session: Session, rotation_id: str, user_id: str, key: str, start: datetime | None,
-                   end: datetime | None, now: datetime, credits: Iterable[tuple[str, float]] = ()) -> AssignmentRow:
-    """Record an assignment, and the shares credited to members who were away (``calibrate``).
-    The row returned is not in the session: one Core INSERT costs a third of the ORM's flush,
-    inside the rotation's lock (bench.api's profile)."""
+                   end: datetime | None, now: datetime, credits: Iterable[tuple[str, float]] = ()
+                   ) -> AssignmentRow | None:
+    """Record an assignment, and the shares credited to members who were away (``calibrate``);
+    None, writing nothing, if the rotation has one under ``key`` already. The row returned is
+    not in the session: one Core INSERT costs a third of the ORM's flush, inside the
+    rotation's lock (bench.api's profile)."""
     values = {"id": uuid.uuid4().hex, "rotation_id": rotation_id, "user_id": user_id, "idempotency_key": key,
               "start": start, "end": end, "created_at": now}
-    session.execute(insert(_ASSIGNMENTS), values)
+    if session.execute(_ADD[session.get_bind().dialect.name], values).first() is None:
+        return None
     for member, share in credits:
         row = session.get(RotationSeatRow, (rotation_id, member))
         if row is not None:
@@ -151,17 +174,3 @@ def _aware(value: Any) -> datetime | None:
         return None
     when: datetime = value
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when  # aggregates bypass the column type
-
-
-def window_times(session: Session, rotation_id: str, user_ids: Iterable[str],
-                 since: datetime) -> dict[str, tuple[datetime, ...]]:
-    """Per user: when their assignments after ``since`` were made (what their cap counts)."""
-    wanted = list(user_ids)
-    if not wanted:
-        return {}
-    found: dict[str, list[datetime]] = {}
-    for user_id, created in session.execute(select(AssignmentRow.user_id, AssignmentRow.created_at).where(
-            AssignmentRow.rotation_id == rotation_id, AssignmentRow.user_id.in_(wanted),
-            AssignmentRow.created_at > since).order_by(AssignmentRow.created_at)):
-        found.setdefault(user_id, []).append(created)
-    return {user_id: tuple(times) for user_id, times in found.items()}

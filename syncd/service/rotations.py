@@ -4,7 +4,10 @@ The choice itself is `syncd.core.rotation` (pure). Each operation here is one tr
 assignment locks its rotation's row, so concurrent assigns are serialised per rotation and
 never choose on stale counts, nor take a member past their cap. SQLite serialises every
 writer anyway. The idempotency key is unique per rotation, so a retried request gets the same
-member back.
+member back. What the choice is read from is kept between assignments, while the rotation's
+revision says it is unchanged (`syncd.service.rotation_counts`), and members' status comes
+from the kept status answers: the transaction, serial by design, is little more than the lock,
+the key's lookup and the insert.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from syncd.core import rotation as rot
 from syncd.core.errors import NotFoundInStore, UserInputError
 from syncd.core.time import ensure_aware, format_duration, format_utc
 from syncd.service import Syncd
+from syncd.service.rotation_counts import RotationCounts, SeatFacts, Terms, members_at
 from syncd.service.seats import sync_seats, team_changed
 
 __all__ = ["MAX_CAP", "MAX_CAP_WINDOW", "MAX_WEIGHT", "Assignment", "NobodyEligible", "RotationEngine"]
@@ -67,6 +71,7 @@ class RotationEngine:
         self.db = service.db
         self.recent_window = recent_window
         self.rng = rng or random.Random()
+        self.counts = RotationCounts(recent_window)
 
     # -- rotations and members -----------------------------------------------------------
     def create(self, name: str, *, members: Sequence[str] = (), teams: Sequence[str] = (),
@@ -213,20 +218,38 @@ class RotationEngine:
         if start and end and end <= start:
             raise UserInputError("end must be after start")
 
+        stamp = self.db.change_stamp()  # before the transaction: members' status may come from kept answers
+        made: list[tuple[Terms, Terms, list[tuple[str, float]], timedelta | None]] = []
+
         def work(session: Transaction) -> Assignment:
+            made.clear()
             row = self._rotation(session, rotation_id, lock=True)
-            earlier = stored.assignment_by_key(session, row.id, idempotency_key)
-            if earlier is not None:
-                return _assignment(earlier, replayed=True)
-            members, choice = self._pick(session, row, start)
+            # The key is looked up only when the insert finds it taken: a fresh key, the usual
+            # case, costs the serial transaction no query.
+            members, choice = self._pick(session, row, start, stamp)
             if choice.member is None:
+                if (earlier := stored.assignment_by_key(session, row.id, idempotency_key)) is not None:
+                    return _assignment(earlier, replayed=True)
                 raise NobodyEligible(_nobody_text(row, choice), choice)
-            credits = rot.away_credits(members, cast(rot.Policy, row.policy), self.service.clock(),
-                                       _window(row)).items()
-            made = stored.add_assignment(session, row.id, choice.member, idempotency_key, start, end,
-                                         self.service.clock(), credits)
-            return _assignment(made, replayed=False)
-        return self.db.run(work, what="assignment")
+            credits = list(rot.away_credits(members, cast(rot.Policy, row.policy), self.service.clock(),
+                                            _window(row)).items())
+            added = stored.add_assignment(session, row.id, choice.member, idempotency_key, start, end,
+                                          self.service.clock(), credits)
+            if added is None:  # a retried request: the member it got then
+                earlier = stored.assignment_by_key(session, row.id, idempotency_key)
+                assert earlier is not None
+                return _assignment(earlier, replayed=True)
+            # The insert's trigger moved the revision by one; credits move it once per seat.
+            revision = stored.revision(session, row.id) if credits else row.revision + 1
+            made.append((_terms(row), (revision, row.counts_since, row.cap_window_s, row.policy), credits,
+                         _window(row)))
+            return _assignment(added, replayed=False)
+        assignment = self.db.run(work, what="assignment")
+        if made:  # committed: what is kept follows
+            before, after, credits, window = made[0]
+            self.counts.assigned(rotation_id, before, after, assignment.member, assignment.created_at, credits,
+                                 window)
+        return assignment
 
     def eligible(self, user_ids: Sequence[str], at: datetime | None = None) -> dict[str, Any]:
         """Which of these users may be given work now (or at ``at``): the auto-assignment question."""
@@ -266,24 +289,29 @@ class RotationEngine:
             raise NotFoundInStore(f"no user {user_id!r}; register them with PUT /v1/users/{user_id}")
 
     def _stats(self, session: Transaction, row: RotationRow, now: datetime) -> list[rot.Member]:
-        """Every seat with its counts, weight and cap, status not yet known (taken as available)."""
-        per_user = stored.stats(session, row, now - self.recent_window)
-        seats = stored.seats(session, row.id).values()
+        """Every seat with its counts, weight and cap, status not yet known (taken as available):
+        as kept, or read and kept."""
         window = _window(row)
-        in_window = stored.window_times(session, row.id, [s.user_id for s in seats if s.cap is not None],
-                                        now - window) if window else {}
-        members = []
-        for seat in seats:
-            handed, recent, last = per_user.get(seat.user_id, (0, 0, None))
-            members.append(rot.Member(user_id=seat.user_id, toggled_on=seat.available, status="available",
-                                      count=handed + seat.baseline + seat.credit, recent=recent,
-                                      last_assigned_at=last, weight=seat.weight, cap=seat.cap,
-                                      in_window=in_window.get(seat.user_id, ())))
-        return members
+        kept = self.counts.members(row.id, _terms(row), now, window)
+        if kept is not None:
+            return kept
+        since = self.counts.horizon(now, window)
+        counts, times = stored.counts(session, row), stored.times_since(session, row.id, since)
+        facts = {}
+        for user_id, seat in stored.seats(session, row.id).items():
+            handed, last = counts.get(user_id, (0, None))
+            facts[user_id] = SeatFacts(toggled_on=seat.available, weight=seat.weight, cap=seat.cap,
+                                       extra=seat.baseline + seat.credit, handed=handed, last=last,
+                                       times=times.get(user_id, []))
+        found = members_at(facts, now, self.recent_window, window)  # before keeping: then they are shared
+        self.counts.keep(row.id, _terms(row), since, facts)
+        return found
 
-    def _with_status(self, session: Transaction, members: Sequence[rot.Member], at: datetime | None
-                     ) -> list[rot.Member]:
-        statuses = self.service.statuses_in(session, [m.user_id for m in members], at)
+    def _with_status(self, session: Transaction, members: Sequence[rot.Member], at: datetime | None,
+                     stamp: int | None = None) -> list[rot.Member]:
+        ids = [m.user_id for m in members]
+        statuses = self.service.current_statuses_in(session, ids, stamp) if at is None \
+            else self.service.statuses_in(session, ids, at)
         out = []
         for m in members:
             info = statuses[m.user_id]
@@ -292,27 +320,32 @@ class RotationEngine:
                                available_at=info.until if away else None))
         return out
 
-    def _members(self, session: Transaction, row: RotationRow,
-                 at: datetime | None) -> tuple[list[rot.Member], rot.Choice]:
+    def _members(self, session: Transaction, row: RotationRow, at: datetime | None,
+                 stamp: int | None = None) -> tuple[list[rot.Member], rot.Choice]:
         now = self.service.clock()
-        members = self._with_status(session, self._stats(session, row, now), at)
+        members = self._with_status(session, self._stats(session, row, now), at, stamp)
         return members, rot.choose(members, self.rng, now, _window(row))
 
-    def _pick(self, session: Transaction, row: RotationRow,
-              at: datetime | None) -> tuple[list[rot.Member], rot.Choice]:
+    def _pick(self, session: Transaction, row: RotationRow, at: datetime | None,
+              stamp: int | None) -> tuple[list[rot.Member], rot.Choice]:
         """The choice for an assignment, looking up members' status only as far down the
         preference order as needed (the whole rotation under `calibrate`, which credits the
         away members, or when nobody turns out to be eligible)."""
         if row.policy == "calibrate":
-            return self._members(session, row, at)
+            return self._members(session, row, at, stamp)
         now, window = self.service.clock(), _window(row)
         ranked = [m for m in rot.preference_order(self._stats(session, row, now), self.rng)
                   if m.toggled_on and rot.slot_frees_at(m, now, window) is None]
         for first in range(0, len(ranked), LOOKUP_CHUNK):
-            for member in self._with_status(session, ranked[first:first + LOOKUP_CHUNK], at):
+            for member in self._with_status(session, ranked[first:first + LOOKUP_CHUNK], at, stamp):
                 if rot.ineligibility(member, now, window) is None:
                     return [], rot.Choice(member.user_id, (member.user_id,), (), None)
-        return self._members(session, row, at)
+        return self._members(session, row, at, stamp)
+
+
+def _terms(row: RotationRow) -> Terms:
+    """What the kept counts of ``row`` depend on besides its seats and assignments."""
+    return row.revision, row.counts_since, row.cap_window_s, row.policy
 
 
 def _window(row: RotationRow) -> timedelta | None:

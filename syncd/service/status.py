@@ -76,6 +76,28 @@ class StatusOperations(ServiceBase):
         `syncd.service.status_cache`), else None. Cheap enough for the event loop."""
         return self.status_answers.get(user_id, self.db.change_stamp(), self.clock())
 
+    def current_statuses_in(self, session: Transaction, user_ids: Sequence[str], stamp: int | None
+                            ) -> dict[str, StatusInfo]:
+        """`statuses_in` for now, from the kept answers where there are some; the others are
+        read in ``session`` and kept. ``stamp`` is `Database.change_stamp`, taken before
+        ``session`` began (see `StatusCache.put`)."""
+        now = self.clock()
+        out, missing = {}, []
+        for user_id in dict.fromkeys(user_ids):
+            kept = self.status_answers.get(user_id, stamp, now)
+            if kept is None:
+                missing.append(user_id)
+            else:
+                out[user_id] = kept
+        if missing:
+            until: dict[str, datetime | None] = {}
+            read = self._statuses(session, missing, now, None, until)
+            for user_id, info in read.items():
+                if (valid_until := until.get(user_id)) is not None:
+                    self.status_answers.put(user_id, stamp, now, valid_until, info)
+            out.update(read)
+        return out
+
     def status_in(self, session: Transaction, user_id: str, at: datetime | None = None) -> StatusInfo:
         """`status` inside the caller's transaction."""
         return self.statuses_in(session, [user_id], at)[user_id]

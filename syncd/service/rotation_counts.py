@@ -1,0 +1,126 @@
+"""A rotation's counts per member, kept between assignments.
+
+Choosing a rotation's next member needs every seat with its count, how many assignments it
+took recently, its last one, and (for a cap) when its assignments within the cap window were
+made. Reading those was most of an assignment's transaction, which is serial per rotation
+(bench.api's profile). So they are kept here, per rotation, with the rotation's revision,
+which triggers move with every change to its seats or assignments, whichever replica or path
+makes it (migration 0016). The revision comes with the rotation's row, read anyway; while it
+and the row's own terms are unchanged, the kept facts are the database's.
+
+What is kept are the facts, not the counts: "recent" and the cap window slide with the
+clock, so the members are worked out from the kept instants at each ``now``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from syncd.core import rotation as rot
+
+__all__ = ["MAX_KEPT_TIMES", "RotationCounts", "SeatFacts", "Terms", "members_at"]
+
+MAX_KEPT_TIMES = 100_000  # assignment instants kept per rotation; a busier rotation is read each time
+MAX_KEPT_ROTATIONS = 1_000  # the least recently used go first
+
+# What the facts depend on besides the revision: the rotation's row.
+Terms = tuple[int, datetime, int | None, str]  # revision, counts_since, cap_window_s, policy
+
+
+@dataclass(slots=True)
+class SeatFacts:
+    """One seat and its assignments, as read from the store."""
+    toggled_on: bool
+    weight: float
+    cap: int | None
+    extra: float  # baseline + credit: what the count holds besides the assignments themselves
+    handed: int  # assignments since the counts were reset
+    last: datetime | None  # the last assignment, ever
+    times: list[datetime] = field(default_factory=list)  # the assignments since `since`, in order
+
+
+@dataclass(slots=True)
+class _Kept:
+    terms: Terms
+    since: datetime  # `times` holds every assignment from here on
+    seats: dict[str, SeatFacts]
+
+
+class RotationCounts:
+    """The kept facts of rotations, for `RotationEngine`. Thread-safe: the members are worked
+    out under the lock, so no reader sees a half-applied assignment."""
+
+    def __init__(self, recent_window: timedelta) -> None:
+        self.recent_window = recent_window
+        self._kept: dict[str, _Kept] = {}
+        self._lock = threading.Lock()
+
+    def horizon(self, now: datetime, cap_window: timedelta | None) -> datetime:
+        """How far back assignment instants are needed at ``now`` and later."""
+        return now - max(self.recent_window, cap_window or timedelta(0))
+
+    def members(self, rotation_id: str, terms: Terms, now: datetime, cap_window: timedelta | None
+                ) -> list[rot.Member] | None:
+        """The members at ``now`` from the kept facts, if they are right for ``terms``; else
+        None, and the caller reads them (and keeps them)."""
+        with self._lock:
+            kept = self._kept.get(rotation_id)
+            # Kept from a later instant than ``now`` (clocks of replicas differ): instants may be missing.
+            if kept is None or kept.terms != terms or self.horizon(now, cap_window) < kept.since:
+                return None
+            return members_at(kept.seats, now, self.recent_window, cap_window)
+
+    def keep(self, rotation_id: str, terms: Terms, since: datetime, seats: dict[str, SeatFacts]) -> None:
+        """Keep ``seats``, read in the transaction that read ``terms``, with every assignment
+        from ``since`` on; they are the cache's from here on."""
+        if sum(len(s.times) for s in seats.values()) > MAX_KEPT_TIMES:
+            return
+        with self._lock:
+            self._kept.pop(rotation_id, None)
+            while len(self._kept) >= MAX_KEPT_ROTATIONS:
+                del self._kept[next(iter(self._kept))]
+            self._kept[rotation_id] = _Kept(terms, since, seats)
+
+    def assigned(self, rotation_id: str, before: Terms, after: Terms, member: str, at: datetime,
+                 credits: Iterable[tuple[str, float]], cap_window: timedelta | None) -> None:
+        """An assignment made at ``before`` was committed and took the rotation to ``after``:
+        the kept facts follow, if they are still those of ``before`` (another thread may have
+        read those of ``after`` already, or something else changed)."""
+        with self._lock:
+            kept = self._kept.get(rotation_id)
+            if kept is None or kept.terms != before or member not in kept.seats:
+                return
+            seat = kept.seats[member]
+            if at >= before[1]:  # as the store counts: from counts_since on
+                seat.handed += 1
+            seat.last = at if seat.last is None else max(seat.last, at)
+            bisect.insort(seat.times, at)
+            for user_id, share in credits:
+                if user_id in kept.seats:
+                    kept.seats[user_id].extra += share
+            horizon = self.horizon(at, cap_window)
+            if horizon > kept.since:  # instants no later `now` needs
+                for facts in kept.seats.values():
+                    del facts.times[:bisect.bisect_left(facts.times, horizon)]
+                kept.since = horizon
+            kept.terms = after
+
+
+def members_at(seats: Mapping[str, SeatFacts], now: datetime, recent_window: timedelta,
+            cap_window: timedelta | None) -> list[rot.Member]:
+    """Every seat as a `rot.Member` at ``now``, its status not yet known (taken as available)."""
+    recent_from = now - recent_window
+    window_from = now - cap_window if cap_window else None
+    out = []
+    for user_id, s in seats.items():
+        in_window: tuple[datetime, ...] = ()
+        if s.cap is not None and window_from is not None:  # a cap counts assignments after the window's start
+            in_window = tuple(s.times[bisect.bisect_right(s.times, window_from):])
+        out.append(rot.Member(user_id=user_id, toggled_on=s.toggled_on, status="available",
+                              count=s.handed + s.extra, recent=len(s.times) - bisect.bisect_left(s.times, recent_from),
+                              last_assigned_at=s.last, weight=s.weight, cap=s.cap, in_window=in_window))
+    return out
