@@ -17,12 +17,12 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from syncd.core import rotation as rot
 
-__all__ = ["MAX_KEPT_TIMES", "RotationCounts", "SeatFacts", "Terms", "members_at"]
+__all__ = ["MAX_KEPT_TIMES", "RotationCounts", "SeatFacts", "Terms", "advance", "copied", "members_at"]
 
 MAX_KEPT_TIMES = 100_000  # assignment instants kept per rotation; a busier rotation is read each time
 MAX_KEPT_ROTATIONS = 1_000  # the least recently used go first
@@ -85,29 +85,46 @@ class RotationCounts:
                 del self._kept[next(iter(self._kept))]
             self._kept[rotation_id] = _Kept(terms, since, seats)
 
-    def assigned(self, rotation_id: str, before: Terms, after: Terms, member: str, at: datetime,
-                 credits: Iterable[tuple[str, float]], cap_window: timedelta | None) -> None:
-        """An assignment made at ``before`` was committed and took the rotation to ``after``:
-        the kept facts follow, if they are still those of ``before`` (another thread may have
-        read those of ``after`` already, or something else changed)."""
+    def copy(self, rotation_id: str, terms: Terms, now: datetime, cap_window: timedelta | None
+             ) -> tuple[datetime, dict[str, SeatFacts]] | None:
+        """A copy of the kept facts, to assign with, if they are right for ``terms``; the
+        instants no ``now`` from here on needs are left out."""
         with self._lock:
             kept = self._kept.get(rotation_id)
-            if kept is None or kept.terms != before or member not in kept.seats:
-                return
-            seat = kept.seats[member]
-            if at >= before[1]:  # as the store counts: from counts_since on
-                seat.handed += 1
-            seat.last = at if seat.last is None else max(seat.last, at)
-            bisect.insort(seat.times, at)
-            for user_id, share in credits:
-                if user_id in kept.seats:
-                    kept.seats[user_id].extra += share
-            horizon = self.horizon(at, cap_window)
-            if horizon > kept.since:  # instants no later `now` needs
-                for facts in kept.seats.values():
-                    del facts.times[:bisect.bisect_left(facts.times, horizon)]
-                kept.since = horizon
-            kept.terms = after
+            horizon = self.horizon(now, cap_window)
+            if kept is None or kept.terms != terms or horizon < kept.since:
+                return None
+            return horizon, copied(kept.seats, horizon)
+
+    def replace(self, rotation_id: str, before: Terms, after: Terms, since: datetime,
+                seats: dict[str, SeatFacts]) -> None:
+        """Assignments made on the facts of ``before`` were committed and took the rotation to
+        ``after``, with ``seats``: kept, unless something else is kept already (another thread
+        may have read those of ``after``, or of a later change)."""
+        with self._lock:
+            kept = self._kept.get(rotation_id)
+            if kept is None or kept.terms == before:
+                self._kept.pop(rotation_id, None)
+                self._kept[rotation_id] = _Kept(after, since, seats)
+
+
+def copied(seats: Mapping[str, SeatFacts], since: datetime | None = None) -> dict[str, SeatFacts]:
+    """``seats`` with lists of their own (from ``since`` on)."""
+    return {user_id: replace(s, times=s.times[bisect.bisect_left(s.times, since):] if since else list(s.times))
+            for user_id, s in seats.items()}
+
+
+def advance(seats: dict[str, SeatFacts], member: str, at: datetime, counts_since: datetime,
+            credits: Iterable[tuple[str, float]]) -> None:
+    """``member`` was given an assignment at ``at``, and the away members ``credits``."""
+    seat = seats[member]
+    if at >= counts_since:  # as the store counts: from counts_since on
+        seat.handed += 1
+    seat.last = at if seat.last is None else max(seat.last, at)
+    bisect.insort(seat.times, at)
+    for user_id, share in credits:
+        if user_id in seats:
+            seats[user_id].extra += share
 
 
 def members_at(seats: Mapping[str, SeatFacts], now: datetime, recent_window: timedelta,

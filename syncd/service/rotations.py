@@ -27,10 +27,11 @@ from syncd.core import rotation as rot
 from syncd.core.errors import NotFoundInStore, UserInputError
 from syncd.core.time import ensure_aware, format_duration, format_utc
 from syncd.service import Syncd
-from syncd.service.rotation_counts import RotationCounts, SeatFacts, Terms, members_at
+from syncd.service.rotation_counts import RotationCounts, SeatFacts, Terms, advance, copied, members_at
 from syncd.service.seats import sync_seats, team_changed
 
-__all__ = ["MAX_CAP", "MAX_CAP_WINDOW", "MAX_WEIGHT", "Assignment", "NobodyEligible", "RotationEngine"]
+__all__ = ["MAX_CAP", "MAX_CAP_WINDOW", "MAX_WEIGHT", "Assignment", "AssignmentRequest", "NobodyEligible",
+           "RotationEngine", "assignment_request"]
 
 RECENT_WINDOW = timedelta(days=7)
 LOOKUP_CHUNK = 4  # members whose status is looked up at a time while picking
@@ -62,6 +63,26 @@ class Assignment:
         return {"assignment_id": self.id, "rotation": self.rotation, "member": self.member,
                 "start": format_utc(self.start), "end": format_utc(self.end),
                 "created_at": format_utc(self.created_at), "replayed": self.replayed}
+
+
+@dataclass(frozen=True)
+class AssignmentRequest:
+    idempotency_key: str
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def assignment_request(idempotency_key: str, start: datetime | None = None, end: datetime | None = None
+                       ) -> AssignmentRequest:
+    """A request for an assignment, checked."""
+    if not idempotency_key or len(idempotency_key) > 300:
+        raise UserInputError("idempotency_key is required (at most 300 characters): the same key "
+                             "returns the same member")
+    start = ensure_aware(start, "start") if start else None
+    end = ensure_aware(end, "end") if end else None
+    if start and end and end <= start:
+        raise UserInputError("end must be after start")
+    return AssignmentRequest(idempotency_key, start, end)
 
 
 class RotationEngine:
@@ -210,46 +231,56 @@ class RotationEngine:
 
     def assign(self, rotation_id: str, idempotency_key: str, *, start: datetime | None = None,
                end: datetime | None = None) -> Assignment:
-        if not idempotency_key or len(idempotency_key) > 300:
-            raise UserInputError("idempotency_key is required (at most 300 characters): the same key "
-                                 "returns the same member")
-        start = ensure_aware(start, "start") if start else None
-        end = ensure_aware(end, "end") if end else None
-        if start and end and end <= start:
-            raise UserInputError("end must be after start")
+        made = self.assign_many(rotation_id, [assignment_request(idempotency_key, start, end)])[0]
+        if isinstance(made, NobodyEligible):
+            raise made
+        return made
 
+    def assign_many(self, rotation_id: str, requests: Sequence[AssignmentRequest]
+                    ) -> list[Assignment | NobodyEligible]:
+        """The requests in their order, in one transaction: each is answered as if made alone
+        after the ones before it, which it sees. Requests arriving together share the lock,
+        the reading and the commit that each would otherwise pay for (`syncd.api.assign_desk`)."""
         stamp = self.db.change_stamp()  # before the transaction: members' status may come from kept answers
-        made: list[tuple[Terms, Terms, list[tuple[str, float]], timedelta | None]] = []
+        made: list[tuple[Terms, Terms, datetime, dict[str, SeatFacts]]] = []
 
-        def work(session: Transaction) -> Assignment:
+        def work(session: Transaction) -> list[Assignment | NobodyEligible]:
             made.clear()
             row = self._rotation(session, rotation_id, lock=True)
-            # The key is looked up only when the insert finds it taken: a fresh key, the usual
-            # case, costs the serial transaction no query.
-            members, choice = self._pick(session, row, start, stamp)
-            if choice.member is None:
-                if (earlier := stored.assignment_by_key(session, row.id, idempotency_key)) is not None:
-                    return _assignment(earlier, replayed=True)
-                raise NobodyEligible(_nobody_text(row, choice), choice)
-            credits = list(rot.away_credits(members, cast(rot.Policy, row.policy), self.service.clock(),
-                                            _window(row)).items())
-            added = stored.add_assignment(session, row.id, choice.member, idempotency_key, start, end,
-                                          self.service.clock(), credits)
-            if added is None:  # a retried request: the member it got then
-                earlier = stored.assignment_by_key(session, row.id, idempotency_key)
-                assert earlier is not None
-                return _assignment(earlier, replayed=True)
-            # The insert's trigger moved the revision by one; credits move it once per seat.
-            revision = stored.revision(session, row.id) if credits else row.revision + 1
-            made.append((_terms(row), (revision, row.counts_since, row.cap_window_s, row.policy), credits,
-                         _window(row)))
-            return _assignment(added, replayed=False)
-        assignment = self.db.run(work, what="assignment")
+            window, policy = _window(row), cast(rot.Policy, row.policy)
+            since, facts = self._facts(session, row, self.service.clock())
+            out: list[Assignment | NobodyEligible] = []
+            inserted, credited = 0, False
+            for request in requests:
+                now = self.service.clock()
+                members, choice = self._pick(session, row, members_at(facts, now, self.recent_window, window),
+                                             now, request.start, stamp)
+                # The key is looked up only when the insert finds it taken (or nobody can take
+                # it): a fresh key, the usual case, costs the serial transaction no query.
+                if choice.member is None:
+                    earlier = stored.assignment_by_key(session, row.id, request.idempotency_key)
+                    out.append(_assignment(earlier, replayed=True) if earlier is not None
+                               else NobodyEligible(_nobody_text(row, choice), choice))
+                    continue
+                credits = list(rot.away_credits(members, policy, now, window).items())
+                added = stored.add_assignment(session, row.id, choice.member, request.idempotency_key,
+                                              request.start, request.end, now, credits)
+                if added is None:  # a retried request: the member it got then
+                    earlier = stored.assignment_by_key(session, row.id, request.idempotency_key)
+                    assert earlier is not None
+                    out.append(_assignment(earlier, replayed=True))
+                    continue
+                advance(facts, choice.member, now, row.counts_since, credits)
+                inserted, credited = inserted + 1, credited or bool(credits)
+                out.append(_assignment(added, replayed=False))
+            # Each insert's trigger moved the revision by one; credits move it once per seat.
+            revision = stored.revision(session, row.id) if credited else row.revision + inserted
+            made.append((_terms(row), (revision, row.counts_since, row.cap_window_s, row.policy), since, facts))
+            return out
+        answers = self.db.run(work, what="assignment")
         if made:  # committed: what is kept follows
-            before, after, credits, window = made[0]
-            self.counts.assigned(rotation_id, before, after, assignment.member, assignment.created_at, credits,
-                                 window)
-        return assignment
+            self.counts.replace(rotation_id, *made[0])
+        return answers
 
     def eligible(self, user_ids: Sequence[str], at: datetime | None = None) -> dict[str, Any]:
         """Which of these users may be given work now (or at ``at``): the auto-assignment question."""
@@ -288,11 +319,10 @@ class RotationEngine:
         if users.by_id(session, user_id) is None:
             raise NotFoundInStore(f"no user {user_id!r}; register them with PUT /v1/users/{user_id}")
 
-    def _stats(self, session: Transaction, row: RotationRow, now: datetime) -> list[rot.Member]:
-        """Every seat with its counts, weight and cap, status not yet known (taken as available):
-        as kept, or read and kept."""
+    def _facts(self, session: Transaction, row: RotationRow, now: datetime) -> tuple[datetime, dict[str, SeatFacts]]:
+        """A copy of the seats' facts, from ``since`` on, as kept or read (and then kept)."""
         window = _window(row)
-        kept = self.counts.members(row.id, _terms(row), now, window)
+        kept = self.counts.copy(row.id, _terms(row), now, window)
         if kept is not None:
             return kept
         since = self.counts.horizon(now, window)
@@ -303,9 +333,15 @@ class RotationEngine:
             facts[user_id] = SeatFacts(toggled_on=seat.available, weight=seat.weight, cap=seat.cap,
                                        extra=seat.baseline + seat.credit, handed=handed, last=last,
                                        times=times.get(user_id, []))
-        found = members_at(facts, now, self.recent_window, window)  # before keeping: then they are shared
         self.counts.keep(row.id, _terms(row), since, facts)
-        return found
+        return since, copied(facts)
+
+    def _stats(self, session: Transaction, row: RotationRow, now: datetime) -> list[rot.Member]:
+        """Every seat with its counts, weight and cap, status not yet known (taken as available)."""
+        window = _window(row)
+        kept = self.counts.members(row.id, _terms(row), now, window)
+        return kept if kept is not None else members_at(self._facts(session, row, now)[1], now,
+                                                        self.recent_window, window)
 
     def _with_status(self, session: Transaction, members: Sequence[rot.Member], at: datetime | None,
                      stamp: int | None = None) -> list[rot.Member]:
@@ -326,21 +362,22 @@ class RotationEngine:
         members = self._with_status(session, self._stats(session, row, now), at, stamp)
         return members, rot.choose(members, self.rng, now, _window(row))
 
-    def _pick(self, session: Transaction, row: RotationRow, at: datetime | None,
-              stamp: int | None) -> tuple[list[rot.Member], rot.Choice]:
-        """The choice for an assignment, looking up members' status only as far down the
-        preference order as needed (the whole rotation under `calibrate`, which credits the
-        away members, or when nobody turns out to be eligible)."""
-        if row.policy == "calibrate":
-            return self._members(session, row, at, stamp)
-        now, window = self.service.clock(), _window(row)
-        ranked = [m for m in rot.preference_order(self._stats(session, row, now), self.rng)
-                  if m.toggled_on and rot.slot_frees_at(m, now, window) is None]
-        for first in range(0, len(ranked), LOOKUP_CHUNK):
-            for member in self._with_status(session, ranked[first:first + LOOKUP_CHUNK], at, stamp):
-                if rot.ineligibility(member, now, window) is None:
-                    return [], rot.Choice(member.user_id, (member.user_id,), (), None)
-        return self._members(session, row, at, stamp)
+    def _pick(self, session: Transaction, row: RotationRow, members: list[rot.Member], now: datetime,
+              at: datetime | None, stamp: int | None) -> tuple[list[rot.Member], rot.Choice]:
+        """The choice for an assignment among ``members`` (their counts at ``now``), looking up
+        members' status only as far down the preference order as needed (the whole rotation
+        under `calibrate`, which credits the away members, or when nobody turns out to be
+        eligible)."""
+        window = _window(row)
+        if row.policy != "calibrate":
+            ranked = [m for m in rot.preference_order(members, self.rng)
+                      if m.toggled_on and rot.slot_frees_at(m, now, window) is None]
+            for first in range(0, len(ranked), LOOKUP_CHUNK):
+                for member in self._with_status(session, ranked[first:first + LOOKUP_CHUNK], at, stamp):
+                    if rot.ineligibility(member, now, window) is None:
+                        return [], rot.Choice(member.user_id, (member.user_id,), (), None)
+        members = self._with_status(session, members, at, stamp)
+        return members, rot.choose(members, self.rng, now, window)
 
 
 def _terms(row: RotationRow) -> Terms:

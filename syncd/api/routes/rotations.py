@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from syncd.api.assign_desk import AssignDesk
 from syncd.api.context import ApiContext
 from syncd.api.schemas import (
     AssignIn,
@@ -23,6 +24,7 @@ from syncd.api.schemas import (
 )
 from syncd.core.errors import ConfigError, UserInputError
 from syncd.core.time import ensure_aware, format_utc, parse_duration
+from syncd.service.rotations import assignment_request
 
 __all__ = ["router"]
 
@@ -30,6 +32,7 @@ __all__ = ["router"]
 def router(ctx: ApiContext) -> APIRouter:
     r = APIRouter(tags=["rotations"])
     rotations = ctx.rotations
+    desk = AssignDesk(rotations.assign_many)
 
     @r.post("/v1/rotations", dependencies=[ctx.write], response_model=RotationOut, status_code=201)
     def create_rotation(data: RotationIn) -> dict[str, Any]:
@@ -77,9 +80,9 @@ def router(ctx: ApiContext) -> APIRouter:
                 "next_available_at": format_utc(choice.next_available_at)}
 
     @r.post("/v1/rotations/{rotation_id}/assign", dependencies=[ctx.write], response_model=AssignmentOut)
-    def assign(rotation_id: str, data: AssignIn) -> JSONResponse:
-        # A worker thread, never the event loop: the rotation's lock may make it wait.
-        made = rotations.assign(rotation_id, data.idempotency_key, start=data.start, end=data.end)
+    async def assign(rotation_id: str, data: AssignIn) -> JSONResponse:
+        # Waits on the event loop; the desk's worker thread takes the rotation's lock.
+        made = await desk.assign(rotation_id, assignment_request(data.idempotency_key, data.start, data.end))
         return JSONResponse(made.as_json())
 
     @r.post("/v1/eligible", dependencies=[ctx.read], response_model=EligibleOut)
