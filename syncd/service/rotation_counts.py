@@ -40,7 +40,16 @@ class SeatFacts:
     extra: float  # baseline + credit: what the count holds besides the assignments themselves
     handed: int  # assignments since the counts were reset
     last: datetime | None  # the last assignment, ever
-    times: list[datetime] = field(default_factory=list)  # the assignments since `since`, in order
+    times: list[datetime] = field(default_factory=list)  # committed assignments, in order; shared
+    added: list[datetime] = field(default_factory=list)  # a batch's own, in order, until it commits
+
+    def recent(self, since: datetime) -> int:
+        return len(self.times) - bisect.bisect_left(self.times, since) + \
+            len(self.added) - bisect.bisect_left(self.added, since)
+
+    def after(self, since: datetime) -> tuple[datetime, ...]:
+        return tuple(self.times[bisect.bisect_right(self.times, since):]) + \
+            tuple(self.added[bisect.bisect_right(self.added, since):])
 
 
 @dataclass(slots=True)
@@ -51,8 +60,14 @@ class _Kept:
 
 
 class RotationCounts:
-    """The kept facts of rotations, for `RotationEngine`. Thread-safe: the members are worked
-    out under the lock, so no reader sees a half-applied assignment."""
+    """The kept facts of rotations, for `RotationEngine`. Thread-safe.
+
+    A batch of assignments works on copies of the seats that share their lists of instants
+    with what is kept (copying those lists per batch grew with the rotation's assignments),
+    and adds its own to lists of its own. Only `replace`, after the batch committed, writes
+    to the shared lists; it holds the lock, as `members` does while it reads them. No batch
+    can be reading them then: another batch gets them at ``after`` only after `replace`, and
+    the one at ``before`` is the one replacing."""
 
     def __init__(self, recent_window: timedelta) -> None:
         self.recent_window = recent_window
@@ -68,11 +83,15 @@ class RotationCounts:
         """The members at ``now`` from the kept facts, if they are right for ``terms``; else
         None, and the caller reads them (and keeps them)."""
         with self._lock:
-            kept = self._kept.get(rotation_id)
-            # Kept from a later instant than ``now`` (clocks of replicas differ): instants may be missing.
-            if kept is None or kept.terms != terms or self.horizon(now, cap_window) < kept.since:
-                return None
-            return members_at(kept.seats, now, self.recent_window, cap_window)
+            kept = self._fresh(rotation_id, terms, now, cap_window)
+            return members_at(kept.seats, now, self.recent_window, cap_window) if kept else None
+
+    def copy(self, rotation_id: str, terms: Terms, now: datetime, cap_window: timedelta | None
+             ) -> tuple[datetime, dict[str, SeatFacts]] | None:
+        """The kept facts to assign with (see the class), if they are right for ``terms``."""
+        with self._lock:
+            kept = self._fresh(rotation_id, terms, now, cap_window)
+            return (kept.since, copied(kept.seats)) if kept else None
 
     def keep(self, rotation_id: str, terms: Terms, since: datetime, seats: dict[str, SeatFacts]) -> None:
         """Keep ``seats``, read in the transaction that read ``terms``, with every assignment
@@ -80,38 +99,53 @@ class RotationCounts:
         if sum(len(s.times) for s in seats.values()) > MAX_KEPT_TIMES:
             return
         with self._lock:
-            self._kept.pop(rotation_id, None)
-            while len(self._kept) >= MAX_KEPT_ROTATIONS:
-                del self._kept[next(iter(self._kept))]
-            self._kept[rotation_id] = _Kept(terms, since, seats)
-
-    def copy(self, rotation_id: str, terms: Terms, now: datetime, cap_window: timedelta | None
-             ) -> tuple[datetime, dict[str, SeatFacts]] | None:
-        """A copy of the kept facts, to assign with, if they are right for ``terms``; the
-        instants no ``now`` from here on needs are left out."""
-        with self._lock:
-            kept = self._kept.get(rotation_id)
-            horizon = self.horizon(now, cap_window)
-            if kept is None or kept.terms != terms or horizon < kept.since:
-                return None
-            return horizon, copied(kept.seats, horizon)
+            self._put(rotation_id, _Kept(terms, since, seats))
 
     def replace(self, rotation_id: str, before: Terms, after: Terms, since: datetime,
-                seats: dict[str, SeatFacts]) -> None:
-        """Assignments made on the facts of ``before`` were committed and took the rotation to
-        ``after``, with ``seats``: kept, unless something else is kept already (another thread
-        may have read those of ``after``, or of a later change)."""
+                seats: dict[str, SeatFacts], now: datetime) -> None:
+        """Assignments made at ``now`` and after on the facts of ``before`` (a `copy`, or a
+        fresh read) were committed and took the rotation to ``after``, with ``seats``: kept,
+        unless something else is kept already (another thread may have read those of
+        ``after``, or later)."""
         with self._lock:
             kept = self._kept.get(rotation_id)
-            if kept is None or kept.terms == before:
+            if kept is not None and kept.terms != before:
+                return
+            horizon = max(since, self.horizon(now, timedelta(seconds=after[2]) if after[2] else None))
+            total = 0
+            for seat in seats.values():
+                if seat.added:
+                    if not seat.times or seat.added[0] >= seat.times[-1]:
+                        seat.times.extend(seat.added)
+                    else:
+                        for at in seat.added:
+                            bisect.insort(seat.times, at)
+                    seat.added = []
+                del seat.times[:bisect.bisect_left(seat.times, horizon)]  # no later `now` needs these
+                total += len(seat.times)
+            if total > MAX_KEPT_TIMES:
                 self._kept.pop(rotation_id, None)
-                self._kept[rotation_id] = _Kept(after, since, seats)
+                return
+            self._put(rotation_id, _Kept(after, horizon, seats))
+
+    def _fresh(self, rotation_id: str, terms: Terms, now: datetime, cap_window: timedelta | None) -> _Kept | None:
+        kept = self._kept.get(rotation_id)
+        # Kept at a later instant than ``now`` (clocks of replicas differ): instants may be missing.
+        if kept is None or kept.terms != terms or self.horizon(now, cap_window) < kept.since:
+            return None
+        return kept
+
+    def _put(self, rotation_id: str, kept: _Kept) -> None:
+        self._kept.pop(rotation_id, None)
+        while len(self._kept) >= MAX_KEPT_ROTATIONS:
+            del self._kept[next(iter(self._kept))]  # the least recently kept
+        self._kept[rotation_id] = kept
 
 
-def copied(seats: Mapping[str, SeatFacts], since: datetime | None = None) -> dict[str, SeatFacts]:
-    """``seats`` with lists of their own (from ``since`` on)."""
-    return {user_id: replace(s, times=s.times[bisect.bisect_left(s.times, since):] if since else list(s.times))
-            for user_id, s in seats.items()}
+def copied(seats: Mapping[str, SeatFacts]) -> dict[str, SeatFacts]:
+    """``seats`` to assign with: their own counts and lists of added instants, the lists of
+    committed ones shared."""
+    return {user_id: replace(s, added=[]) for user_id, s in seats.items()}
 
 
 def advance(seats: dict[str, SeatFacts], member: str, at: datetime, counts_since: datetime,
@@ -121,23 +155,19 @@ def advance(seats: dict[str, SeatFacts], member: str, at: datetime, counts_since
     if at >= counts_since:  # as the store counts: from counts_since on
         seat.handed += 1
     seat.last = at if seat.last is None else max(seat.last, at)
-    bisect.insort(seat.times, at)
+    bisect.insort(seat.added, at)
     for user_id, share in credits:
         if user_id in seats:
             seats[user_id].extra += share
 
 
 def members_at(seats: Mapping[str, SeatFacts], now: datetime, recent_window: timedelta,
-            cap_window: timedelta | None) -> list[rot.Member]:
+               cap_window: timedelta | None) -> list[rot.Member]:
     """Every seat as a `rot.Member` at ``now``, its status not yet known (taken as available)."""
     recent_from = now - recent_window
     window_from = now - cap_window if cap_window else None
-    out = []
-    for user_id, s in seats.items():
-        in_window: tuple[datetime, ...] = ()
-        if s.cap is not None and window_from is not None:  # a cap counts assignments after the window's start
-            in_window = tuple(s.times[bisect.bisect_right(s.times, window_from):])
-        out.append(rot.Member(user_id=user_id, toggled_on=s.toggled_on, status="available",
-                              count=s.handed + s.extra, recent=len(s.times) - bisect.bisect_left(s.times, recent_from),
-                              last_assigned_at=s.last, weight=s.weight, cap=s.cap, in_window=in_window))
-    return out
+    return [rot.Member(user_id=user_id, toggled_on=s.toggled_on, status="available", count=s.handed + s.extra,
+                       recent=s.recent(recent_from), last_assigned_at=s.last, weight=s.weight, cap=s.cap,
+                       # a cap counts the assignments after the window's start
+                       in_window=s.after(window_from) if s.cap is not None and window_from else ())
+            for user_id, s in seats.items()]

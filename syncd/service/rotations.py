@@ -242,13 +242,14 @@ class RotationEngine:
         after the ones before it, which it sees. Requests arriving together share the lock,
         the reading and the commit that each would otherwise pay for (`syncd.api.assign_desk`)."""
         stamp = self.db.change_stamp()  # before the transaction: members' status may come from kept answers
-        made: list[tuple[Terms, Terms, datetime, dict[str, SeatFacts]]] = []
+        made: list[tuple[Terms, Terms, datetime, dict[str, SeatFacts], datetime]] = []
 
         def work(session: Transaction) -> list[Assignment | NobodyEligible]:
             made.clear()
             row = self._rotation(session, rotation_id, lock=True)
             window, policy = _window(row), cast(rot.Policy, row.policy)
-            since, facts = self._facts(session, row, self.service.clock())
+            started = self.service.clock()
+            since, facts = self._facts(session, row, started)
             out: list[Assignment | NobodyEligible] = []
             inserted, credited = 0, False
             for request in requests:
@@ -275,7 +276,8 @@ class RotationEngine:
                 out.append(_assignment(added, replayed=False))
             # Each insert's trigger moved the revision by one; credits move it once per seat.
             revision = stored.revision(session, row.id) if credited else row.revision + inserted
-            made.append((_terms(row), (revision, row.counts_since, row.cap_window_s, row.policy), since, facts))
+            made.append((_terms(row), (revision, row.counts_since, row.cap_window_s, row.policy), since, facts,
+                         started))
             return out
         answers = self.db.run(work, what="assignment")
         if made:  # committed: what is kept follows
